@@ -1,0 +1,56 @@
+package bus
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Conn is a NATS connection with its JetStream context.
+type Conn struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+}
+
+// maxAsyncPending bounds JetStream publishes awaiting their PubAck per connection.
+const maxAsyncPending = 8192
+
+// Connect dials a NATS server by URL, or the given embedded server in-process when srv is not
+// nil. The connection reconnects forever; Close drains it.
+func Connect(url string, srv *server.Server, name string) (*Conn, error) {
+	opts := []nats.Option{
+		nats.Name("hookstream-" + name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+	}
+	if srv != nil {
+		opts = append(opts, nats.InProcessServer(srv))
+		url = ""
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxAsyncPending))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Conn{NC: nc, JS: js}, nil
+}
+
+// Close drains the connection: pending publishes are flushed and subscriptions finished.
+func (c *Conn) Close() {
+	if c == nil || c.NC == nil {
+		return
+	}
+	_ = c.NC.Drain()
+	for i := 0; i < 100 && !c.NC.IsClosed(); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.NC.Close()
+}

@@ -1,0 +1,130 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrTerm marks a message that can never be processed (it is malformed, or refers to something
+// that no longer exists). A stage terminates such a message instead of redelivering it.
+var ErrTerm = errors.New("permanent failure")
+
+// Handler turns one input message into the messages to publish for it. Every output must carry a
+// Nats-Msg-Id header so that a re-publish after a crash is de-duplicated. A handler is called from
+// one goroutine at a time, in delivery order, so it may keep state across calls.
+type Handler func(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error)
+
+// RejectFunc is told about every message a stage terminates, with the reason.
+type RejectFunc func(msg jetstream.Msg, err error)
+
+// Stage consumes a durable consumer, publishes each message's outputs asynchronously and acks the
+// input only after JetStream has acknowledged every one of its outputs. Inputs whose outputs fail
+// to publish are nak'd and come back; their outputs are de-duplicated by message id.
+type Stage struct {
+	JS       jetstream.JetStream
+	Consumer jetstream.Consumer
+	Handle   Handler
+	Reject   RejectFunc
+	// Batch is how many messages are pulled at once (default 256).
+	Batch int
+	// MaxPending bounds inputs whose outputs await their PubAcks (default 4096).
+	MaxPending int
+}
+
+type pending struct {
+	msg     jetstream.Msg
+	futures []jetstream.PubAckFuture
+}
+
+// Run processes messages until ctx is cancelled, then finishes the inputs already handled (acks
+// or naks them) and returns nil.
+func (s *Stage) Run(ctx context.Context) error {
+	batch := s.Batch
+	if batch <= 0 {
+		batch = 256
+	}
+	maxPending := s.MaxPending
+	if maxPending <= 0 {
+		maxPending = 4096
+	}
+	iter, err := s.Consumer.Messages(jetstream.PullMaxMessages(batch))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	acks := make(chan pending, maxPending)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for p := range acks {
+			ok := true
+			for _, f := range p.futures {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					_ = err
+					ok = false
+				}
+			}
+			if ok {
+				_ = p.msg.Ack()
+			} else {
+				_ = p.msg.NakWithDelay(time.Second)
+			}
+		}
+	}()
+	stop := context.AfterFunc(ctx, iter.Stop)
+	defer stop()
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		outs, err := s.Handle(ctx, msg)
+		if err != nil {
+			if errors.Is(err, ErrTerm) {
+				if s.Reject != nil {
+					s.Reject(msg, err)
+				}
+				_ = msg.Term()
+			} else {
+				_ = msg.NakWithDelay(time.Second)
+			}
+			continue
+		}
+		p := pending{msg: msg}
+		failed := false
+		for _, out := range outs {
+			f, err := s.JS.PublishMsgAsync(out)
+			if err != nil {
+				failed = true
+				break
+			}
+			p.futures = append(p.futures, f)
+		}
+		if failed {
+			// The outputs already sent will be de-duplicated when the input comes back.
+			_ = msg.NakWithDelay(time.Second)
+			continue
+		}
+		acks <- p
+	}
+	close(acks)
+	<-done
+	return nil
+}
+
+// NewMsg builds an output message with its de-duplication id.
+func NewMsg(subject, msgID string, data []byte) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	return m
+}

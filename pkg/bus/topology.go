@@ -1,0 +1,101 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/proto"
+)
+
+// Retention settings of the streams whose age is configurable.
+type Retention struct {
+	Events   time.Duration // EVENTS, default 7 days
+	DLQ      time.Duration // DLQ, default 28 days, at most 6 months
+	Outcomes time.Duration // OUTCOMES, default 7 days
+	// Replicas is 1 for a single server, 3 in a cluster.
+	Replicas int
+}
+
+func (r *Retention) setDefaults() {
+	if r.Events <= 0 {
+		r.Events = 7 * 24 * time.Hour
+	}
+	if r.DLQ <= 0 {
+		r.DLQ = 28 * 24 * time.Hour
+	}
+	if r.Outcomes <= 0 {
+		r.Outcomes = 7 * 24 * time.Hour
+	}
+	if r.Replicas <= 0 {
+		r.Replicas = 1
+	}
+}
+
+// MaxDLQRetention is the longest dead letters may be kept.
+const MaxDLQRetention = 183 * 24 * time.Hour
+
+// dedupWindow is how long JetStream remembers Nats-Msg-Id values; a re-publish after a crash
+// within it is dropped.
+const dedupWindow = 10 * time.Minute
+
+// EnsureTopology creates or updates every stream and bucket hookstream uses. It is idempotent and
+// every service calls it at start, so any process can come up first.
+func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) error {
+	r.setDefaults()
+	if r.DLQ > MaxDLQRetention {
+		return fmt.Errorf("%w: dlq retention %s exceeds %s", ErrInvalidConfig, r.DLQ, MaxDLQRetention)
+	}
+	streams := []jetstream.StreamConfig{
+		{
+			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Duplicates: dedupWindow, MaxMsgSize: 1 << 20, Replicas: r.Replicas,
+		},
+		{
+			Name: proto.StreamEvents, Subjects: []string{proto.SubjectEventsAll},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			MaxAge: r.Events, Duplicates: dedupWindow, Replicas: r.Replicas,
+			AllowDirect: true,
+		},
+		{
+			Name: proto.StreamJobs, Subjects: []string{proto.SubjectJobsAll},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Duplicates: dedupWindow, Replicas: r.Replicas,
+		},
+		{
+			// Retries are schedule messages on hookstream.retry.…; when one fires, the server
+			// publishes it to the stream's outbox subject (nats-server 2.12 message schedules),
+			// so a delivery waiting hours for its next attempt holds no consumer slot.
+			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Duplicates: dedupWindow, Replicas: r.Replicas,
+			AllowMsgSchedules: true, AllowRollup: true,
+		},
+		{
+			Name: proto.StreamDLQ, Subjects: []string{proto.SubjectDLQAll},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			MaxAge: r.DLQ, Duplicates: dedupWindow, Replicas: r.Replicas,
+		},
+		{
+			Name: proto.StreamOutcomes, Subjects: []string{proto.SubjectOutcomeAll},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			MaxAge: r.Outcomes, Duplicates: dedupWindow, Replicas: r.Replicas,
+		},
+	}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: b, History: 1, Storage: jetstream.FileStorage, Replicas: r.Replicas,
+		}); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+// Package proto is hookstream's contract: the wire types every service exchanges over NATS
+// (msgpack), the public JSON records (outcomes), and the names of streams, subjects and
+// key-value buckets. It holds no logic beyond encoding and naming.
+package proto
+
+import "strings"
+
+// JetStream stream names. See DESIGN.md for what each carries.
+const (
+	StreamIngest   = "INGEST"
+	StreamEvents   = "EVENTS"
+	StreamJobs     = "JOBS"
+	StreamOutbox   = "OUTBOX"
+	StreamDLQ      = "DLQ"
+	StreamOutcomes = "OUTCOMES"
+)
+
+// Key-value bucket names.
+const (
+	// BucketStreams holds stream (subscription) definitions as JSON, key "{partition}.{streamId}".
+	BucketStreams = "hookstream_streams"
+	// BucketSecrets holds webhook secrets, key "{partition}.{streamId}". Only the signer reads it.
+	BucketSecrets = "hookstream_secrets"
+	// BucketState holds delivery-side target state (counters, health), key "{partition}.{streamId}".
+	BucketState = "hookstream_state"
+)
+
+// Subject prefixes.
+const (
+	prefix            = "hookstream."
+	SubjectIngestAll  = prefix + "ingest.>"
+	SubjectEventsAll  = prefix + "events.>"
+	SubjectJobsAll    = prefix + "jobs.>"
+	SubjectOutboxAll  = prefix + "outbox.>"
+	SubjectRetryAll   = prefix + "retry.>"
+	SubjectDLQAll     = prefix + "dlq.>"
+	SubjectOutcomeAll = prefix + "outcomes.>"
+	// SubjectSign is the signer's request/reply endpoint: a SignRequest in, a SignReply out.
+	SubjectSign = prefix + "rpc.sign"
+)
+
+// EventTypePoint is the event type of point readings; it is reserved and cannot be used by
+// device events.
+const EventTypePoint = "point"
+
+// IngestPointSubject is where a sensor publishes readings of one point.
+func IngestPointSubject(partition, pointID string) string {
+	return prefix + "ingest." + partition + ".points." + pointID
+}
+
+// IngestEventSubject is where a device event of one type is published.
+func IngestEventSubject(partition, eventType string) string {
+	return prefix + "ingest." + partition + ".events." + eventType
+}
+
+// EventSubject is the subject of a canonical event in EVENTS. The last message on the subject of
+// a point holds that point's state.
+func EventSubject(partition, eventType, subject string) string {
+	return prefix + "events." + partition + "." + eventType + "." + subject
+}
+
+// JobSubject addresses a job for one stream.
+func JobSubject(partition, streamID string) string {
+	return prefix + "jobs." + partition + "." + streamID
+}
+
+// OutboxSubject addresses a rendered delivery for one stream (target).
+func OutboxSubject(partition, streamID string) string {
+	return prefix + "outbox." + partition + "." + streamID
+}
+
+// RetrySubject holds the schedule message of one pending retry; when it fires, the server
+// publishes its content to OutboxSubject of the same stream.
+func RetrySubject(partition, streamID, deliveryID string) string {
+	return prefix + "retry." + partition + "." + streamID + "." + deliveryID
+}
+
+// DLQSubject addresses a dead-lettered delivery.
+func DLQSubject(partition, streamID string) string {
+	return prefix + "dlq." + partition + "." + streamID
+}
+
+// OutcomeSubject is where a delivery outcome is published; result is one of the Outcome*
+// constants, or "stream.failing" etc. for operational events.
+func OutcomeSubject(partition, streamID, result string) string {
+	return prefix + "outcomes." + partition + "." + streamID + "." + result
+}
+
+// StreamKey is the key of a stream in the streams, secrets and state buckets.
+func StreamKey(partition, streamID string) string { return partition + "." + streamID }
+
+// SplitStreamKey is the inverse of StreamKey.
+func SplitStreamKey(key string) (partition, streamID string, ok bool) {
+	return strings.Cut(key, ".")
+}
+
+// ParseIngestSubject splits an ingest subject into partition, kind ("points" or "events") and
+// the final token (point id or event type).
+func ParseIngestSubject(subject string) (partition, kind, last string, ok bool) {
+	rest, found := strings.CutPrefix(subject, prefix+"ingest.")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// ValidToken reports whether s can fill exactly one NATS subject token and one KV key part:
+// non-empty, at most 128 bytes, and made only of letters, digits, '-', '_', ':' , '@', '~',
+// '+', '=' and '%'. Partition ids, point ids, event types, subjects and stream ids all pass
+// through it at every edge.
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_' || c == ':' || c == '@' || c == '~' || c == '+' || c == '=' || c == '%':
+		default:
+			return false
+		}
+	}
+	return true
+}

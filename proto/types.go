@@ -1,0 +1,142 @@
+package proto
+
+import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Version is the schema version written into every wire type. Decoders accept any version up to
+// it; a bump means a field changed meaning, not that one was added.
+const Version = 1
+
+// Event is a canonical reading or device event, as ingest writes it to EVENTS. For a point
+// reading Type is EventTypePoint, Subject the point id, and the point fields are set; for a device
+// event Data holds its JSON payload.
+type Event struct {
+	V         uint8  `msgpack:"v"`
+	ID        string `msgpack:"id"`
+	Partition string `msgpack:"p"`
+	Type      string `msgpack:"t"`
+	Subject   string `msgpack:"s"`
+	// Source is a URI naming what produced the event, in the form of seed 002:
+	// "//hookstream/partitions/{partition}/points/{pointId}" or ".../events/{type}/{subject}".
+	Source string `msgpack:"src"`
+	// Time is when the reading was taken or the event occurred (Unix nanoseconds).
+	Time int64 `msgpack:"tm"`
+	// IngestedAt is when ingest accepted the input (Unix nanoseconds); end-to-end latency counts
+	// from here.
+	IngestedAt int64 `msgpack:"ia"`
+
+	// Point readings.
+	Value         []byte `msgpack:"val,omitempty"` // the reading's value as raw JSON
+	Quality       int    `msgpack:"q,omitempty"`
+	Changed       bool   `msgpack:"chg,omitempty"`
+	CreatedAt     int64  `msgpack:"ca,omitempty"` // first time the point was seen
+	LastUpdatedAt int64  `msgpack:"lu,omitempty"` // this reading's time
+	LastChangedAt int64  `msgpack:"lc,omitempty"` // time of the last reading whose value changed
+
+	// Device events.
+	Data []byte `msgpack:"d,omitempty"` // raw JSON object
+}
+
+// Job asks the signer to render and sign event(s) for one stream.
+type Job struct {
+	V         uint8   `msgpack:"v"`
+	ID        string  `msgpack:"id"` // the delivery id it will become
+	Partition string  `msgpack:"p"`
+	StreamID  string  `msgpack:"sid"`
+	Events    []Event `msgpack:"ev"`
+}
+
+// Attempt is one delivery attempt, kept in the delivery's history.
+type Attempt struct {
+	At        int64   `msgpack:"at" json:"-"` // Unix nanoseconds
+	Status    int     `msgpack:"st,omitempty" json:"statusCode,omitempty"`
+	Error     string  `msgpack:"err,omitempty" json:"error,omitempty"`
+	LatencyMs float64 `msgpack:"lat" json:"latencyMs"`
+}
+
+// Delivery is a rendered webhook call for one stream, as the signer writes it to OUTBOX. It never
+// holds a secret: signature headers are not secret, and headers that are (outbound auth) are
+// fetched from the signer per attempt.
+type Delivery struct {
+	V         uint8    `msgpack:"v"`
+	ID        string   `msgpack:"id"` // stable webhook-id
+	Partition string   `msgpack:"p"`
+	StreamID  string   `msgpack:"sid"`
+	EventIDs  []string `msgpack:"eids"`
+
+	URL     string            `msgpack:"url"`
+	Method  string            `msgpack:"m"`
+	Headers map[string]string `msgpack:"h,omitempty"` // static, non-secret headers
+	Body    []byte            `msgpack:"b"`
+
+	// Signed holds the signature headers computed at SignedAt. They are used as they are when
+	// Fresh is false; otherwise every attempt asks the signer for new ones.
+	Signed   map[string]string `msgpack:"sg,omitempty"`
+	SignedAt int64             `msgpack:"sa,omitempty"`
+	Fresh    bool              `msgpack:"fr,omitempty"`
+
+	IngestedAt     int64     `msgpack:"ia"`
+	FirstAttemptAt int64     `msgpack:"fa,omitempty"`
+	History        []Attempt `msgpack:"hist,omitempty"`
+	// Resends counts how many times the delivery came back from the dead-letter stream.
+	Resends int `msgpack:"rs,omitempty"`
+}
+
+// DeadLetter is what the DLQ stream holds: the delivery with its full history.
+type DeadLetter struct {
+	V        uint8    `msgpack:"v"`
+	Delivery Delivery `msgpack:"d"`
+	TraceID  string   `msgpack:"tid,omitempty"`
+	At       int64    `msgpack:"at"`
+	Reason   string   `msgpack:"r"`
+}
+
+// SignRequest asks the signer for the headers of one attempt.
+type SignRequest struct {
+	V          uint8  `msgpack:"v"`
+	Partition  string `msgpack:"p"`
+	StreamID   string `msgpack:"sid"`
+	DeliveryID string `msgpack:"id"`
+	Body       []byte `msgpack:"b"`
+	Timestamp  int64  `msgpack:"ts"` // Unix seconds the signature is for
+}
+
+// SignReply answers a SignRequest. Error is set when the stream or its secret is gone.
+type SignReply struct {
+	V       uint8             `msgpack:"v"`
+	Headers map[string]string `msgpack:"h,omitempty"`
+	Error   string            `msgpack:"err,omitempty"`
+}
+
+// Marshal encodes a wire type with msgpack.
+func Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
+
+// Unmarshal decodes a wire type and rejects versions newer than this build knows.
+func Unmarshal(b []byte, v any) error {
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return err
+	}
+	var ver uint8
+	switch x := v.(type) {
+	case *Event:
+		ver = x.V
+	case *Job:
+		ver = x.V
+	case *Delivery:
+		ver = x.V
+	case *DeadLetter:
+		ver = x.V
+	case *StreamDef:
+		ver = x.V
+	}
+	if ver > Version {
+		return fmt.Errorf("%w: version %d > %d", ErrVersion, ver, Version)
+	}
+	return nil
+}
+
+// ErrVersion means a message was written by a newer build than this one.
+var ErrVersion = fmt.Errorf("unknown schema version")

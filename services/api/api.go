@@ -1,0 +1,526 @@
+// Package api serves hookstream's management HTTP API: streams (webhook subscriptions) and their
+// entities in the shape of seed 000, under /streaming/v1/partitions/{partition}. Every route
+// authenticates a bearer JWT and checks its partition and scope before anything else.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/auth"
+	"hookstream/pkg/bus"
+	"hookstream/pkg/retry"
+	"hookstream/pkg/web"
+	"hookstream/proto"
+)
+
+// Config configures the API.
+type Config struct {
+	Logger   *slog.Logger
+	Conn     *bus.Conn
+	Verifier auth.Verifier
+	// Addr is HOST:PORT to listen on.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr.
+	Listener net.Listener
+	// Dev accepts plain-http and private webhook URLs.
+	Dev bool
+	// AllowHTTP accepts plain-http webhook URLs outside --dev.
+	AllowHTTP bool
+	// Mounts add routes of other components (HTTP ingest in the all-in-one binary).
+	Mounts []func(*http.ServeMux)
+}
+
+// Service is the API.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	js      jetstream.JetStream
+	streams jetstream.KeyValue
+	secrets jetstream.KeyValue
+	state   jetstream.KeyValue
+	policy  urlPolicy
+	mux     *http.ServeMux
+}
+
+// New validates cfg and returns the API.
+func New(cfg Config) (*Service, error) {
+	if cfg.Conn == nil || cfg.Verifier == nil {
+		return nil, errors.New("api: Conn and Verifier are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{
+		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS,
+		policy: urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev},
+	}
+	s.mux = s.routes()
+	return s, nil
+}
+
+// Handler returns the API's HTTP handler.
+func (s *Service) Handler() http.Handler { return s.mux }
+
+// Run serves HTTP until ctx is cancelled, then shuts the server down gracefully.
+func (s *Service) Run(ctx context.Context) error {
+	var err error
+	if s.streams, err = s.js.KeyValue(ctx, proto.BucketStreams); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if s.secrets, err = s.js.KeyValue(ctx, proto.BucketSecrets); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if s.state, err = s.js.KeyValue(ctx, proto.BucketState); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	ln := s.cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("api listen: %w", err)
+		}
+	}
+	srv := web.Server(s.cfg.Addr, s.mux)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("api listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	return nil
+}
+
+const base = "/streaming/v1/partitions/{partition}"
+
+func (s *Service) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+base+"/streams", s.guard(auth.ScopeStreamsWrite, s.createStream))
+	mux.HandleFunc("GET "+base+"/streams", s.guard(auth.ScopeStreamsRead, s.listStreams))
+	mux.HandleFunc("GET "+base+"/streams/{id}", s.guard(auth.ScopeStreamsRead, s.getStream))
+	mux.HandleFunc("PATCH "+base+"/streams/{id}", s.guard(auth.ScopeStreamsWrite, s.patchStream))
+	mux.HandleFunc("DELETE "+base+"/streams/{id}", s.guard(auth.ScopeStreamsWrite, s.deleteStream))
+	mux.HandleFunc("GET "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsRead, s.getEntities))
+	mux.HandleFunc("PUT "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsWrite, s.putEntities))
+	mux.HandleFunc("DELETE "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsWrite, s.deleteEntities))
+	web.Health(mux, s.ready)
+	for _, m := range s.cfg.Mounts {
+		m(mux)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		web.WriteError(w, &web.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no route " + r.Method + " " + r.URL.Path})
+	})
+	return mux
+}
+
+func (s *Service) ready() error {
+	if !s.cfg.Conn.NC.IsConnected() {
+		return errors.New("nats not connected")
+	}
+	if s.streams == nil {
+		return errors.New("buckets not opened yet")
+	}
+	return nil
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, partition string) error
+
+// guard authenticates, validates the partition, checks scope, then runs h and writes its error.
+func (s *Service) guard(scope string, h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		claims, err := web.Authenticate(s.cfg.Verifier, r)
+		if err != nil {
+			web.WriteError(w, err)
+			return
+		}
+		partition := r.PathValue("partition")
+		if !proto.ValidToken(partition) {
+			web.WriteError(w, web.BadRequest("partition", "invalid partition id"))
+			return
+		}
+		if err := claims.Allow(partition, scope); err != nil {
+			web.WriteError(w, err)
+			return
+		}
+		if s.streams == nil {
+			web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "starting up"})
+			return
+		}
+		if err := h(w, r, partition); err != nil {
+			var we *web.Error
+			if !errors.As(err, &we) {
+				s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "error", err.Error())
+			}
+			web.WriteError(w, err)
+		}
+	}
+}
+
+// streamType reads ?type=; seed 000 uses both point-stream and point-streams.
+func streamType(r *http.Request) (string, error) {
+	switch t := r.URL.Query().Get("type"); t {
+	case "", "point-stream", "point-streams":
+		return proto.TypePointStream, nil
+	default:
+		return "", web.BadRequest("type", "unknown stream type %q (supported: point-stream)", clip(t))
+	}
+}
+
+func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition string) error {
+	typ, err := streamType(r)
+	if err != nil {
+		return err
+	}
+	var body streamBody
+	if err := web.DecodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	def := &proto.StreamDef{
+		V: proto.Version, ID: uuid.NewString(), Partition: partition, Type: typ,
+		Format: proto.FormatPoint, Method: "POST", Signature: proto.SignatureHubSHA256,
+		MaxRetry: retry.MaxRetries, FailureLimit: 10, MaxInFlight: 16, TimeoutMs: 10_000,
+		PropagateTrace: true, Status: proto.StatusActive,
+		CreatedAt: now.UnixNano(), UpdatedAt: now.UnixNano(),
+	}
+	if werr := body.apply(def, true, s.policy); werr != nil {
+		return werr
+	}
+	key := proto.StreamKey(partition, def.ID)
+	ctx := r.Context()
+	if body.WebhookSecret != nil {
+		if err := s.putSecret(ctx, key, *body.WebhookSecret); err != nil {
+			return err
+		}
+		def.HasSecret = true
+	}
+	data, err := proto.Marshal(def)
+	if err != nil {
+		return err
+	}
+	if _, err := s.streams.Create(ctx, key, data); err != nil {
+		// Nothing half-written: drop the secret stored for a stream that does not exist.
+		_ = s.secrets.Purge(context.WithoutCancel(ctx), key)
+		return fmt.Errorf("store stream: %w", err)
+	}
+	s.log.Info("stream created", "partition", partition, "stream_id", def.ID)
+	web.WriteJSON(w, http.StatusCreated, resource(def))
+	return nil
+}
+
+func (s *Service) putSecret(ctx context.Context, key, secret string) error {
+	data, err := proto.Marshal(&proto.Secret{V: proto.Version, Current: []byte(secret)})
+	if err != nil {
+		return err
+	}
+	if _, err := s.secrets.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("store secret: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition string) error {
+	if _, err := streamType(r); err != nil {
+		return err
+	}
+	defs, err := s.partitionStreams(r.Context(), partition)
+	if err != nil {
+		return err
+	}
+	out := make([]streamResource, 0, len(defs))
+	for _, d := range defs {
+		out = append(out, resource(d))
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
+	return nil
+}
+
+func (s *Service) partitionStreams(ctx context.Context, partition string) ([]*proto.StreamDef, error) {
+	lister, err := s.streams.ListKeysFiltered(ctx, partition+".*")
+	if err != nil {
+		return nil, fmt.Errorf("list streams: %w", err)
+	}
+	var defs []*proto.StreamDef
+	for key := range lister.Keys() {
+		e, err := s.streams.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read stream: %w", err)
+		}
+		var d proto.StreamDef
+		if err := proto.Unmarshal(e.Value(), &d); err != nil {
+			return nil, fmt.Errorf("decode stream %s: %w", key, err)
+		}
+		defs = append(defs, &d)
+	}
+	slices.SortFunc(defs, func(a, b *proto.StreamDef) int {
+		if a.CreatedAt != b.CreatedAt {
+			return int(a.CreatedAt - b.CreatedAt)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return defs, nil
+}
+
+// load reads one stream and its KV revision; an unknown or malformed id is a 404.
+func (s *Service) load(ctx context.Context, partition, id string) (*proto.StreamDef, uint64, error) {
+	if !proto.ValidToken(id) {
+		return nil, 0, web.NotFound("stream")
+	}
+	e, err := s.streams.Get(ctx, proto.StreamKey(partition, id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, web.NotFound("stream " + id)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read stream: %w", err)
+	}
+	var d proto.StreamDef
+	if err := proto.Unmarshal(e.Value(), &d); err != nil {
+		return nil, 0, fmt.Errorf("decode stream: %w", err)
+	}
+	return &d, e.Revision(), nil
+}
+
+func (s *Service) getStream(w http.ResponseWriter, r *http.Request, partition string) error {
+	def, _, err := s.load(r.Context(), partition, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	web.WriteJSON(w, http.StatusOK, resource(def))
+	return nil
+}
+
+// update applies change to a stream with optimistic concurrency, retrying on a concurrent write.
+func (s *Service) update(ctx context.Context, partition, id string, change func(*proto.StreamDef) error) (*proto.StreamDef, error) {
+	for range 5 {
+		def, rev, err := s.load(ctx, partition, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(def); err != nil {
+			return nil, err
+		}
+		def.UpdatedAt = time.Now().UTC().Truncate(time.Second).UnixNano()
+		data, err := proto.Marshal(def)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.streams.Update(ctx, proto.StreamKey(partition, id), data, rev); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+			return nil, fmt.Errorf("store stream: %w", err)
+		}
+		return def, nil
+	}
+	return nil, &web.Error{Status: http.StatusConflict, Code: "conflict", Message: "stream changed concurrently; retry"}
+}
+
+func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition string) error {
+	var body streamBody
+	if err := web.DecodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	id := r.PathValue("id")
+	// Validate fully before writing anything.
+	probe, _, err := s.load(ctx, partition, id)
+	if err != nil {
+		return err
+	}
+	if werr := body.apply(probe, false, s.policy); werr != nil {
+		return werr
+	}
+	if body.WebhookSecret != nil {
+		if err := s.putSecret(ctx, proto.StreamKey(partition, id), *body.WebhookSecret); err != nil {
+			return err
+		}
+	}
+	def, err := s.update(ctx, partition, id, func(d *proto.StreamDef) error {
+		if werr := body.apply(d, false, s.policy); werr != nil {
+			return werr
+		}
+		if body.WebhookSecret != nil {
+			d.HasSecret = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	web.WriteJSON(w, http.StatusOK, resource(def))
+	return nil
+}
+
+func (s *Service) deleteStream(w http.ResponseWriter, r *http.Request, partition string) error {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	if _, _, err := s.load(ctx, partition, id); err != nil {
+		return err
+	}
+	key := proto.StreamKey(partition, id)
+	if err := s.streams.Purge(ctx, key); err != nil {
+		return fmt.Errorf("delete stream: %w", err)
+	}
+	// The stream is gone for every service from here on; what follows is cleanup of its secret,
+	// state and pending work, each idempotent.
+	bg := context.WithoutCancel(ctx)
+	_ = s.secrets.Purge(bg, key)
+	_ = s.state.Purge(bg, key)
+	for _, p := range []struct{ stream, subject string }{
+		{proto.StreamJobs, proto.JobSubject(partition, id)},
+		{proto.StreamOutbox, proto.OutboxSubject(partition, id)},
+		{proto.StreamOutbox, proto.RetrySubject(partition, id, ">")},
+	} {
+		st, err := s.js.Stream(bg, p.stream)
+		if err == nil {
+			err = st.Purge(bg, jetstream.WithPurgeSubject(p.subject))
+		}
+		if err != nil {
+			s.log.Warn("purge after delete", "stream", p.stream, "subject", p.subject, "error", err.Error())
+		}
+	}
+	s.log.Info("stream deleted", "partition", partition, "stream_id", id)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type entitiesBody struct {
+	PointIDs *[]string `json:"pointIds"`
+}
+
+func (s *Service) getEntities(w http.ResponseWriter, r *http.Request, partition string) error {
+	def, _, err := s.load(r.Context(), partition, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	out := make([]map[string]string, 0, len(def.PointIDs))
+	for _, pid := range def.PointIDs {
+		out = append(out, map[string]string{"id": pid, "type": "point"})
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
+	return nil
+}
+
+func (s *Service) readEntities(w http.ResponseWriter, r *http.Request) ([]string, error) {
+	var body entitiesBody
+	if err := web.DecodeJSON(w, r, &body); err != nil {
+		return nil, err
+	}
+	if body.PointIDs == nil {
+		return nil, web.BadRequest("pointIds", "is required")
+	}
+	ids, werr := checkPointIDs(*body.PointIDs, false)
+	if werr != nil {
+		return nil, werr
+	}
+	return ids, nil
+}
+
+// putEntities adds point ids to a stream (those already present are kept once) and answers the
+// updated stream.
+func (s *Service) putEntities(w http.ResponseWriter, r *http.Request, partition string) error {
+	ids, err := s.readEntities(w, r)
+	if err != nil {
+		return err
+	}
+	def, err := s.update(r.Context(), partition, r.PathValue("id"), func(d *proto.StreamDef) error {
+		for _, id := range ids {
+			if !slices.Contains(d.PointIDs, id) {
+				d.PointIDs = append(d.PointIDs, id)
+			}
+		}
+		if len(d.PointIDs) > MaxPointIDs {
+			return web.BadRequest("pointIds", "the stream would have %d points; at most %d are allowed", len(d.PointIDs), MaxPointIDs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	web.WriteJSON(w, http.StatusOK, resource(def))
+	return nil
+}
+
+// deleteEntities removes point ids from a stream and answers the updated stream. Naming a point
+// the stream does not have is a 400, and nothing is removed.
+func (s *Service) deleteEntities(w http.ResponseWriter, r *http.Request, partition string) error {
+	ids, err := s.readEntities(w, r)
+	if err != nil {
+		return err
+	}
+	def, err := s.update(r.Context(), partition, r.PathValue("id"), func(d *proto.StreamDef) error {
+		for i, id := range ids {
+			if !slices.Contains(d.PointIDs, id) {
+				return web.BadRequest(fmt.Sprintf("pointIds[%d]", i), "point %q is not in this stream", id)
+			}
+		}
+		d.PointIDs = slices.DeleteFunc(d.PointIDs, func(p string) bool { return slices.Contains(ids, p) })
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	web.WriteJSON(w, http.StatusOK, resource(def))
+	return nil
+}
+
+// streamResource is seed 000's stream shape.
+type streamResource struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	Attributes streamAttribues `json:"attributes"`
+}
+
+type streamAttribues struct {
+	PartitionID    string   `json:"partitionId"`
+	Name           string   `json:"name,omitempty"`
+	WebhookURL     string   `json:"webhookUrl"`
+	PointIDs       []string `json:"pointIds"`
+	Status         string   `json:"status"`
+	CreatedAt      string   `json:"createdAt"`
+	UpdatedAt      string   `json:"updatedAt"`
+	Method         string   `json:"method"`
+	Format         string   `json:"format"`
+	Signature      string   `json:"signature,omitempty"`
+	MaxRetry       int      `json:"maxRetry"`
+	FailureLimit   int      `json:"failureLimit"`
+	MaxInFlight    int      `json:"maxInFlight"`
+	TimeoutMs      int      `json:"timeoutMs"`
+	Ordered        bool     `json:"ordered"`
+	PropagateTrace bool     `json:"propagateTrace"`
+}
+
+func resource(d *proto.StreamDef) streamResource {
+	a := streamAttribues{
+		PartitionID: d.Partition, Name: d.Name, WebhookURL: d.WebhookURL, PointIDs: d.PointIDs,
+		Status: d.Status, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt),
+		Method: d.Method, Format: d.Format, MaxRetry: d.MaxRetry, FailureLimit: d.FailureLimit,
+		MaxInFlight: d.MaxInFlight, TimeoutMs: d.TimeoutMs, Ordered: d.Ordered, PropagateTrace: d.PropagateTrace,
+	}
+	if a.PointIDs == nil {
+		a.PointIDs = []string{}
+	}
+	if d.HasSecret {
+		a.Signature = d.Signature
+	}
+	return streamResource{ID: d.ID, Type: d.Type, Attributes: a}
+}
+
+func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }

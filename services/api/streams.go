@@ -1,0 +1,219 @@
+package api
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"hookstream/pkg/retry"
+	"hookstream/pkg/web"
+	"hookstream/proto"
+)
+
+// Limits on stream definitions.
+const (
+	MaxPointIDs     = 1000
+	maxURLLen       = 2048
+	maxSecretLen    = 512
+	minSecretLen    = 1
+	maxNameLen      = 200
+	maxFailureLimit = 10_000
+	maxInFlightCap  = 256
+	minTimeoutMs    = 100
+	maxTimeoutMs    = 60_000
+)
+
+// streamBody is the JSON body of create and PATCH. Pointers tell "absent" from "zero".
+type streamBody struct {
+	WebhookURL     *string   `json:"webhookUrl"`
+	PointIDs       *[]string `json:"pointIds"`
+	WebhookSecret  *string   `json:"webhookSecret"`
+	Name           *string   `json:"name"`
+	Method         *string   `json:"method"`
+	Format         *string   `json:"format"`
+	Signature      *string   `json:"signature"`
+	MaxRetry       *int      `json:"maxRetry"`
+	FailureLimit   *int      `json:"failureLimit"`
+	MaxInFlight    *int      `json:"maxInFlight"`
+	TimeoutMs      *int      `json:"timeoutMs"`
+	Ordered        *bool     `json:"ordered"`
+	PropagateTrace *bool     `json:"propagateTrace"`
+	Status         *string   `json:"status"`
+}
+
+// apply validates the body and writes it onto def. create demands the required fields.
+func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *web.Error {
+	if b.WebhookURL == nil && create {
+		return web.BadRequest("webhookUrl", "is required")
+	}
+	if b.WebhookURL != nil {
+		if err := opts.check(*b.WebhookURL); err != nil {
+			return err
+		}
+		def.WebhookURL = *b.WebhookURL
+	}
+	if b.PointIDs == nil && create && def.Type == proto.TypePointStream {
+		return web.BadRequest("pointIds", "is required for a point-stream")
+	}
+	if b.PointIDs != nil {
+		ids, err := checkPointIDs(*b.PointIDs, false)
+		if err != nil {
+			return err
+		}
+		def.PointIDs = ids
+	}
+	if b.WebhookSecret != nil {
+		n := utf8.RuneCountInString(*b.WebhookSecret)
+		if n < minSecretLen || n > maxSecretLen {
+			return web.BadRequest("webhookSecret", "must be 1 to %d characters", maxSecretLen)
+		}
+	}
+	if b.Name != nil {
+		if utf8.RuneCountInString(*b.Name) > maxNameLen || !utf8.ValidString(*b.Name) {
+			return web.BadRequest("name", "must be valid UTF-8 of at most %d characters", maxNameLen)
+		}
+		def.Name = *b.Name
+	}
+	if b.Method != nil {
+		m := strings.ToUpper(*b.Method)
+		if m != "POST" && m != "PUT" && m != "PATCH" {
+			return web.BadRequest("method", "must be POST, PUT or PATCH")
+		}
+		def.Method = m
+	}
+	if b.Format != nil {
+		if *b.Format != proto.FormatPoint {
+			return web.BadRequest("format", "unknown format %q (supported: %q)", *b.Format, proto.FormatPoint)
+		}
+		def.Format = *b.Format
+	}
+	if b.Signature != nil {
+		if *b.Signature != proto.SignatureHubSHA256 {
+			return web.BadRequest("signature", "unknown scheme %q (supported: %q)", *b.Signature, proto.SignatureHubSHA256)
+		}
+		def.Signature = *b.Signature
+	}
+	if b.MaxRetry != nil {
+		if *b.MaxRetry < 0 || *b.MaxRetry > retry.MaxRetries {
+			return web.BadRequest("maxRetry", "must be 0 to %d", retry.MaxRetries)
+		}
+		def.MaxRetry = *b.MaxRetry
+	}
+	if b.FailureLimit != nil {
+		if *b.FailureLimit < 1 || *b.FailureLimit > maxFailureLimit {
+			return web.BadRequest("failureLimit", "must be 1 to %d", maxFailureLimit)
+		}
+		def.FailureLimit = *b.FailureLimit
+	}
+	if b.MaxInFlight != nil {
+		if *b.MaxInFlight < 1 || *b.MaxInFlight > maxInFlightCap {
+			return web.BadRequest("maxInFlight", "must be 1 to %d", maxInFlightCap)
+		}
+		def.MaxInFlight = *b.MaxInFlight
+	}
+	if b.TimeoutMs != nil {
+		if *b.TimeoutMs < minTimeoutMs || *b.TimeoutMs > maxTimeoutMs {
+			return web.BadRequest("timeoutMs", "must be %d to %d", minTimeoutMs, maxTimeoutMs)
+		}
+		def.TimeoutMs = *b.TimeoutMs
+	}
+	if b.Ordered != nil {
+		def.Ordered = *b.Ordered
+	}
+	if b.PropagateTrace != nil {
+		def.PropagateTrace = *b.PropagateTrace
+	}
+	if b.Status != nil {
+		if *b.Status != proto.StatusActive && *b.Status != proto.StatusDisabled {
+			return web.BadRequest("status", "must be %q or %q", proto.StatusActive, proto.StatusDisabled)
+		}
+		def.Status = *b.Status
+	}
+	return nil
+}
+
+// checkPointIDs validates a list of point ids: non-empty unless allowEmpty, valid tokens, no
+// duplicates, at most MaxPointIDs.
+func checkPointIDs(ids []string, allowEmpty bool) ([]string, *web.Error) {
+	if len(ids) == 0 && !allowEmpty {
+		return nil, web.BadRequest("pointIds", "must be a non-empty array of point ids")
+	}
+	if len(ids) > MaxPointIDs {
+		return nil, web.BadRequest("pointIds", "has %d entries; at most %d are allowed per stream", len(ids), MaxPointIDs)
+	}
+	seen := make(map[string]struct{}, len(ids))
+	for i, id := range ids {
+		if !proto.ValidToken(id) {
+			return nil, web.BadRequest(fmt.Sprintf("pointIds[%d]", i), "%q is not a valid point id (1-128 of A-Z a-z 0-9 - _ : @ ~ + = %%)", clip(id))
+		}
+		if _, dup := seen[id]; dup {
+			return nil, web.BadRequest(fmt.Sprintf("pointIds[%d]", i), "duplicate point id %q", id)
+		}
+		seen[id] = struct{}{}
+	}
+	return slices.Clone(ids), nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// urlPolicy decides which webhook URLs are accepted at create and update time. The delivery
+// dialer checks the resolved address again at every connection.
+type urlPolicy struct {
+	// AllowHTTP accepts plain http URLs (always in --dev).
+	AllowHTTP bool
+	// AllowPrivate accepts loopback and private literal addresses (--dev).
+	AllowPrivate bool
+}
+
+func (p urlPolicy) check(raw string) *web.Error {
+	if raw == "" {
+		return web.BadRequest("webhookUrl", "is required")
+	}
+	if len(raw) > maxURLLen {
+		return web.BadRequest("webhookUrl", "is longer than %d characters", maxURLLen)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return web.BadRequest("webhookUrl", "must be an absolute http(s) URL")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !p.AllowHTTP {
+			return web.BadRequest("webhookUrl", "must use https (plain http only with --dev or --allow-http)")
+		}
+	default:
+		return web.BadRequest("webhookUrl", "scheme %q is not allowed; use https", u.Scheme)
+	}
+	if u.User != nil {
+		return web.BadRequest("webhookUrl", "must not contain credentials; use the auth settings")
+	}
+	if u.Fragment != "" {
+		return web.BadRequest("webhookUrl", "must not contain a fragment")
+	}
+	if !p.AllowPrivate {
+		if ip := net.ParseIP(strings.Trim(u.Hostname(), "[]")); ip != nil && !publicIP(ip) {
+			return web.BadRequest("webhookUrl", "address %s is not public (private addresses only with --dev)", ip)
+		}
+		if h := strings.ToLower(u.Hostname()); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+			return web.BadRequest("webhookUrl", "localhost is not allowed (only with --dev)")
+		}
+	}
+	return nil
+}
+
+func publicIP(ip net.IP) bool {
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast())
+}

@@ -1,0 +1,355 @@
+// Package delivery sends rendered webhooks over HTTP. Every stream (target) has its own durable
+// consumer on OUTBOX and its own bound on attempts in flight, so a slow, failing or hanging
+// endpoint never holds back another. A failed attempt is rescheduled durably as a JetStream
+// schedule message and the original acknowledged, so a delivery waiting hours for its next
+// attempt holds no consumer slot; after the last attempt it goes to the dead-letter stream.
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/pkg/catalog"
+	"hookstream/pkg/retry"
+	"hookstream/proto"
+)
+
+// Config configures the delivery service.
+type Config struct {
+	Logger *slog.Logger
+	Conn   *bus.Conn
+	// RetryScale multiplies every retry delay (1 = the real ~3-day schedule).
+	RetryScale float64
+	// Dial, when set, dials every outbound connection (the SSRF guard plugs in here).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ShutdownGrace is how long in-flight attempts may finish after Run's context ends before
+	// they are abandoned and left for redelivery (default 5 s).
+	ShutdownGrace time.Duration
+}
+
+// Defaults of per-stream settings.
+const (
+	DefaultMaxInFlight = 16
+	DefaultTimeout     = 10 * time.Second
+)
+
+// Service is the delivery service.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	js     jetstream.JetStream
+	cat    *catalog.Catalog
+	client *retryablehttp.Client
+	sched  retry.Schedule
+
+	// attemptCtx outlives Run's context by ShutdownGrace so that in-flight attempts can finish.
+	attemptCtx context.Context
+	inflight   sync.WaitGroup
+
+	mu      sync.Mutex
+	runCtx  context.Context
+	targets map[string]*target
+}
+
+// New validates cfg and returns a delivery service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("delivery: Conn is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RetryScale < 0 {
+		return nil, fmt.Errorf("delivery: retry scale %v is negative", cfg.RetryScale)
+	}
+	if cfg.RetryScale == 0 {
+		cfg.RetryScale = 1
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 5 * time.Second
+	}
+	s := &Service{
+		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, cat: catalog.New(),
+		client: newHTTPClient(cfg.Dial), sched: retry.Schedule{Scale: cfg.RetryScale},
+		targets: make(map[string]*target),
+	}
+	s.cat.OnChange = s.reconcile
+	return s, nil
+}
+
+// Run delivers until ctx is cancelled, then stops fetching, lets in-flight attempts finish for up
+// to ShutdownGrace, and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	kv, err := s.js.KeyValue(ctx, proto.BucketStreams)
+	if err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAttempts()
+	s.attemptCtx = attemptCtx
+	s.mu.Lock()
+	s.runCtx = ctx
+	s.mu.Unlock()
+
+	err = s.cat.Run(ctx, kv)
+
+	s.mu.Lock()
+	for _, t := range s.targets {
+		t.stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownGrace):
+		cancelAttempts()
+		<-done
+	}
+	return err
+}
+
+// target is one stream's delivery worker.
+type target struct {
+	key  string
+	def  atomic.Pointer[proto.StreamDef]
+	sem  chan struct{}
+	cc   jetstream.ConsumeContext
+	cons jetstream.Consumer
+}
+
+func (t *target) stop() {
+	if t.cc != nil {
+		t.cc.Stop()
+		t.cc = nil
+	}
+}
+
+// ConsumerName is the durable consumer of one stream's deliveries.
+func ConsumerName(streamID string) string { return "dlv_" + streamID }
+
+// reconcile starts, changes or stops the worker of a stream after its definition changed. It runs
+// on the catalog's watch goroutine, one change at a time.
+func (s *Service) reconcile(c catalog.Change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx := s.runCtx
+	key := proto.StreamKey(c.Partition, c.ID)
+	t := s.targets[key]
+	if t != nil {
+		t.stop()
+	}
+	if c.Def == nil {
+		delete(s.targets, key)
+		if err := s.js.DeleteConsumer(ctx, proto.StreamOutbox, ConsumerName(c.ID)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+			s.log.Warn("delete delivery consumer", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
+		}
+		return
+	}
+	def := c.Def
+	maxInFlight := def.MaxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	if def.Ordered {
+		maxInFlight = 1
+	}
+	if t == nil || cap(t.sem) != maxInFlight {
+		t = &target{key: key, sem: make(chan struct{}, maxInFlight)}
+		s.targets[key] = t
+	}
+	t.def.Store(def)
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
+		Durable: ConsumerName(def.ID), FilterSubject: proto.OutboxSubject(def.Partition, def.ID),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: timeout(def) + 5*time.Second,
+		MaxAckPending: maxInFlight, MaxDeliver: -1,
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("create delivery consumer", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+		}
+		return
+	}
+	t.cons = cons
+	if def.Status != "" && def.Status != proto.StatusActive {
+		return // pending deliveries stay in OUTBOX until the stream is active again
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { s.dispatch(t, m) },
+		jetstream.PullMaxMessages(maxInFlight), jetstream.PullExpiry(30*time.Second))
+	if err != nil {
+		s.log.Error("consume deliveries", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+		return
+	}
+	t.cc = cc
+}
+
+func timeout(def *proto.StreamDef) time.Duration {
+	if def.TimeoutMs > 0 {
+		return time.Duration(def.TimeoutMs) * time.Millisecond
+	}
+	return DefaultTimeout
+}
+
+// dispatch runs an attempt once one of the target's in-flight slots is free. Blocking here
+// holds back only this target's consumer.
+func (s *Service) dispatch(t *target, m jetstream.Msg) {
+	t.sem <- struct{}{}
+	s.inflight.Add(1)
+	go func() {
+		defer func() { <-t.sem; s.inflight.Done() }()
+		s.attempt(t, m)
+	}()
+}
+
+// attempt makes one HTTP attempt of a delivery and settles the message: ack when delivered,
+// reschedule when it may be retried, dead-letter otherwise.
+func (s *Service) attempt(t *target, m jetstream.Msg) {
+	ctx := s.attemptCtx
+	def := t.def.Load()
+	var d proto.Delivery
+	if err := proto.Unmarshal(m.Data(), &d); err != nil {
+		s.log.Error("undecodable delivery dropped", "subject", m.Subject(), "error", err.Error())
+		_ = m.Term()
+		return
+	}
+	if def.Ordered {
+		// Ordered streams retry in place (nak with delay) to keep per-point order; the
+		// redelivery count is the attempt count.
+		if meta, err := m.Metadata(); err == nil {
+			for len(d.History) < int(meta.NumDelivered)-1 {
+				d.History = append(d.History, proto.Attempt{Error: "earlier attempt (ordered stream)"})
+			}
+		}
+	}
+	n := len(d.History) + 1
+	maxAttempts := def.MaxRetry + 1
+	now := time.Now()
+	if d.FirstAttemptAt == 0 {
+		d.FirstAttemptAt = now.UnixNano()
+	}
+	headers := make(map[string]string, len(d.Headers)+len(d.Signed)+1)
+	for k, v := range d.Headers {
+		headers[k] = v
+	}
+	for k, v := range d.Signed {
+		headers[k] = v
+	}
+	headers["webhook-id"] = d.ID
+
+	res := send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def))
+	if ctx.Err() != nil {
+		// Shut down mid-attempt: leave the delivery for redelivery, it is not a failure.
+		_ = m.Nak()
+		return
+	}
+	att := proto.Attempt{At: now.UnixNano(), Status: res.status, Error: res.errorText(), LatencyMs: float64(res.latency.Microseconds()) / 1000}
+	d.History = append(d.History, att)
+	kind := retry.Classify(res.status)
+	if res.err != nil {
+		kind = retry.Retry
+	}
+	log := s.log.With("partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID, "attempt", n)
+
+	switch {
+	case kind == retry.Delivered:
+		_ = m.Ack()
+		s.outcome(&d, proto.OutcomeDelivered, maxAttempts, nil)
+	case kind == retry.Retry && n < maxAttempts:
+		delay := s.sched.NextDelay(s.sched.Delay(n-1), res.status, res.retryAfter, now)
+		next := now.Add(delay)
+		if def.Ordered {
+			_ = m.NakWithDelay(delay)
+		} else if err := s.reschedule(ctx, &d, n, next); err != nil {
+			log.Error("reschedule failed, attempt will repeat", "error", err.Error())
+			_ = m.NakWithDelay(time.Second)
+			return
+		} else if err := m.DoubleAck(ctx); err != nil {
+			log.Warn("ack after reschedule failed; the delivery may be attempted twice", "error", err.Error())
+		}
+		s.outcome(&d, proto.OutcomeRetrying, maxAttempts, &next)
+	default:
+		reason := att.Error
+		if n >= maxAttempts && kind == retry.Retry {
+			reason = fmt.Sprintf("gave up after %d attempts: %s", n, att.Error)
+		}
+		if err := s.deadLetter(ctx, &d, reason); err != nil {
+			log.Error("dead-letter failed, attempt will repeat", "error", err.Error())
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		if err := m.DoubleAck(ctx); err != nil {
+			log.Warn("ack after dead-letter failed", "error", err.Error())
+		}
+		log.Warn("delivery dead-lettered", "reason", reason)
+		s.outcome(&d, proto.OutcomeDeadLettered, maxAttempts, nil)
+	}
+}
+
+// Headers of JetStream message schedules (nats-server 2.12+).
+const (
+	hdrSchedule       = "Nats-Schedule"
+	hdrScheduleTarget = "Nats-Schedule-Target"
+)
+
+// reschedule stores the delivery, with its history, as a schedule message that the server
+// publishes back to the stream's outbox subject at next.
+func (s *Service) reschedule(ctx context.Context, d *proto.Delivery, n int, next time.Time) error {
+	data, err := proto.Marshal(d)
+	if err != nil {
+		return err
+	}
+	msg := bus.NewMsg(proto.RetrySubject(d.Partition, d.StreamID, fmt.Sprintf("%s-%d", d.ID, n)), fmt.Sprintf("%s/r%d", d.ID, n), data)
+	msg.Header.Set(hdrSchedule, "@at "+next.UTC().Format(time.RFC3339Nano))
+	msg.Header.Set(hdrScheduleTarget, proto.OutboxSubject(d.Partition, d.StreamID))
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = s.js.PublishMsg(ctx, msg)
+	return err
+}
+
+// deadLetter stores the delivery and its history in DLQ and waits for the store to confirm.
+func (s *Service) deadLetter(ctx context.Context, d *proto.Delivery, reason string) error {
+	dl := proto.DeadLetter{V: proto.Version, Delivery: *d, At: time.Now().UnixNano(), Reason: reason}
+	data, err := proto.Marshal(&dl)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = s.js.PublishMsg(ctx, bus.NewMsg(proto.DLQSubject(d.Partition, d.StreamID), fmt.Sprintf("%s/dlq%d", d.ID, len(d.History)+d.Resends*100), data))
+	return err
+}
+
+// outcome publishes the JSON record of the attempt just made. Outcomes are informational: a
+// failure to publish one is logged, never retried at the cost of the delivery.
+func (s *Service) outcome(d *proto.Delivery, result string, maxAttempts int, next *time.Time) {
+	last := d.History[len(d.History)-1]
+	o := proto.Outcome{
+		SchemaVersion: 1, ID: d.ID, Partition: d.Partition, StreamID: d.StreamID, EventIDs: d.EventIDs,
+		Result: result, Attempt: len(d.History), MaxAttempts: maxAttempts,
+		StatusCode: last.Status, Error: last.Error, LatencyMs: last.LatencyMs,
+		At: time.Unix(0, last.At).UTC(), NextAttemptAt: next,
+	}
+	data, err := json.Marshal(&o)
+	if err != nil {
+		return
+	}
+	msg := nats.NewMsg(proto.OutcomeSubject(d.Partition, d.StreamID, result))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/o%d/%d", d.ID, d.Resends, len(d.History)))
+	if _, err := s.js.PublishMsgAsync(msg); err != nil {
+		s.log.Warn("outcome not published", "delivery_id", d.ID, "error", err.Error())
+	}
+}

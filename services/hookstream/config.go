@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"hookstream/pkg/auth"
+	"hookstream/pkg/bus"
+)
+
+// Config is the configuration of one hookstream process, filled from flags and HOOKSTREAM_*
+// environment variables (a flag given on the command line wins), validated once at start.
+type Config struct {
+	Data       string
+	HTTPAddr   string
+	NATSListen string
+	NATSURL    string
+	Dev        bool
+	AllowHTTP  bool
+	Fsync      string
+	RetryScale float64
+	LogFormat  string
+	LogLevel   string
+
+	JWTPublicKey string
+	JWTAudience  string
+	JWTIssuer    string
+}
+
+// flags registers the flags of cfg on fs, with defaults taken from the environment.
+func (c *Config) flags(fs *flag.FlagSet, role string) {
+	fs.StringVar(&c.Data, "data", env("DATA", "./data"), "data directory (JetStream storage, dev keys)")
+	httpDefault := "127.0.0.1:8080"
+	if role != "all" && role != "api" {
+		httpDefault = "" // health endpoints only when asked for
+	}
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("HTTP_ADDR", httpDefault), "HTTP listen address (API, HTTP ingest, /healthz, /readyz)")
+	fs.StringVar(&c.NATSListen, "nats-listen", env("NATS_LISTEN", "127.0.0.1:4222"), "client address of the embedded NATS server")
+	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "external NATS server URL (the all-in-one then embeds none)")
+	fs.BoolVar(&c.Dev, "dev", envBool("DEV"), "development mode: HS256 dev tokens, plain-http and private webhook URLs")
+	fs.BoolVar(&c.AllowHTTP, "allow-http", envBool("ALLOW_HTTP"), "accept plain-http webhook URLs outside --dev")
+	fs.StringVar(&c.Fsync, "fsync", env("FSYNC", bus.FsyncInterval), "embedded NATS durability: interval (fsync every 1s) or always")
+	fs.Float64Var(&c.RetryScale, "retry-scale", envFloat("RETRY_SCALE", 1), "multiply every retry delay (e.g. 0.001 in tests)")
+	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "json"), "log format: json or text")
+	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", env("JWT_PUBLIC_KEY", ""), "PEM public key that verifies API tokens (RS256, ES256, EdDSA)")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", env("JWT_AUDIENCE", ""), "required token audience")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "required token issuer")
+}
+
+func (c *Config) validate() error {
+	if c.Fsync != bus.FsyncInterval && c.Fsync != bus.FsyncAlways {
+		return fmt.Errorf("--fsync %q: want interval or always", c.Fsync)
+	}
+	if c.RetryScale <= 0 || c.RetryScale > 1 {
+		return fmt.Errorf("--retry-scale %v: want 0 < scale <= 1", c.RetryScale)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
+	}
+	return nil
+}
+
+func (c *Config) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// verifier builds the token verifier: the dev HS256 key in --dev, else the configured public key.
+func (c *Config) verifier() (auth.Verifier, error) {
+	if c.JWTPublicKey != "" {
+		key, err := auth.LoadPublicKey(c.JWTPublicKey)
+		if err != nil {
+			return nil, err
+		}
+		return auth.KeyVerifier{Key: key, Audience: c.JWTAudience, Issuer: c.JWTIssuer}, nil
+	}
+	if c.Dev {
+		key, err := auth.LoadDevKey(c.Data, true)
+		if err != nil {
+			return nil, err
+		}
+		return auth.HMACVerifier{Key: key}, nil
+	}
+	return nil, errors.New("no token verifier: pass --jwt-public-key, or --dev for HS256 development tokens")
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv("HOOKSTREAM_" + name); ok {
+		return v
+	}
+	return def
+}
+
+func envBool(name string) bool {
+	v := strings.ToLower(env(name, ""))
+	return v == "1" || v == "true" || v == "yes"
+}
+
+func envFloat(name string, def float64) float64 {
+	var f float64
+	if _, err := fmt.Sscan(env(name, ""), &f); err == nil {
+		return f
+	}
+	return def
+}
+
+// tokenTTL is how long a minted dev token is valid by default.
+const tokenTTL = 30 * 24 * time.Hour

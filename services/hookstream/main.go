@@ -1,0 +1,62 @@
+// Command hookstream is the single binary: with no subcommand it runs every service in one
+// process with NATS embedded; with one it runs one service against an external NATS server, or a
+// tool (nats, token).
+//
+//	hookstream [--dev] [--data DIR] [--http-addr HOST:PORT] [--nats-listen HOST:PORT]
+//	hookstream ingest|matcher|signer|delivery|api --nats-url nats://HOST:PORT
+//	hookstream nats [--data DIR] [--nats-listen HOST:PORT]
+//	hookstream token [--data DIR] --partition P
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  hookstream [flags]                      all services in one process, NATS embedded
+  hookstream ingest|matcher|signer|delivery|api --nats-url URL [flags]
+  hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
+  hookstream token --partition P [flags]  print a development token (needs --data of a --dev instance)
+Run "hookstream COMMAND -h" for the flags of a command.
+`)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "hookstream:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cmd := "all"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "all", "ingest", "matcher", "signer", "delivery", "api":
+		return runServices(ctx, cmd, args)
+	case "nats":
+		return runNATS(ctx, args)
+	case "token":
+		return runToken(args)
+	case "help":
+		usage()
+		return nil
+	default:
+		usage()
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}

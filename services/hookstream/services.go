@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/sync/errgroup"
+
+	"hookstream/pkg/auth"
+	"hookstream/pkg/bus"
+	"hookstream/pkg/web"
+	"hookstream/services/api"
+	"hookstream/services/delivery"
+	"hookstream/services/ingest"
+	"hookstream/services/matcher"
+	"hookstream/services/signer"
+)
+
+// runner is one service's Run.
+type runner struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runServices runs the all-in-one process (role "all") or one service.
+func runServices(ctx context.Context, role string, args []string) error {
+	var cfg Config
+	fs := flag.NewFlagSet(role, flag.ContinueOnError)
+	cfg.flags(fs, role)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log := cfg.logger().With("service", role)
+
+	var srv *server.Server
+	if cfg.NATSURL == "" {
+		if role != "all" {
+			return fmt.Errorf("%s: --nats-url is required (only the all-in-one embeds NATS)", role)
+		}
+		var err error
+		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync})
+		if err != nil {
+			return err
+		}
+		log.Info("embedded nats started", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	}
+	var conns []*bus.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	connect := func(name string) (*bus.Conn, error) {
+		c, err := bus.Connect(cfg.NATSURL, srv, name)
+		if err == nil {
+			conns = append(conns, c)
+		}
+		return c, err
+	}
+	admin, err := connect(role)
+	if err != nil {
+		return err
+	}
+	if err := ensureTopology(ctx, admin, log); err != nil {
+		return err
+	}
+
+	want := func(name string) bool { return role == "all" || role == name }
+	var runners []runner
+	var mounts []func(*http.ServeMux)
+	var verifier auth.Verifier
+	if want("api") || want("ingest") {
+		if verifier, err = cfg.verifier(); err != nil {
+			return err
+		}
+	}
+	if want("ingest") {
+		c, err := connect("ingest")
+		if err != nil {
+			return err
+		}
+		svc, err := ingest.New(ingest.Config{Logger: log.With("component", "ingest"), Conn: c, Verifier: verifier})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"ingest", svc.Run})
+		mounts = append(mounts, svc.Register)
+	}
+	if want("matcher") {
+		c, err := connect("matcher")
+		if err != nil {
+			return err
+		}
+		svc, err := matcher.New(matcher.Config{Logger: log.With("component", "matcher"), Conn: c})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"matcher", svc.Run})
+	}
+	if want("signer") {
+		c, err := connect("signer")
+		if err != nil {
+			return err
+		}
+		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"signer", svc.Run})
+	}
+	if want("delivery") {
+		c, err := connect("delivery")
+		if err != nil {
+			return err
+		}
+		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"delivery", svc.Run})
+	}
+	if want("api") {
+		c, err := connect("api")
+		if err != nil {
+			return err
+		}
+		svc, err := api.New(api.Config{
+			Logger: log.With("component", "api"), Conn: c, Verifier: verifier, Addr: cfg.HTTPAddr,
+			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"api", svc.Run})
+	} else if cfg.HTTPAddr != "" {
+		runners = append(runners, runner{"http", healthServer(cfg.HTTPAddr, admin, mounts, log)})
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range runners {
+		g.Go(func() error {
+			if err := r.run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			return nil
+		})
+	}
+	log.Info("hookstream running", "role", role, "http_addr", cfg.HTTPAddr, "dev", cfg.Dev)
+	err = g.Wait()
+	log.Info("hookstream stopped", "role", role)
+	return err
+}
+
+// ensureTopology creates the streams and buckets, retrying while NATS is still coming up.
+func ensureTopology(ctx context.Context, c *bus.Conn, log *slog.Logger) error {
+	var err error
+	for attempt := 0; attempt < 60; attempt++ {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = bus.EnsureTopology(tctx, c.JS, bus.Retention{})
+		cancel()
+		if err == nil || ctx.Err() != nil || errors.Is(err, bus.ErrInvalidConfig) {
+			return err
+		}
+		log.Warn("waiting for jetstream", "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// healthServer serves /healthz, /readyz and any mounted routes for processes without the API.
+func healthServer(addr string, c *bus.Conn, mounts []func(*http.ServeMux), log *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		mux := http.NewServeMux()
+		web.Health(mux, func() error {
+			if !c.NC.IsConnected() {
+				return errors.New("nats not connected")
+			}
+			return nil
+		})
+		for _, m := range mounts {
+			m(mux)
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		srv := web.Server(addr, mux)
+		go func() { _ = srv.Serve(ln) }()
+		log.Info("http listening", "addr", ln.Addr().String())
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
+
+// runNATS runs a NATS server with JetStream until interrupted.
+func runNATS(ctx context.Context, args []string) error {
+	var cfg Config
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	cfg.flags(fs, "nats")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync})
+	if err != nil {
+		return err
+	}
+	cfg.logger().Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
+	<-ctx.Done()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return nil
+}
+
+// runToken prints a development token signed with the instance's dev key.
+func runToken(args []string) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	data := fs.String("data", env("DATA", "./data"), "data directory of the --dev instance")
+	partitions := fs.String("partition", "", "partition(s) the token may use, comma-separated, or * for all")
+	scopes := fs.String("scope", strings.Join(auth.AllScopes, ","), "scopes, comma-separated")
+	ttl := fs.Duration("ttl", tokenTTL, "validity")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *partitions == "" {
+		return errors.New("token: --partition is required")
+	}
+	key, err := auth.LoadDevKey(*data, true)
+	if err != nil {
+		return err
+	}
+	tok, err := auth.Mint(key, splitList(*partitions), splitList(*scopes), *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,76 @@
+package ingest
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/auth"
+	"hookstream/pkg/web"
+	"hookstream/proto"
+)
+
+// Register mounts the HTTP ingest routes on mux:
+//
+//	POST /ingest/v1/partitions/{partition}/points/{pointId}/values
+//
+// The body is one reading or an array of readings; 202 means they are durably stored in INGEST.
+// An Idempotency-Key header makes a retried request a no-op within the de-duplication window.
+func (s *Service) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/points/{pointId}/values", s.postValues)
+}
+
+func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
+	partition, pointID := r.PathValue("partition"), r.PathValue("pointId")
+	if s.cfg.Verifier == nil {
+		web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "no token verifier configured"})
+		return
+	}
+	claims, err := web.Authenticate(s.cfg.Verifier, r)
+	if err != nil {
+		web.WriteError(w, err)
+		return
+	}
+	if !proto.ValidToken(partition) {
+		web.WriteError(w, web.BadRequest("partition", "invalid partition id"))
+		return
+	}
+	if err := claims.Allow(partition, auth.ScopeIngestWrite); err != nil {
+		web.WriteError(w, err)
+		return
+	}
+	if !proto.ValidToken(pointID) {
+		web.WriteError(w, web.BadRequest("pointId", "invalid point id: use letters, digits and -_:@~+=%% only"))
+		return
+	}
+	body, err := web.ReadBody(w, r)
+	if err != nil {
+		web.WriteError(w, err)
+		return
+	}
+	readings, err := ParseReadings(body)
+	if err != nil {
+		web.WriteError(w, web.BadRequest("", "%s", err.Error()))
+		return
+	}
+	msg := nats.NewMsg(proto.IngestPointSubject(partition, pointID))
+	msg.Data = body
+	msg.Header.Set(HeaderIngestedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > 200 {
+			web.WriteError(w, web.BadRequest("Idempotency-Key", "longer than 200 characters"))
+			return
+		}
+		msg.Header.Set(jetstream.MsgIDHeader, partition+"/"+pointID+"/"+key)
+	}
+	ack, err := s.js.PublishMsg(r.Context(), msg)
+	if err != nil {
+		s.log.Error("ingest publish failed", "partition", partition, "point_id", pointID, "error", err.Error())
+		web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not store readings, retry"})
+		return
+	}
+	web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": len(readings), "sequence": ack.Sequence, "duplicate": ack.Duplicate})
+}

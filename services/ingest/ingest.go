@@ -1,0 +1,212 @@
+// Package ingest validates and normalises sensor input. Readings arrive on
+// hookstream.ingest.{partition}.points.{pointId} (NATS) or over HTTP, are stored in INGEST, and
+// leave as canonical events in EVENTS, each enriched with its point's state (changed, createdAt,
+// lastUpdatedAt).
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/auth"
+	"hookstream/pkg/bus"
+	"hookstream/proto"
+)
+
+// ConsumerName is the durable consumer of INGEST.
+const ConsumerName = "ingest"
+
+// Config configures the ingest service.
+type Config struct {
+	Logger *slog.Logger
+	Conn   *bus.Conn
+	// Verifier checks the bearer tokens of the HTTP ingest endpoint.
+	Verifier auth.Verifier
+}
+
+// Service is the ingest service.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	js    jetstream.JetStream
+	epoch string // distinguishes INGEST stream incarnations in event ids
+
+	mu     sync.Mutex
+	points map[string]*pointState
+	events jetstream.Stream
+}
+
+type pointState struct {
+	createdAt     int64
+	lastValue     []byte
+	lastChangedAt int64
+}
+
+// New validates cfg and returns a service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("ingest: Conn is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, points: make(map[string]*pointState)}, nil
+}
+
+// Run consumes INGEST until ctx is cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	st, err := s.js.Stream(ctx, proto.StreamIngest)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.epoch = strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36)
+	if s.events, err = s.js.Stream(ctx, proto.StreamEvents); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
+	})
+	if err != nil {
+		return fmt.Errorf("ingest consumer: %w", err)
+	}
+	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject}
+	return stage.Run(ctx)
+}
+
+func (s *Service) reject(msg jetstream.Msg, err error) {
+	s.log.Warn("reading rejected", "subject", msg.Subject(), "error", err.Error())
+}
+
+func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
+	partition, kind, last, ok := proto.ParseIngestSubject(msg.Subject())
+	if !ok || !proto.ValidToken(partition) || !proto.ValidToken(last) {
+		return nil, fmt.Errorf("%w: malformed subject", bus.ErrTerm)
+	}
+	if kind != "points" {
+		return nil, fmt.Errorf("%w: unsupported ingest kind %q", bus.ErrTerm, kind)
+	}
+	readings, err := ParseReadings(msg.Data())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", bus.ErrTerm, err)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata: %v", bus.ErrTerm, err)
+	}
+	ingestedAt := meta.Timestamp.UnixNano()
+	if v := msg.Headers().Get(HeaderIngestedAt); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			ingestedAt = n
+		}
+	}
+	outs := make([]*nats.Msg, 0, len(readings))
+	for i, r := range readings {
+		ev, err := s.pointEvent(ctx, partition, last, r, ingestedAt)
+		if err != nil {
+			return nil, err
+		}
+		ev.ID = eventID(s.epoch, meta.Sequence.Stream, i)
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("%w: encode: %v", bus.ErrTerm, err)
+		}
+		out := bus.NewMsg(proto.EventSubject(partition, proto.EventTypePoint, last), ev.ID, data)
+		outs = append(outs, out)
+	}
+	return outs, nil
+}
+
+// HeaderIngestedAt carries the time (Unix ns) an HTTP request was accepted, so that latency is
+// measured from the caller's point of view.
+const HeaderIngestedAt = "Hookstream-Ingested-At"
+
+var idNamespace = uuid.MustParse("6f1c2d2e-5a4b-4c3d-9e8f-0a1b2c3d4e5f")
+
+// eventID is deterministic in the input message, so re-processing it after a crash yields the
+// same event, the same job ids and the same webhook-id.
+func eventID(epoch string, seq uint64, i int) string {
+	return uuid.NewSHA1(idNamespace, []byte(epoch+"/"+strconv.FormatUint(seq, 10)+"/"+strconv.Itoa(i))).String()
+}
+
+// pointEvent applies a reading to its point's state. It is called from the stage's single
+// goroutine, in INGEST order, so the state of each point advances reading by reading.
+func (s *Service) pointEvent(ctx context.Context, partition, pointID string, r Reading, ingestedAt int64) (*proto.Event, error) {
+	key := partition + "." + pointID
+	st, err := s.state(ctx, partition, pointID, key)
+	if err != nil {
+		return nil, err
+	}
+	t := ingestedAt
+	if r.HasTime {
+		t = r.Time.UnixNano()
+	}
+	if st.createdAt == 0 {
+		st.createdAt = ingestedAt
+	}
+	changed := !sameValue(st.lastValue, r.Value)
+	if changed {
+		st.lastChangedAt = t
+	}
+	st.lastValue = r.Value
+	return &proto.Event{
+		V: proto.Version, Partition: partition, Type: proto.EventTypePoint, Subject: pointID,
+		Source: "//hookstream/partitions/" + partition + "/points/" + pointID,
+		Time:   t, IngestedAt: ingestedAt,
+		Value: r.Value, Quality: r.Quality, Changed: changed,
+		CreatedAt: st.createdAt, LastUpdatedAt: t, LastChangedAt: st.lastChangedAt,
+	}, nil
+}
+
+// state returns the cached state of a point, loading it from the last EVENTS message of the
+// point's subject on a miss (after a restart, or for a point last seen by another replica).
+func (s *Service) state(ctx context.Context, partition, pointID, key string) (*pointState, error) {
+	s.mu.Lock()
+	st, ok := s.points[key]
+	s.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st = &pointState{}
+	raw, err := s.events.GetLastMsgForSubject(ctx, proto.EventSubject(partition, proto.EventTypePoint, pointID))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("load point state %s: %w", key, err)
+	default:
+		var ev proto.Event
+		if err := proto.Unmarshal(raw.Data, &ev); err == nil {
+			st.createdAt, st.lastValue, st.lastChangedAt = ev.CreatedAt, ev.Value, ev.LastChangedAt
+		}
+	}
+	s.mu.Lock()
+	s.points[key] = st
+	s.mu.Unlock()
+	return st, nil
+}
+
+// sameValue compares two JSON values; numbers compare numerically (22 equals 22.0).
+func sameValue(a, b []byte) bool {
+	if a == nil {
+		return false
+	}
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var fa, fb float64
+	if json.Unmarshal(a, &fa) == nil && json.Unmarshal(b, &fb) == nil {
+		return fa == fb
+	}
+	return false
+}
