@@ -29,3 +29,16 @@ type Outcome struct {
 	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
 	TraceID       string     `json:"traceId,omitempty"`
 }
+
+// StreamEvent is the public JSON of an operational event of a stream, published on
+// hookstream.outcomes.{partition}.{streamId}.stream.{failing|recovered|disabled}: the stream
+// started failing, recovered, or was disabled.
+type StreamEvent struct {
+	SchemaVersion       int       `json:"schemaVersion"`
+	Partition           string    `json:"partition"`
+	StreamID            string    `json:"streamId"`
+	Event               string    `json:"event"`
+	Reason              string    `json:"reason,omitempty"`
+	ConsecutiveFailures int64     `json:"consecutiveFailures"`
+	At                  time.Time `json:"at"`
+}

@@ -83,6 +83,9 @@ type Delivery struct {
 	History        []Attempt `msgpack:"hist,omitempty"`
 	// Resends counts how many times the delivery came back from the dead-letter stream.
 	Resends int `msgpack:"rs,omitempty"`
+	// ResentFrom is the DLQ sequence of the entry this delivery was resent from; delivery removes
+	// that entry once the delivery succeeds or is dead-lettered again.
+	ResentFrom uint64 `msgpack:"rf,omitempty"`
 }
 
 // DeadLetter is what the DLQ stream holds: the delivery with its full history.

@@ -117,6 +117,9 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsRead, s.getEntities))
 	mux.HandleFunc("PUT "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsWrite, s.putEntities))
 	mux.HandleFunc("DELETE "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsWrite, s.deleteEntities))
+	mux.HandleFunc("GET "+base+"/streams/{id}/deliveries", s.guard(auth.ScopeStreamsRead, s.listDeliveries))
+	mux.HandleFunc("GET "+base+"/dead-letters", s.guard(auth.ScopeStreamsRead, s.listDeadLetters))
+	mux.HandleFunc("POST "+base+"/dead-letters/resend", s.guard(auth.ScopeDeadLettersWrite, s.resendDeadLetters))
 	web.Health(mux, s.ready)
 	for _, m := range s.cfg.Mounts {
 		m(mux)
@@ -218,7 +221,7 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 		return fmt.Errorf("store stream: %w", err)
 	}
 	s.log.Info("stream created", "partition", partition, "stream_id", def.ID)
-	web.WriteJSON(w, http.StatusCreated, resource(def))
+	web.WriteJSON(w, http.StatusCreated, resource(def, nil))
 	return nil
 }
 
@@ -243,7 +246,7 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 	}
 	out := make([]streamResource, 0, len(defs))
 	for _, d := range defs {
-		out = append(out, resource(d))
+		out = append(out, resource(d, s.targetState(r.Context(), d)))
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
 	return nil
@@ -302,8 +305,21 @@ func (s *Service) getStream(w http.ResponseWriter, r *http.Request, partition st
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, resource(def))
+	web.WriteJSON(w, http.StatusOK, resource(def, s.targetState(r.Context(), def)))
 	return nil
+}
+
+// targetState reads delivery's counters of a stream; nil when there are none yet.
+func (s *Service) targetState(ctx context.Context, d *proto.StreamDef) *proto.TargetState {
+	e, err := s.state.Get(ctx, proto.StreamKey(d.Partition, d.ID))
+	if err != nil {
+		return nil
+	}
+	var st proto.TargetState
+	if proto.Unmarshal(e.Value(), &st) != nil {
+		return nil
+	}
+	return &st
 }
 
 // update applies change to a stream with optimistic concurrency, retrying on a concurrent write.
@@ -352,9 +368,14 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 			return err
 		}
 	}
+	wasActive := probe.Status == proto.StatusActive
 	def, err := s.update(ctx, partition, id, func(d *proto.StreamDef) error {
+		wasActive = d.Status == proto.StatusActive
 		if werr := body.apply(d, false, s.policy); werr != nil {
 			return werr
+		}
+		if body.Status != nil {
+			d.StatusReason = ""
 		}
 		if body.WebhookSecret != nil {
 			d.HasSecret = true
@@ -364,7 +385,13 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, resource(def))
+	if !wasActive && def.Status == proto.StatusActive {
+		// Re-enabled: failures start over, so the backlog is not judged by the old count.
+		if err := s.resetFailures(ctx, proto.StreamKey(partition, id)); err != nil {
+			s.log.Warn("failure counters not reset", "partition", partition, "stream_id", id, "error", err.Error())
+		}
+	}
+	web.WriteJSON(w, http.StatusOK, resource(def, s.targetState(ctx, def)))
 	return nil
 }
 
@@ -454,7 +481,7 @@ func (s *Service) putEntities(w http.ResponseWriter, r *http.Request, partition 
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, resource(def))
+	web.WriteJSON(w, http.StatusOK, resource(def, s.targetState(r.Context(), def)))
 	return nil
 }
 
@@ -477,8 +504,34 @@ func (s *Service) deleteEntities(w http.ResponseWriter, r *http.Request, partiti
 	if err != nil {
 		return err
 	}
-	web.WriteJSON(w, http.StatusOK, resource(def))
+	web.WriteJSON(w, http.StatusOK, resource(def, s.targetState(r.Context(), def)))
 	return nil
+}
+
+// resetFailures zeroes the consecutive-failure count and failing-since time of a stream.
+func (s *Service) resetFailures(ctx context.Context, key string) error {
+	for range 5 {
+		e, err := s.state.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var st proto.TargetState
+		if err := proto.Unmarshal(e.Value(), &st); err != nil {
+			return err
+		}
+		st.ConsecutiveFailures, st.FailingSince = 0, 0
+		data, err := proto.Marshal(&st)
+		if err != nil {
+			return err
+		}
+		if _, err := s.state.Update(ctx, key, data, e.Revision()); err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+	}
+	return errors.New("state changed concurrently")
 }
 
 // streamResource is seed 000's stream shape.
@@ -503,16 +556,34 @@ type streamAttribues struct {
 	FailureLimit   int      `json:"failureLimit"`
 	MaxInFlight    int      `json:"maxInFlight"`
 	TimeoutMs      int      `json:"timeoutMs"`
+	MaxRate        float64  `json:"maxRate,omitempty"`
 	Ordered        bool     `json:"ordered"`
 	PropagateTrace bool     `json:"propagateTrace"`
+	StatusReason   string   `json:"statusReason,omitempty"`
+
+	// Delivery counters (seed 001's attemptCount, lastTriggeredTs …).
+	AttemptCount        int64  `json:"attemptCount"`
+	LastTriggeredAt     string `json:"lastTriggeredAt,omitempty"`
+	LastSuccessAt       string `json:"lastSuccessAt,omitempty"`
+	ConsecutiveFailures int64  `json:"consecutiveFailures"`
 }
 
-func resource(d *proto.StreamDef) streamResource {
+func resource(d *proto.StreamDef, st *proto.TargetState) streamResource {
 	a := streamAttribues{
 		PartitionID: d.Partition, Name: d.Name, WebhookURL: d.WebhookURL, PointIDs: d.PointIDs,
 		Status: d.Status, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt),
 		Method: d.Method, Format: d.Format, MaxRetry: d.MaxRetry, FailureLimit: d.FailureLimit,
 		MaxInFlight: d.MaxInFlight, TimeoutMs: d.TimeoutMs, Ordered: d.Ordered, PropagateTrace: d.PropagateTrace,
+		MaxRate: d.MaxRate, StatusReason: d.StatusReason,
+	}
+	if st != nil {
+		a.AttemptCount, a.ConsecutiveFailures = st.AttemptCount, st.ConsecutiveFailures
+		if st.LastTriggeredAt > 0 {
+			a.LastTriggeredAt = time.Unix(0, st.LastTriggeredAt).UTC().Format(time.RFC3339Nano)
+		}
+		if st.LastSuccessAt > 0 {
+			a.LastSuccessAt = time.Unix(0, st.LastSuccessAt).UTC().Format(time.RFC3339Nano)
+		}
 	}
 	if a.PointIDs == nil {
 		a.PointIDs = []string{}

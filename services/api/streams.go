@@ -22,6 +22,7 @@ const (
 	maxNameLen      = 200
 	maxFailureLimit = 10_000
 	maxInFlightCap  = 256
+	maxRateCap      = 100_000
 	minTimeoutMs    = 100
 	maxTimeoutMs    = 60_000
 )
@@ -38,6 +39,7 @@ type streamBody struct {
 	MaxRetry       *int      `json:"maxRetry"`
 	FailureLimit   *int      `json:"failureLimit"`
 	MaxInFlight    *int      `json:"maxInFlight"`
+	MaxRate        *float64  `json:"maxRate"`
 	TimeoutMs      *int      `json:"timeoutMs"`
 	Ordered        *bool     `json:"ordered"`
 	PropagateTrace *bool     `json:"propagateTrace"`
@@ -113,6 +115,12 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 			return web.BadRequest("maxInFlight", "must be 1 to %d", maxInFlightCap)
 		}
 		def.MaxInFlight = *b.MaxInFlight
+	}
+	if b.MaxRate != nil {
+		if *b.MaxRate < 0 || *b.MaxRate > maxRateCap {
+			return web.BadRequest("maxRate", "must be 0 (no limit) to %d deliveries per second", maxRateCap)
+		}
+		def.MaxRate = *b.MaxRate
 	}
 	if b.TimeoutMs != nil {
 		if *b.TimeoutMs < minTimeoutMs || *b.TimeoutMs > maxTimeoutMs {

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
@@ -58,6 +59,9 @@ type Service struct {
 	attemptCtx context.Context
 	inflight   sync.WaitGroup
 
+	streamsKV jetstream.KeyValue
+	dlq       jetstream.Stream
+
 	mu      sync.Mutex
 	runCtx  context.Context
 	targets map[string]*target
@@ -96,6 +100,14 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("delivery: %w", err)
 	}
+	stateKV, err := s.js.KeyValue(ctx, proto.BucketState)
+	if err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	if s.dlq, err = s.js.Stream(ctx, proto.StreamDLQ); err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	s.streamsKV = kv
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
 	s.attemptCtx = attemptCtx
@@ -103,6 +115,8 @@ func (s *Service) Run(ctx context.Context) error {
 	s.runCtx = ctx
 	s.mu.Unlock()
 
+	flushed := make(chan struct{})
+	go func() { s.flushLoop(ctx, stateKV); close(flushed) }()
 	err = s.cat.Run(ctx, kv)
 
 	s.mu.Lock()
@@ -118,16 +132,19 @@ func (s *Service) Run(ctx context.Context) error {
 		cancelAttempts()
 		<-done
 	}
+	<-flushed
 	return err
 }
 
 // target is one stream's delivery worker.
 type target struct {
-	key  string
-	def  atomic.Pointer[proto.StreamDef]
-	sem  chan struct{}
-	cc   jetstream.ConsumeContext
-	cons jetstream.Consumer
+	key     string
+	def     atomic.Pointer[proto.StreamDef]
+	sem     chan struct{}
+	cc      jetstream.ConsumeContext
+	cons    jetstream.Consumer
+	health  health
+	limiter atomic.Pointer[rate.Limiter] // nil: no maxRate
 }
 
 func (t *target) stop() {
@@ -167,10 +184,22 @@ func (s *Service) reconcile(c catalog.Change) {
 		maxInFlight = 1
 	}
 	if t == nil || cap(t.sem) != maxInFlight {
-		t = &target{key: key, sem: make(chan struct{}, maxInFlight)}
+		nt := &target{key: key, sem: make(chan struct{}, maxInFlight)}
+		if t != nil {
+			nt.health.consecutive, nt.health.failingSince = t.health.consecutive, t.health.failingSince
+		}
+		t = nt
 		s.targets[key] = t
 	}
+	if old := t.def.Load(); old != nil && old.Status != proto.StatusActive && def.Status == proto.StatusActive {
+		t.health.reset() // re-enabled: failures start over
+	}
 	t.def.Store(def)
+	if def.MaxRate > 0 {
+		t.limiter.Store(rate.NewLimiter(rate.Limit(def.MaxRate), max(1, int(def.MaxRate))))
+	} else {
+		t.limiter.Store(nil)
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
 		Durable: ConsumerName(def.ID), FilterSubject: proto.OutboxSubject(def.Partition, def.ID),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: timeout(def) + 5*time.Second,
@@ -248,6 +277,13 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 	}
 	headers["webhook-id"] = d.ID
 
+	if l := t.limiter.Load(); l != nil {
+		if err := l.Wait(ctx); err != nil {
+			_ = m.Nak() // shutting down
+			return
+		}
+		now = time.Now()
+	}
 	res := send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def))
 	if ctx.Err() != nil {
 		// Shut down mid-attempt: leave the delivery for redelivery, it is not a failure.
@@ -261,11 +297,13 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		kind = retry.Retry
 	}
 	log := s.log.With("partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID, "attempt", n)
+	disabled := s.noteHealth(t, def, kind, att)
 
 	switch {
 	case kind == retry.Delivered:
 		_ = m.Ack()
 		s.outcome(&d, proto.OutcomeDelivered, maxAttempts, nil)
+		s.clearResent(&d)
 	case kind == retry.Retry && n < maxAttempts:
 		delay := s.sched.NextDelay(s.sched.Delay(n-1), res.status, res.retryAfter, now)
 		next := now.Add(delay)
@@ -278,7 +316,11 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		} else if err := m.DoubleAck(ctx); err != nil {
 			log.Warn("ack after reschedule failed; the delivery may be attempted twice", "error", err.Error())
 		}
-		s.outcome(&d, proto.OutcomeRetrying, maxAttempts, &next)
+		result := proto.OutcomeRetrying
+		if disabled {
+			result = proto.OutcomeDisabled // held until the stream is re-enabled
+		}
+		s.outcome(&d, result, maxAttempts, &next)
 	default:
 		reason := att.Error
 		if n >= maxAttempts && kind == retry.Retry {
@@ -294,6 +336,43 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		}
 		log.Warn("delivery dead-lettered", "reason", reason)
 		s.outcome(&d, proto.OutcomeDeadLettered, maxAttempts, nil)
+		s.clearResent(&d)
+	}
+}
+
+// noteHealth records an attempt on the target and disables the stream when it has failed
+// failureLimit times in a row, for longer than MaxFailingFor, or answered 410 Gone. It reports
+// whether this attempt disabled the stream.
+func (s *Service) noteHealth(t *target, def *proto.StreamDef, kind retry.Kind, att proto.Attempt) bool {
+	event, consecutive, failingSince := t.health.record(kind == retry.Delivered, att.At)
+	if event != "" {
+		s.streamEvent(def.Partition, def.ID, event, att.Error, consecutive)
+	}
+	reason := ""
+	switch {
+	case kind == retry.Gone:
+		reason = "endpoint answered 410 Gone"
+	case kind == retry.Delivered:
+	case def.FailureLimit > 0 && consecutive >= int64(def.FailureLimit):
+		reason = fmt.Sprintf("%d consecutive failed attempts (failureLimit %d); last: %s", consecutive, def.FailureLimit, att.Error)
+	case failingSince > 0 && time.Duration(att.At-failingSince) > MaxFailingFor:
+		reason = fmt.Sprintf("failing without a success since %s", time.Unix(0, failingSince).UTC().Format(time.RFC3339))
+	}
+	if reason == "" || def.Status != proto.StatusActive {
+		return false
+	}
+	s.disable(s.attemptCtx, def.Partition, def.ID, reason)
+	return true
+}
+
+// clearResent removes the dead-letter entry a resent delivery came from, now that it has been
+// delivered or dead-lettered anew.
+func (s *Service) clearResent(d *proto.Delivery) {
+	if d.ResentFrom == 0 {
+		return
+	}
+	if err := s.dlq.DeleteMsg(s.attemptCtx, d.ResentFrom); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		s.log.Warn("resent entry not removed from DLQ", "delivery_id", d.ID, "dlq_seq", d.ResentFrom, "error", err.Error())
 	}
 }
 
@@ -310,7 +389,8 @@ func (s *Service) reschedule(ctx context.Context, d *proto.Delivery, n int, next
 	if err != nil {
 		return err
 	}
-	msg := bus.NewMsg(proto.RetrySubject(d.Partition, d.StreamID, fmt.Sprintf("%s-%d", d.ID, n)), fmt.Sprintf("%s/r%d", d.ID, n), data)
+	// Resends restart the attempt count, so ids include the resend generation.
+	msg := bus.NewMsg(proto.RetrySubject(d.Partition, d.StreamID, fmt.Sprintf("%s-%d-%d", d.ID, d.Resends, n)), fmt.Sprintf("%s/%d/r%d", d.ID, d.Resends, n), data)
 	msg.Header.Set(hdrSchedule, "@at "+next.UTC().Format(time.RFC3339Nano))
 	msg.Header.Set(hdrScheduleTarget, proto.OutboxSubject(d.Partition, d.StreamID))
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -328,7 +408,7 @@ func (s *Service) deadLetter(ctx context.Context, d *proto.Delivery, reason stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = s.js.PublishMsg(ctx, bus.NewMsg(proto.DLQSubject(d.Partition, d.StreamID), fmt.Sprintf("%s/dlq%d", d.ID, len(d.History)+d.Resends*100), data))
+	_, err = s.js.PublishMsg(ctx, bus.NewMsg(proto.DLQSubject(d.Partition, d.StreamID), fmt.Sprintf("%s/%d/dlq%d", d.ID, d.Resends, len(d.History)), data))
 	return err
 }
 

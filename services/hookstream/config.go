@@ -26,6 +26,8 @@ type Config struct {
 	RetryScale float64
 	LogFormat  string
 	LogLevel   string
+	// DLQRetention is how long dead letters are kept (default 28 days, at most 6 months).
+	DLQRetention time.Duration
 
 	JWTPublicKey string
 	JWTAudience  string
@@ -46,6 +48,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.BoolVar(&c.AllowHTTP, "allow-http", envBool("ALLOW_HTTP"), "accept plain-http webhook URLs outside --dev")
 	fs.StringVar(&c.Fsync, "fsync", env("FSYNC", bus.FsyncInterval), "embedded NATS durability: interval (fsync every 1s) or always")
 	fs.Float64Var(&c.RetryScale, "retry-scale", envFloat("RETRY_SCALE", 1), "multiply every retry delay (e.g. 0.001 in tests)")
+	fs.DurationVar(&c.DLQRetention, "dlq-retention", envDuration("DLQ_RETENTION", 28*24*time.Hour), "how long undelivered deliveries stay in the dead-letter stream (at most 4392h = 6 months)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "json"), "log format: json or text")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", env("JWT_PUBLIC_KEY", ""), "PEM public key that verifies API tokens (RS256, ES256, EdDSA)")
@@ -59,6 +62,9 @@ func (c *Config) validate() error {
 	}
 	if c.RetryScale <= 0 || c.RetryScale > 1 {
 		return fmt.Errorf("--retry-scale %v: want 0 < scale <= 1", c.RetryScale)
+	}
+	if c.DLQRetention <= 0 || c.DLQRetention > bus.MaxDLQRetention {
+		return fmt.Errorf("--dlq-retention %s: want more than 0 and at most %s", c.DLQRetention, bus.MaxDLQRetention)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
@@ -107,6 +113,13 @@ func env(name, def string) string {
 func envBool(name string) bool {
 	v := strings.ToLower(env(name, ""))
 	return v == "1" || v == "true" || v == "yes"
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(env(name, "")); err == nil {
+		return d
+	}
+	return def
 }
 
 func envFloat(name string, def float64) float64 {

@@ -74,7 +74,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureTopology(ctx, admin, log); err != nil {
+	if err := ensureTopology(ctx, admin, bus.Retention{DLQ: cfg.DLQRetention}, log); err != nil {
 		return err
 	}
 
@@ -165,11 +165,11 @@ func runServices(ctx context.Context, role string, args []string) error {
 }
 
 // ensureTopology creates the streams and buckets, retrying while NATS is still coming up.
-func ensureTopology(ctx context.Context, c *bus.Conn, log *slog.Logger) error {
+func ensureTopology(ctx context.Context, c *bus.Conn, r bus.Retention, log *slog.Logger) error {
 	var err error
 	for attempt := 0; attempt < 60; attempt++ {
 		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = bus.EnsureTopology(tctx, c.JS, bus.Retention{})
+		err = bus.EnsureTopology(tctx, c.JS, r)
 		cancel()
 		if err == nil || ctx.Err() != nil || errors.Is(err, bus.ErrInvalidConfig) {
 			return err

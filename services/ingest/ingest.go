@@ -76,7 +76,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
+		AckWait: 10 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest consumer: %w", err)

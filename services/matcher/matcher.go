@@ -71,7 +71,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, proto.StreamEvents, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
+		AckWait: 10 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 	})
 	if err != nil {

@@ -72,7 +72,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, proto.StreamJobs, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 30 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
+		AckWait: 10 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
 	})
 	if err != nil {
 		return fmt.Errorf("signer consumer: %w", err)

@@ -1,0 +1,328 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/pkg/web"
+	"hookstream/proto"
+)
+
+// Paging limits of the listing routes.
+const (
+	defaultListLimit = 100
+	maxListLimit     = 1000
+	// maxScan bounds how many messages one listing request reads.
+	maxScan = 200_000
+)
+
+// deadLetterResource is one dead-letter entry as the API shows it. The entry id is its DLQ
+// sequence; deliveryId is the webhook-id its attempts carried.
+type deadLetterResource struct {
+	ID             string          `json:"id"`
+	DeliveryID     string          `json:"deliveryId"`
+	StreamID       string          `json:"streamId"`
+	EventIDs       []string        `json:"eventIds"`
+	URL            string          `json:"url"`
+	Reason         string          `json:"reason"`
+	DeadLetteredAt string          `json:"deadLetteredAt"`
+	TraceID        string          `json:"traceId,omitempty"`
+	Resends        int             `json:"resends"`
+	BodyBytes      int             `json:"bodyBytes"`
+	Attempts       []attemptRecord `json:"attempts"`
+}
+
+type attemptRecord struct {
+	At         string  `json:"at"`
+	StatusCode int     `json:"statusCode,omitempty"`
+	Error      string  `json:"error,omitempty"`
+	LatencyMs  float64 `json:"latencyMs"`
+}
+
+// listQuery is the common ?streamId=&since=&limit= of listing routes.
+type listQuery struct {
+	streamID string
+	since    time.Time
+	limit    int
+}
+
+func parseListQuery(r *http.Request, defaultSince time.Duration) (listQuery, error) {
+	q := listQuery{limit: defaultListLimit}
+	v := r.URL.Query()
+	if id := v.Get("streamId"); id != "" {
+		if !proto.ValidToken(id) {
+			return q, web.BadRequest("streamId", "invalid stream id")
+		}
+		q.streamID = id
+	}
+	if s := v.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return q, web.BadRequest("since", "must be an RFC 3339 time, e.g. 2025-11-17T14:30:22Z")
+		}
+		q.since = t
+	} else if defaultSince > 0 {
+		q.since = time.Now().Add(-defaultSince)
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxListLimit {
+			return q, web.BadRequest("limit", "must be 1 to %d", maxListLimit)
+		}
+		q.limit = n
+	}
+	return q, nil
+}
+
+// scan reads, in stream order, the messages of stream matching any of subjects from since (or
+// the start), calling f for each until f returns false or nothing more matches.
+func (s *Service) scan(ctx context.Context, stream string, subjects []string, since time.Time, f func(jetstream.Msg) bool) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cons, err := st.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for read := 0; read < maxScan; {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(250*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			read++
+			if !f(m) {
+				return nil
+			}
+			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+				return nil
+			}
+		}
+		if n == 0 {
+			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+				return err
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request, partition string) error {
+	q, err := parseListQuery(r, 0)
+	if err != nil {
+		return err
+	}
+	subject := proto.DLQSubject(partition, "*")
+	if q.streamID != "" {
+		subject = proto.DLQSubject(partition, q.streamID)
+	}
+	out := []deadLetterResource{}
+	more := false
+	err = s.scan(r.Context(), proto.StreamDLQ, []string{subject}, q.since, func(m jetstream.Msg) bool {
+		if len(out) == q.limit {
+			more = true
+			return false
+		}
+		var dl proto.DeadLetter
+		meta, merr := m.Metadata()
+		if merr != nil || proto.Unmarshal(m.Data(), &dl) != nil {
+			return true
+		}
+		out = append(out, deadLetter(meta.Sequence.Stream, &dl))
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("list dead letters: %w", err)
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out, "more": more})
+	return nil
+}
+
+func deadLetter(seq uint64, dl *proto.DeadLetter) deadLetterResource {
+	d := dl.Delivery
+	res := deadLetterResource{
+		ID: strconv.FormatUint(seq, 10), DeliveryID: d.ID, StreamID: d.StreamID, EventIDs: d.EventIDs,
+		URL: redactURL(d.URL), Reason: dl.Reason, DeadLetteredAt: time.Unix(0, dl.At).UTC().Format(time.RFC3339Nano),
+		TraceID: dl.TraceID, Resends: d.Resends, BodyBytes: len(d.Body), Attempts: make([]attemptRecord, 0, len(d.History)),
+	}
+	if res.EventIDs == nil {
+		res.EventIDs = []string{}
+	}
+	for _, a := range d.History {
+		res.Attempts = append(res.Attempts, attemptRecord{
+			At: time.Unix(0, a.At).UTC().Format(time.RFC3339Nano), StatusCode: a.Status, Error: a.Error, LatencyMs: a.LatencyMs,
+		})
+	}
+	return res
+}
+
+// redactURL drops the query string, which may hold tokens.
+func redactURL(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		return u[:i]
+	}
+	return u
+}
+
+type resendBody struct {
+	IDs      []string `json:"ids"`
+	StreamID string   `json:"streamId"`
+	All      bool     `json:"all"`
+}
+
+// resendDeadLetters puts dead-lettered deliveries back into OUTBOX with a fresh schedule. An
+// entry stays in DLQ until its resent delivery succeeds (or fails for good again).
+func (s *Service) resendDeadLetters(w http.ResponseWriter, r *http.Request, partition string) error {
+	var body resendBody
+	if err := web.DecodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	switch {
+	case len(body.IDs) > 0 && (body.All || body.StreamID != ""):
+		return web.BadRequest("ids", "give either ids, or streamId with all: true")
+	case len(body.IDs) > maxListLimit:
+		return web.BadRequest("ids", "at most %d ids per request", maxListLimit)
+	case len(body.IDs) == 0 && !(body.All && body.StreamID != ""):
+		return web.BadRequest("ids", "give ids, or streamId with all: true")
+	}
+	dlq, err := s.js.Stream(ctx, proto.StreamDLQ)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		seq uint64
+		dl  proto.DeadLetter
+	}
+	var entries []entry
+	if len(body.IDs) > 0 {
+		// Validate every id before resending any.
+		for i, id := range body.IDs {
+			field := fmt.Sprintf("ids[%d]", i)
+			seq, err := strconv.ParseUint(id, 10, 64)
+			if err != nil || seq == 0 {
+				return web.BadRequest(field, "%q is not a dead-letter id", clip(id))
+			}
+			raw, err := dlq.GetMsg(ctx, seq)
+			// Another partition's entry is reported exactly like a missing one.
+			if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, ""))) {
+				return &web.Error{Status: http.StatusNotFound, Code: "not_found", Field: field, Message: "dead letter " + id + " not found"}
+			}
+			if err != nil {
+				return fmt.Errorf("read dead letter: %w", err)
+			}
+			var e entry
+			if err := proto.Unmarshal(raw.Data, &e.dl); err != nil {
+				return fmt.Errorf("decode dead letter %d: %w", seq, err)
+			}
+			e.seq = seq
+			entries = append(entries, e)
+		}
+	} else {
+		if !proto.ValidToken(body.StreamID) {
+			return web.BadRequest("streamId", "invalid stream id")
+		}
+		if _, _, err := s.load(ctx, partition, body.StreamID); err != nil {
+			return err
+		}
+		err := s.scan(ctx, proto.StreamDLQ, []string{proto.DLQSubject(partition, body.StreamID)}, time.Time{}, func(m jetstream.Msg) bool {
+			meta, merr := m.Metadata()
+			var e entry
+			if merr == nil && proto.Unmarshal(m.Data(), &e.dl) == nil {
+				e.seq = meta.Sequence.Stream
+				entries = append(entries, e)
+			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("scan dead letters: %w", err)
+		}
+	}
+	resent := make([]string, 0, len(entries))
+	for _, e := range entries {
+		d := e.dl.Delivery
+		if _, _, err := s.load(ctx, partition, d.StreamID); err != nil {
+			var we *web.Error
+			if errors.As(err, &we) && we.Status == http.StatusNotFound {
+				continue // its stream was deleted: nothing to resend to
+			}
+			return err
+		}
+		d.History, d.FirstAttemptAt = nil, 0
+		d.Resends++
+		d.ResentFrom = e.seq
+		data, err := proto.Marshal(&d)
+		if err != nil {
+			return err
+		}
+		msg := bus.NewMsg(proto.OutboxSubject(partition, d.StreamID), fmt.Sprintf("%s/resend/%d", d.ID, e.seq), data)
+		if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+			return fmt.Errorf("resend %d: %w", e.seq, err)
+		}
+		resent = append(resent, strconv.FormatUint(e.seq, 10))
+	}
+	s.log.Info("dead letters resent", "partition", partition, "count", len(resent))
+	web.WriteJSON(w, http.StatusAccepted, map[string]any{"resent": len(resent), "ids": resent})
+	return nil
+}
+
+// listDeliveries answers the recent outcomes of one stream, newest last:
+// ?status=delivered|failed, since (default 24 h ago), limit.
+func (s *Service) listDeliveries(w http.ResponseWriter, r *http.Request, partition string) error {
+	id := r.PathValue("id")
+	if _, _, err := s.load(r.Context(), partition, id); err != nil {
+		return err
+	}
+	q, err := parseListQuery(r, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	var results []string
+	switch st := r.URL.Query().Get("status"); st {
+	case "":
+		results = []string{"*"}
+	case "delivered":
+		results = []string{proto.OutcomeDelivered}
+	case "failed":
+		results = []string{proto.OutcomeRetrying, proto.OutcomeDeadLettered, proto.OutcomeDisabled}
+	default:
+		return web.BadRequest("status", "must be delivered or failed")
+	}
+	subjects := make([]string, len(results))
+	for i, res := range results {
+		subjects[i] = proto.OutcomeSubject(partition, id, res)
+	}
+	// Keep the newest limit records in a ring while reading forward.
+	out := make([]json.RawMessage, 0, q.limit)
+	err = s.scan(r.Context(), proto.StreamOutcomes, subjects, q.since, func(m jetstream.Msg) bool {
+		if len(out) == q.limit {
+			copy(out, out[1:])
+			out = out[:q.limit-1]
+		}
+		out = append(out, json.RawMessage(m.Data()))
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("list deliveries: %w", err)
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
+	return nil
+}

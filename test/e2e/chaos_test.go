@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// countingReceiver counts deliveries per reading value.
+type countingReceiver struct {
+	*receiver
+	mu   sync.Mutex
+	seen map[int]int
+}
+
+func newCountingReceiver(t *testing.T) *countingReceiver {
+	cr := &countingReceiver{seen: map[int]int{}}
+	cr.receiver = newReceiver(t, func(_ int, r received) int {
+		var ev struct{ Value json.Number }
+		d := json.NewDecoder(bytes.NewReader(r.Body))
+		d.UseNumber()
+		if d.Decode(&ev) == nil {
+			if n, err := strconv.Atoi(ev.Value.String()); err == nil {
+				cr.mu.Lock()
+				cr.seen[n]++
+				cr.mu.Unlock()
+			}
+		}
+		return http.StatusOK
+	})
+	return cr
+}
+
+// tally returns how many of 0..n-1 are missing and how many extra deliveries there were.
+func (cr *countingReceiver) tally(n int) (missing, duplicates int) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	for i := 0; i < n; i++ {
+		switch c := cr.seen[i]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			duplicates += c - 1
+		}
+	}
+	return missing, duplicates
+}
+
+// publishMany publishes readings 0..n-1 round-robin over points, each acknowledged by JetStream
+// before the next is counted as sent, at about rate per second.
+func publishMany(ctx context.Context, t *testing.T, nc *nats.Conn, partition string, points []string, n int, rate int) error {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		data := []byte(fmt.Sprintf(`{"value": %d}`, i))
+		subj := "hookstream.ingest." + partition + ".points." + points[i%len(points)]
+		for {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			msg, err := nc.Request(subj, data, 2*time.Second)
+			if err == nil && len(msg.Data) > 0 && !json.Valid(msg.Data) {
+				err = fmt.Errorf("bad ack %q", msg.Data)
+			}
+			if err == nil {
+				var ack struct {
+					Error *struct{ Description string } `json:"error"`
+				}
+				_ = json.Unmarshal(msg.Data, &ack)
+				if ack.Error == nil {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // NATS or the stream is restarting: try again
+		}
+		<-tick.C
+	}
+	return nil
+}
+
+// TestChaosSplitProcesses: while 10,000 readings flow to 3 streams, every service process is
+// killed with SIGKILL in turn and restarted; afterwards every reading reached every stream.
+func TestChaosSplitProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run skipped in -short mode")
+	}
+	in := startSplit(t, "0.001")
+	// procs[0] is NATS; 1..5 are ingest, matcher, signer, delivery, api.
+	runChaos(t, in, func(i int) int { return 1 + i%5 }, 5)
+}
+
+// TestChaosAllInOne: the same with the all-in-one process killed twice.
+func TestChaosAllInOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run skipped in -short mode")
+	}
+	in := startAllInOne(t, options{})
+	runChaos(t, in, func(int) int { return 0 }, 2)
+}
+
+func runChaos(t *testing.T, in *instance, victim func(kill int) int, kills int) {
+	const n = 10_000
+	points := []string{"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"}
+	var rcs []*countingReceiver
+	for range 3 {
+		rc := newCountingReceiver(t)
+		rcs = append(rcs, rc)
+		in.createStream("chaos", map[string]any{"webhookUrl": rc.URL, "pointIds": points, "maxInFlight": 64})
+	}
+	nc := in.connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- publishMany(ctx, t, nc, "chaos", points, n, 1000) }()
+
+	for i := range kills {
+		time.Sleep(1500 * time.Millisecond) // let work flow between kills
+		v := victim(i)
+		t.Logf("SIGKILL %s", in.procs[v].name)
+		in.restart(v)
+	}
+	if err := <-pubErr; err != nil {
+		t.Fatalf("publishing: %v", err)
+	}
+	deadline := time.Now().Add(150 * time.Second)
+	for {
+		missing := 0
+		for _, rc := range rcs {
+			m, _ := rc.tally(n)
+			missing += m
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries missing after the chaos run", missing)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	total := 0
+	for i, rc := range rcs {
+		_, dup := rc.tally(n)
+		total += dup
+		t.Logf("stream %d: all %d readings delivered, %d duplicates", i, n, dup)
+	}
+	t.Logf("duplicates after %d kills: %d of %d deliveries", kills, total, 3*n)
+}
+
+// restart kills process i with SIGKILL and starts it again with the same arguments, waiting for
+// it to be ready when it has an HTTP address.
+func (in *instance) restart(i int) {
+	in.t.Helper()
+	old := in.procs[i]
+	old.kill()
+	args := slices.Clone(old.cmd.Args[1:])
+	in.procs[i] = startProc(in.t, old.name, args...)
+	if j := slices.Index(args, "--http-addr"); j >= 0 {
+		in.waitReady("http://" + args[j+1])
+	}
+}
