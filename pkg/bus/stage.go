@@ -8,7 +8,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"hookstream/pkg/telemetry"
 )
+
+var tracer = otel.Tracer("hookstream")
 
 // ErrTerm marks a message that can never be processed (it is malformed, or refers to something
 // that no longer exists). A stage terminates such a message instead of redelivering it.
@@ -34,6 +42,10 @@ type Stage struct {
 	Batch int
 	// MaxPending bounds inputs whose outputs await their PubAcks (default 4096).
 	MaxPending int
+	// SpanName names the span of each message (the stage's name: "ingest", "match", "sign").
+	// The span continues the trace carried in the input's headers, and its context is
+	// injected into every output that does not carry one already.
+	SpanName string
 }
 
 type pending struct {
@@ -87,8 +99,14 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		outs, err := s.Handle(ctx, msg)
+		mctx, span := tracer.Start(telemetry.Extract(ctx, msg.Headers()), s.SpanName,
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject())))
+		outs, err := s.Handle(mctx, msg)
 		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.End()
 			if errors.Is(err, ErrTerm) {
 				if s.Reject != nil {
 					s.Reject(msg, err)
@@ -99,6 +117,12 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		for _, out := range outs {
+			if out.Header.Get("traceparent") == "" {
+				telemetry.Inject(mctx, out)
+			}
+		}
+		span.End()
 		p := pending{msg: msg}
 		failed := false
 		for _, out := range outs {

@@ -37,8 +37,10 @@ type Config struct {
 	Dev bool
 	// AllowHTTP accepts plain-http webhook URLs outside --dev.
 	AllowHTTP bool
-	// Mounts add routes of other components (HTTP ingest in the all-in-one binary).
+	// Mounts add routes of other components (HTTP ingest and /metrics in the all-in-one binary).
 	Mounts []func(*http.ServeMux)
+	// Ready, when set, is consulted by /readyz besides the API's own checks.
+	Ready func() error
 }
 
 // Service is the API.
@@ -136,6 +138,9 @@ func (s *Service) ready() error {
 	}
 	if s.streams == nil {
 		return errors.New("buckets not opened yet")
+	}
+	if s.cfg.Ready != nil {
+		return s.cfg.Ready()
 	}
 	return nil
 }

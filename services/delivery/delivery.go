@@ -19,11 +19,17 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
 	"hookstream/pkg/retry"
+	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
 
@@ -108,6 +114,9 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("delivery: %w", err)
 	}
 	s.streamsKV = kv
+	if err := s.registerGauges(); err != nil {
+		return fmt.Errorf("delivery metrics: %w", err)
+	}
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
 	s.attemptCtx = attemptCtx
@@ -245,11 +254,12 @@ func (s *Service) dispatch(t *target, m jetstream.Msg) {
 // attempt makes one HTTP attempt of a delivery and settles the message: ack when delivered,
 // reschedule when it may be retried, dead-letter otherwise.
 func (s *Service) attempt(t *target, m jetstream.Msg) {
-	ctx := s.attemptCtx
 	def := t.def.Load()
+	ctx, span := tracer.Start(telemetry.Extract(s.attemptCtx, m.Headers()), "deliver", trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
 	var d proto.Delivery
 	if err := proto.Unmarshal(m.Data(), &d); err != nil {
-		s.log.Error("undecodable delivery dropped", "subject", m.Subject(), "error", err.Error())
+		s.log.ErrorContext(ctx, "undecodable delivery dropped", "subject", m.Subject(), "error", err.Error())
 		_ = m.Term()
 		return
 	}
@@ -276,6 +286,12 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		headers[k] = v
 	}
 	headers["webhook-id"] = d.ID
+	span.SetAttributes(attribute.String("hookstream.partition", d.Partition), attribute.String("hookstream.stream_id", d.StreamID),
+		attribute.String("hookstream.delivery_id", d.ID), attribute.Int("hookstream.attempt", n),
+		attribute.String("http.request.method", d.Method), attribute.String("url.full", redactURL(d.URL)))
+	if def.PropagateTrace {
+		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
+	}
 
 	if l := t.limiter.Load(); l != nil {
 		if err := l.Wait(ctx); err != nil {
@@ -285,7 +301,7 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		now = time.Now()
 	}
 	res := send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def))
-	if ctx.Err() != nil {
+	if s.attemptCtx.Err() != nil {
 		// Shut down mid-attempt: leave the delivery for redelivery, it is not a failure.
 		_ = m.Nak()
 		return
@@ -296,46 +312,47 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 	if res.err != nil {
 		kind = retry.Retry
 	}
+	s.record(ctx, span, &d, res, kind, now)
 	log := s.log.With("partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID, "attempt", n)
 	disabled := s.noteHealth(t, def, kind, att)
 
 	switch {
 	case kind == retry.Delivered:
 		_ = m.Ack()
-		s.outcome(&d, proto.OutcomeDelivered, maxAttempts, nil)
+		s.outcome(ctx, &d, proto.OutcomeDelivered, maxAttempts, nil)
 		s.clearResent(&d)
 	case kind == retry.Retry && n < maxAttempts:
 		delay := s.sched.NextDelay(s.sched.Delay(n-1), res.status, res.retryAfter, now)
 		next := now.Add(delay)
 		if def.Ordered {
 			_ = m.NakWithDelay(delay)
-		} else if err := s.reschedule(ctx, &d, n, next); err != nil {
-			log.Error("reschedule failed, attempt will repeat", "error", err.Error())
+		} else if err := s.reschedule(ctx, m.Headers(), &d, n, next); err != nil {
+			log.ErrorContext(ctx, "reschedule failed, attempt will repeat", "error", err.Error())
 			_ = m.NakWithDelay(time.Second)
 			return
 		} else if err := m.DoubleAck(ctx); err != nil {
-			log.Warn("ack after reschedule failed; the delivery may be attempted twice", "error", err.Error())
+			log.WarnContext(ctx, "ack after reschedule failed; the delivery may be attempted twice", "error", err.Error())
 		}
 		result := proto.OutcomeRetrying
 		if disabled {
 			result = proto.OutcomeDisabled // held until the stream is re-enabled
 		}
-		s.outcome(&d, result, maxAttempts, &next)
+		s.outcome(ctx, &d, result, maxAttempts, &next)
 	default:
 		reason := att.Error
 		if n >= maxAttempts && kind == retry.Retry {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", n, att.Error)
 		}
 		if err := s.deadLetter(ctx, &d, reason); err != nil {
-			log.Error("dead-letter failed, attempt will repeat", "error", err.Error())
+			log.ErrorContext(ctx, "dead-letter failed, attempt will repeat", "error", err.Error())
 			_ = m.NakWithDelay(time.Second)
 			return
 		}
 		if err := m.DoubleAck(ctx); err != nil {
-			log.Warn("ack after dead-letter failed", "error", err.Error())
+			log.WarnContext(ctx, "ack after dead-letter failed", "error", err.Error())
 		}
-		log.Warn("delivery dead-lettered", "reason", reason)
-		s.outcome(&d, proto.OutcomeDeadLettered, maxAttempts, nil)
+		log.WarnContext(ctx, "delivery dead-lettered", "reason", reason)
+		s.outcome(ctx, &d, proto.OutcomeDeadLettered, maxAttempts, nil)
 		s.clearResent(&d)
 	}
 }
@@ -384,13 +401,19 @@ const (
 
 // reschedule stores the delivery, with its history, as a schedule message that the server
 // publishes back to the stream's outbox subject at next.
-func (s *Service) reschedule(ctx context.Context, d *proto.Delivery, n int, next time.Time) error {
+func (s *Service) reschedule(ctx context.Context, hdr nats.Header, d *proto.Delivery, n int, next time.Time) error {
 	data, err := proto.Marshal(d)
 	if err != nil {
 		return err
 	}
 	// Resends restart the attempt count, so ids include the resend generation.
 	msg := bus.NewMsg(proto.RetrySubject(d.Partition, d.StreamID, fmt.Sprintf("%s-%d-%d", d.ID, d.Resends, n)), fmt.Sprintf("%s/%d/r%d", d.ID, d.Resends, n), data)
+	// Every attempt of a delivery is a span under the one that rendered it.
+	for _, k := range []string{"traceparent", "tracestate"} {
+		if v := hdr.Get(k); v != "" {
+			msg.Header.Set(k, v)
+		}
+	}
 	msg.Header.Set(hdrSchedule, "@at "+next.UTC().Format(time.RFC3339Nano))
 	msg.Header.Set(hdrScheduleTarget, proto.OutboxSubject(d.Partition, d.StreamID))
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -401,7 +424,7 @@ func (s *Service) reschedule(ctx context.Context, d *proto.Delivery, n int, next
 
 // deadLetter stores the delivery and its history in DLQ and waits for the store to confirm.
 func (s *Service) deadLetter(ctx context.Context, d *proto.Delivery, reason string) error {
-	dl := proto.DeadLetter{V: proto.Version, Delivery: *d, At: time.Now().UnixNano(), Reason: reason}
+	dl := proto.DeadLetter{V: proto.Version, Delivery: *d, At: time.Now().UnixNano(), Reason: reason, TraceID: telemetry.TraceID(ctx)}
 	data, err := proto.Marshal(&dl)
 	if err != nil {
 		return err
@@ -414,14 +437,15 @@ func (s *Service) deadLetter(ctx context.Context, d *proto.Delivery, reason stri
 
 // outcome publishes the JSON record of the attempt just made. Outcomes are informational: a
 // failure to publish one is logged, never retried at the cost of the delivery.
-func (s *Service) outcome(d *proto.Delivery, result string, maxAttempts int, next *time.Time) {
+func (s *Service) outcome(ctx context.Context, d *proto.Delivery, result string, maxAttempts int, next *time.Time) {
 	last := d.History[len(d.History)-1]
 	o := proto.Outcome{
 		SchemaVersion: 1, ID: d.ID, Partition: d.Partition, StreamID: d.StreamID, EventIDs: d.EventIDs,
 		Result: result, Attempt: len(d.History), MaxAttempts: maxAttempts,
 		StatusCode: last.Status, Error: last.Error, LatencyMs: last.LatencyMs,
-		At: time.Unix(0, last.At).UTC(), NextAttemptAt: next,
+		At: time.Unix(0, last.At).UTC(), NextAttemptAt: next, TraceID: telemetry.TraceID(ctx),
 	}
+	deliveries.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result), attribute.String("status_class", statusClass(last.Status))))
 	data, err := json.Marshal(&o)
 	if err != nil {
 		return

@@ -11,6 +11,7 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/telemetry"
 )
 
 // Config is the configuration of one hookstream process, filled from flags and HOOKSTREAM_*
@@ -78,10 +79,11 @@ func (c *Config) logger() *slog.Logger {
 		lvl = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
 	if c.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		h = slog.NewTextHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return slog.New(telemetry.LogHandler(h))
 }
 
 // verifier builds the token verifier: the dev HS256 key in --dev, else the configured public key.

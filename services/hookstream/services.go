@@ -17,7 +17,9 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/telemetry"
 	"hookstream/pkg/web"
+	"hookstream/proto"
 	"hookstream/services/api"
 	"hookstream/services/delivery"
 	"hookstream/services/ingest"
@@ -43,13 +45,21 @@ func runServices(ctx context.Context, role string, args []string) error {
 		return err
 	}
 	log := cfg.logger().With("service", role)
+	tel, err := telemetry.Setup(ctx, "hookstream-"+role)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
 
 	var srv *server.Server
 	if cfg.NATSURL == "" {
 		if role != "all" {
 			return fmt.Errorf("%s: --nats-url is required (only the all-in-one embeds NATS)", role)
 		}
-		var err error
 		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync})
 		if err != nil {
 			return err
@@ -80,7 +90,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 
 	want := func(name string) bool { return role == "all" || role == name }
 	var runners []runner
-	var mounts []func(*http.ServeMux)
+	mounts := []func(*http.ServeMux){func(mux *http.ServeMux) { mux.Handle("GET /metrics", tel.MetricsHandler()) }}
 	var verifier auth.Verifier
 	if want("api") || want("ingest") {
 		if verifier, err = cfg.verifier(); err != nil {
@@ -139,14 +149,14 @@ func runServices(ctx context.Context, role string, args []string) error {
 		}
 		svc, err := api.New(api.Config{
 			Logger: log.With("component", "api"), Conn: c, Verifier: verifier, Addr: cfg.HTTPAddr,
-			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts,
+			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts, Ready: readiness(admin, role),
 		})
 		if err != nil {
 			return err
 		}
 		runners = append(runners, runner{"api", svc.Run})
 	} else if cfg.HTTPAddr != "" {
-		runners = append(runners, runner{"http", healthServer(cfg.HTTPAddr, admin, mounts, log)})
+		runners = append(runners, runner{"http", healthServer(cfg.HTTPAddr, readiness(admin, role), mounts, log)})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -185,15 +195,10 @@ func ensureTopology(ctx context.Context, c *bus.Conn, r bus.Retention, log *slog
 }
 
 // healthServer serves /healthz, /readyz and any mounted routes for processes without the API.
-func healthServer(addr string, c *bus.Conn, mounts []func(*http.ServeMux), log *slog.Logger) func(context.Context) error {
+func healthServer(addr string, ready func() error, mounts []func(*http.ServeMux), log *slog.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		mux := http.NewServeMux()
-		web.Health(mux, func() error {
-			if !c.NC.IsConnected() {
-				return errors.New("nats not connected")
-			}
-			return nil
-		})
+		web.Health(mux, ready)
 		for _, m := range mounts {
 			m(mux)
 		}
@@ -208,6 +213,36 @@ func healthServer(addr string, c *bus.Conn, mounts []func(*http.ServeMux), log *
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		return srv.Shutdown(sctx)
+	}
+}
+
+// readiness checks what a process of role needs: the NATS connection, every stream, and the
+// durable consumers of the pipeline stages it runs.
+func readiness(c *bus.Conn, role string) func() error {
+	consumers := map[string][2]string{
+		"ingest": {proto.StreamIngest, ingest.ConsumerName}, "matcher": {proto.StreamEvents, matcher.ConsumerName},
+		"signer": {proto.StreamJobs, signer.ConsumerName},
+	}
+	return func() error {
+		if !c.NC.IsConnected() {
+			return errors.New("nats not connected")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for _, st := range []string{proto.StreamIngest, proto.StreamEvents, proto.StreamJobs, proto.StreamOutbox, proto.StreamDLQ, proto.StreamOutcomes} {
+			if _, err := c.JS.Stream(ctx, st); err != nil {
+				return fmt.Errorf("stream %s: %w", st, err)
+			}
+		}
+		for name, sc := range consumers {
+			if role != "all" && role != name {
+				continue
+			}
+			if _, err := c.JS.Consumer(ctx, sc[0], sc[1]); err != nil {
+				return fmt.Errorf("consumer %s of %s: %w", sc[1], sc[0], err)
+			}
+		}
+		return nil
 	}
 }
 

@@ -7,8 +7,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/auth"
+	"hookstream/pkg/telemetry"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -53,10 +59,15 @@ func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
 	}
 	readings, err := ParseReadings(body)
 	if err != nil {
+		metrics.rejected.Add(r.Context(), 1, metric.WithAttributes(attribute.String("source", "http")))
 		web.WriteError(w, web.BadRequest("", "%s", err.Error()))
 		return
 	}
+	ctx, span := otel.Tracer("hookstream").Start(otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header)),
+		"ingest.http", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
 	msg := nats.NewMsg(proto.IngestPointSubject(partition, pointID))
+	telemetry.Inject(ctx, msg)
 	msg.Data = body
 	msg.Header.Set(HeaderIngestedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
@@ -66,9 +77,9 @@ func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
 		}
 		msg.Header.Set(jetstream.MsgIDHeader, partition+"/"+pointID+"/"+key)
 	}
-	ack, err := s.js.PublishMsg(r.Context(), msg)
+	ack, err := s.js.PublishMsg(ctx, msg)
 	if err != nil {
-		s.log.Error("ingest publish failed", "partition", partition, "point_id", pointID, "error", err.Error())
+		s.log.ErrorContext(ctx, "ingest publish failed", "partition", partition, "point_id", pointID, "error", err.Error())
 		web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not store readings, retry"})
 		return
 	}

@@ -18,6 +18,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
@@ -81,12 +85,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject}
+	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest"}
 	return stage.Run(ctx)
 }
 
 func (s *Service) reject(msg jetstream.Msg, err error) {
 	s.log.Warn("reading rejected", "subject", msg.Subject(), "error", err.Error())
+	metrics.rejected.Add(context.Background(), 1, metric.WithAttributes(attribute.String("source", "nats")))
 }
 
 func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
@@ -111,6 +116,9 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 			ingestedAt = n
 		}
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", partition),
+		attribute.String("hookstream.point_id", last), attribute.Int("hookstream.readings", len(readings)))
+	metrics.readings.Add(ctx, int64(len(readings)), metric.WithAttributes(attribute.String("kind", "point")))
 	outs := make([]*nats.Msg, 0, len(readings))
 	for i, r := range readings {
 		ev, err := s.pointEvent(ctx, partition, last, r, ingestedAt)
@@ -210,3 +218,14 @@ func sameValue(a, b []byte) bool {
 	}
 	return false
 }
+
+// metrics are ingest's instruments, on the global meter provider.
+var metrics = func() (m struct {
+	readings metric.Int64Counter
+	rejected metric.Int64Counter
+}) {
+	meter := otel.Meter("hookstream/ingest")
+	m.readings, _ = meter.Int64Counter("hookstream_ingest_readings", metric.WithDescription("Readings and events accepted by ingest, by kind."))
+	m.rejected, _ = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source."))
+	return m
+}()

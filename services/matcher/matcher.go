@@ -14,6 +14,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
@@ -77,7 +81,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("matcher consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, Reject: func(m jetstream.Msg, err error) {
+	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "match", Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("event rejected", "subject", m.Subject(), "error", err.Error())
 	}}
 	runErr := stage.Run(ctx)
@@ -96,12 +100,16 @@ func DeliveryID(eventID, streamID string) string {
 	return uuid.NewSHA1(idNamespace, []byte(eventID+"/"+streamID)).String()
 }
 
-func (s *Service) handle(_ context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
+func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
 	var ev proto.Event
 	if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
 		return nil, fmt.Errorf("%w: decode event: %v", bus.ErrTerm, err)
 	}
 	ids := s.idx.Match(&ev)
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", ev.Partition),
+		attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
+		attribute.Int("hookstream.fanout", len(ids)))
+	fanout.Record(ctx, int64(len(ids)))
 	outs := make([]*nats.Msg, 0, len(ids))
 	for _, sid := range ids {
 		job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, sid), Partition: ev.Partition, StreamID: sid, Events: []proto.Event{ev}}
@@ -177,3 +185,8 @@ func remove(ids []string, id string) []string {
 	}
 	return out
 }
+
+// fanout records how many streams each event matched.
+var fanout, _ = otel.Meter("hookstream/matcher").Int64Histogram("hookstream_match_fanout",
+	metric.WithDescription("Streams matched per event."),
+	metric.WithExplicitBucketBoundaries(0, 1, 2, 5, 10, 20, 50, 100, 1000))

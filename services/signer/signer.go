@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
@@ -77,7 +79,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, Reject: func(m jetstream.Msg, err error) {
+	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("job dropped", "subject", m.Subject(), "error", err.Error())
 	}}
 	runErr := stage.Run(ctx)
@@ -97,6 +99,9 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	if !ok {
 		return nil, fmt.Errorf("%w: stream %s/%s no longer exists", bus.ErrTerm, job.Partition, job.StreamID)
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", job.Partition),
+		attribute.String("hookstream.stream_id", job.StreamID), attribute.String("hookstream.delivery_id", job.ID),
+		attribute.String("hookstream.format", def.Format))
 	d, err := s.render(ctx, def, &job)
 	if err != nil {
 		return nil, err

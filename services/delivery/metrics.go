@@ -1,0 +1,103 @@
+package delivery
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"hookstream/pkg/retry"
+	"hookstream/proto"
+)
+
+var tracer = otel.Tracer("hookstream")
+
+// Instruments on the global meter provider. Labels stay low-cardinality: results and status
+// classes, never stream, point or partition ids.
+var (
+	meter         = otel.Meter("hookstream/delivery")
+	deliveries, _ = meter.Int64Counter("hookstream_deliveries",
+		metric.WithDescription("Delivery attempts by result (delivered, retrying, dead_lettered, disabled) and status class (2xx … 5xx, error)."))
+	attemptSeconds, _ = meter.Float64Histogram("hookstream_attempt_duration_seconds", metric.WithUnit("s"),
+		metric.WithDescription("Duration of one HTTP attempt, by status class."),
+		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+	e2eSeconds, _ = meter.Float64Histogram("hookstream_end_to_end_latency_seconds", metric.WithUnit("s"),
+		metric.WithDescription("From ingest accepting a reading to its endpoint answering 2xx."),
+		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 600, 3600, 86400))
+)
+
+// statusClass maps a status to its class label; 0 (no response) is "error".
+func statusClass(status int) string {
+	if status == 0 {
+		return "error"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}
+
+// record puts an attempt's result on its span and in the metrics.
+func (s *Service) record(ctx context.Context, span trace.Span, d *proto.Delivery, res result, kind retry.Kind, start time.Time) {
+	class := statusClass(res.status)
+	attemptSeconds.Record(ctx, res.latency.Seconds(), metric.WithAttributes(attribute.String("status_class", class)))
+	if res.status != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", res.status))
+	}
+	span.SetAttributes(attribute.String("hookstream.result", kind.String()))
+	if kind == retry.Delivered {
+		e2eSeconds.Record(ctx, time.Since(time.Unix(0, d.IngestedAt)).Seconds())
+		return
+	}
+	span.SetStatus(codes.Error, res.errorText())
+}
+
+// registerGauges reports the backlog, the dead-letter count and disabled streams.
+func (s *Service) registerGauges() error {
+	backlog, err := meter.Int64ObservableGauge("hookstream_outbox_backlog",
+		metric.WithDescription("Rendered deliveries waiting in OUTBOX, including scheduled retries (all targets)."))
+	if err != nil {
+		return err
+	}
+	dlq, err := meter.Int64ObservableGauge("hookstream_dlq_size", metric.WithDescription("Entries in the dead-letter stream."))
+	if err != nil {
+		return err
+	}
+	disabled, err := meter.Int64ObservableGauge("hookstream_streams",
+		metric.WithDescription("Streams known to delivery, by status."))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if st, err := s.js.Stream(ctx, proto.StreamOutbox); err == nil {
+			o.ObserveInt64(backlog, int64(st.CachedInfo().State.Msgs))
+		}
+		if st, err := s.js.Stream(ctx, proto.StreamDLQ); err == nil {
+			o.ObserveInt64(dlq, int64(st.CachedInfo().State.Msgs))
+		}
+		counts := map[string]int64{proto.StatusActive: 0, proto.StatusDisabled: 0, proto.StatusDisabledDueToErrors: 0}
+		for _, d := range s.cat.All() {
+			counts[d.Status]++
+		}
+		for status, n := range counts {
+			o.ObserveInt64(disabled, n, metric.WithAttributes(attribute.String("status", status)))
+		}
+		return nil
+	}, backlog, dlq, disabled)
+	return err
+}
+
+// redactURL drops userinfo and the query string, which may hold credentials.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
