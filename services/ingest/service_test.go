@@ -1,0 +1,349 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/proto"
+)
+
+func checkFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logBuffer collects log output from the service's goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type fixture struct {
+	conn   *bus.Conn
+	events jetstream.Stream
+	ingest jetstream.Stream
+	epoch  string
+	logs   *logBuffer
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	conn, err := bus.Connect("", srv, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{conn: conn, logs: &logBuffer{}}
+	if f.events, err = conn.JS.Stream(ctx, proto.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	if f.ingest, err = conn.JS.Stream(ctx, proto.StreamIngest); err != nil {
+		t.Fatal(err)
+	}
+	f.epoch = strconv.FormatInt(f.ingest.CachedInfo().Created.UnixNano(), 36)
+	return f
+}
+
+// start runs a new ingest Service and returns a function that stops it.
+func (f *fixture) start(t *testing.T) (stop func()) {
+	t.Helper()
+	svc, err := New(Config{Conn: f.conn, Logger: slog.New(slog.NewTextHandler(f.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- svc.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("Run returned %v after cancel, want nil", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return within 10s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// publish stores a raw ingest message and returns its INGEST sequence.
+func (f *fixture) publish(t *testing.T, subject string, data []byte, hdr map[string]string) uint64 {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = data
+	for k, v := range hdr {
+		m.Header.Set(k, v)
+	}
+	ack, err := f.conn.JS.PublishMsg(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// event is a decoded EVENTS message.
+type event struct {
+	proto.Event
+	subject, msgID string
+}
+
+// waitEvents waits until EVENTS holds n messages and returns them in order.
+func (f *fixture) waitEvents(t *testing.T, n int) []event {
+	t.Helper()
+	ctx := context.Background()
+	checkFor(t, 8*time.Second, func() error {
+		info, err := f.events.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs < uint64(n) {
+			return fmt.Errorf("EVENTS has %d messages, want %d", info.State.Msgs, n)
+		}
+		return nil
+	})
+	info, err := f.events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(n) {
+		t.Fatalf("EVENTS has %d messages, want exactly %d", info.State.Msgs, n)
+	}
+	out := make([]event, 0, n)
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		raw, err := f.events.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("EVENTS seq %d: %v", seq, err)
+		}
+		var ev proto.Event
+		if err := proto.Unmarshal(raw.Data, &ev); err != nil {
+			t.Fatalf("EVENTS seq %d: %v", seq, err)
+		}
+		out = append(out, event{Event: ev, subject: raw.Subject, msgID: raw.Header.Get(jetstream.MsgIDHeader)})
+	}
+	return out
+}
+
+// settled waits until the ingest consumer has nothing pending or unacknowledged.
+func (f *fixture) settled(t *testing.T) *jetstream.ConsumerInfo {
+	t.Helper()
+	var info *jetstream.ConsumerInfo
+	checkFor(t, 8*time.Second, func() error {
+		c, err := f.ingest.Consumer(context.Background(), ConsumerName)
+		if err != nil {
+			return err
+		}
+		if info, err = c.Info(context.Background()); err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("ingest consumer: %d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	return info
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func TestServicePointState(t *testing.T) {
+	f := newFixture(t)
+	stop := f.start(t)
+	subject := proto.IngestPointSubject("p1", "pt1")
+	t0 := time.Date(2025, 12, 3, 6, 9, 21, 915_000_000, time.UTC)
+	ts := []time.Time{t0, t0.Add(time.Second), t0.Add(2 * time.Second), t0.Add(3 * time.Second)}
+	readings := []string{
+		`{"value":22,"timestamp":` + ms(ts[0]) + `}`,
+		`{"value":22.0,"timestamp":` + ms(ts[1]) + `,"qualityOfValue":1}`,
+		`{"value":23,"timestamp":"` + ts[2].Format(time.RFC3339Nano) + `"}`,
+	}
+	var seqs []uint64
+	for _, r := range readings {
+		seqs = append(seqs, f.publish(t, subject, []byte(r), nil))
+	}
+	evs := f.waitEvents(t, 3)
+
+	wantChanged := []bool{true, false, true}
+	wantLastChanged := []time.Time{ts[0], ts[0], ts[2]}
+	wantValue := []string{`22`, `22.0`, `23`}
+	createdAt := evs[0].CreatedAt
+	if createdAt != evs[0].IngestedAt || createdAt == 0 {
+		t.Errorf("createdAt = %d, want the first reading's ingestion time %d", createdAt, evs[0].IngestedAt)
+	}
+	seen := map[string]bool{}
+	for i, ev := range evs {
+		t.Run(fmt.Sprintf("reading %d", i), func(t *testing.T) {
+			if ev.Changed != wantChanged[i] {
+				t.Errorf("changed = %v, want %v", ev.Changed, wantChanged[i])
+			}
+			if ev.CreatedAt != createdAt {
+				t.Errorf("createdAt = %d, want constant %d", ev.CreatedAt, createdAt)
+			}
+			if ev.LastUpdatedAt != ts[i].UnixNano() || ev.Time != ts[i].UnixNano() {
+				t.Errorf("lastUpdatedAt, time = %d, %d; want the reading's timestamp %d", ev.LastUpdatedAt, ev.Time, ts[i].UnixNano())
+			}
+			if ev.LastChangedAt != wantLastChanged[i].UnixNano() {
+				t.Errorf("lastChangedAt = %s, want %s", time.Unix(0, ev.LastChangedAt).UTC(), wantLastChanged[i])
+			}
+			if string(ev.Value) != wantValue[i] {
+				t.Errorf("value = %s, want %s", ev.Value, wantValue[i])
+			}
+			if ev.V != proto.Version || ev.Partition != "p1" || ev.Type != proto.EventTypePoint || ev.Subject != "pt1" ||
+				ev.Source != "//hookstream/partitions/p1/points/pt1" {
+				t.Errorf("event header fields = %+v", ev.Event)
+			}
+			if ev.subject != "hookstream.events.p1.point.pt1" {
+				t.Errorf("EVENTS subject = %q", ev.subject)
+			}
+			if want := eventID(f.epoch, seqs[i], 0); ev.ID != want {
+				t.Errorf("id = %s, want %s (derived from INGEST sequence %d)", ev.ID, want, seqs[i])
+			}
+			if ev.msgID != ev.ID {
+				t.Errorf("Nats-Msg-Id = %q, want the event id %q", ev.msgID, ev.ID)
+			}
+			if seen[ev.ID] {
+				t.Errorf("duplicate id %s", ev.ID)
+			}
+			seen[ev.ID] = true
+		})
+	}
+	if evs[1].Quality != 1 || evs[0].Quality != 0 {
+		t.Errorf("qualities = %d, %d; want 0, 1", evs[0].Quality, evs[1].Quality)
+	}
+	f.settled(t)
+
+	// A second instance on the same server loads the point's state back from EVENTS.
+	stop()
+	f.start(t)
+	f.publish(t, subject, []byte(`{"value":23.0,"timestamp":`+ms(ts[3])+`}`), nil)
+	ev := f.waitEvents(t, 4)[3]
+	if ev.Changed {
+		t.Error("after restart the same value is reported as changed: state not loaded")
+	}
+	if ev.CreatedAt != createdAt {
+		t.Errorf("after restart createdAt = %d, want %d", ev.CreatedAt, createdAt)
+	}
+	if ev.LastChangedAt != ts[2].UnixNano() {
+		t.Errorf("after restart lastChangedAt = %d, want %d", ev.LastChangedAt, ts[2].UnixNano())
+	}
+}
+
+func TestServiceBatchAndIngestedAtHeader(t *testing.T) {
+	f := newFixture(t)
+	f.start(t)
+	const ingestedAt = int64(1764742161915000000)
+	seq := f.publish(t, proto.IngestPointSubject("p2", "pt2"),
+		[]byte(`[{"value":"a"},{"value":"a"},{"value":"b"}]`),
+		map[string]string{HeaderIngestedAt: strconv.FormatInt(ingestedAt, 10)})
+	evs := f.waitEvents(t, 3)
+	for i, ev := range evs {
+		if want := eventID(f.epoch, seq, i); ev.ID != want {
+			t.Errorf("event %d id = %s, want %s", i, ev.ID, want)
+		}
+		if ev.IngestedAt != ingestedAt || ev.CreatedAt != ingestedAt || ev.LastUpdatedAt != ingestedAt {
+			t.Errorf("event %d ingestedAt, createdAt, lastUpdatedAt = %d, %d, %d; want all %d (the header)",
+				i, ev.IngestedAt, ev.CreatedAt, ev.LastUpdatedAt, ingestedAt)
+		}
+	}
+	if got := fmt.Sprint(evs[0].Changed, evs[1].Changed, evs[2].Changed); got != "true false true" {
+		t.Errorf("changed = %s, want true false true (state advances within a batch)", got)
+	}
+	f.settled(t)
+}
+
+func TestServiceRejectsMalformed(t *testing.T) {
+	tests := []struct {
+		name    string
+		subject string
+		data    string
+		log     string
+	}{
+		{"truncated JSON", proto.IngestPointSubject("p1", "bad1"), `{"value":`, "invalid reading"},
+		{"missing value", proto.IngestPointSubject("p1", "bad2"), `{"qualityOfValue":1}`, "value is required"},
+		{"empty array", proto.IngestPointSubject("p1", "bad3"), `[]`, "empty array"},
+		{"device event kind", proto.IngestEventSubject("p1", "door"), `{"value":1}`, "unsupported ingest kind"},
+		{"point id not a valid token", "hookstream.ingest.p1.points.pt$1", `{"value":1}`, "malformed subject"},
+	}
+	f := newFixture(t)
+	f.start(t)
+	for _, tc := range tests {
+		f.publish(t, tc.subject, []byte(tc.data), nil)
+	}
+	// A good reading after the bad ones: the consumer delivers in order, so once its event is in
+	// EVENTS every bad one was handled.
+	f.publish(t, proto.IngestPointSubject("p1", "good"), []byte(`{"value":1}`), nil)
+	evs := f.waitEvents(t, 1)
+	if evs[0].Subject != "good" {
+		t.Fatalf("EVENTS holds %+v, want only the good reading", evs[0].Event)
+	}
+	info := f.settled(t)
+	if info.NumRedelivered != 0 || info.Delivered.Consumer != uint64(len(tests)+1) {
+		t.Errorf("consumer delivered %d with %d redelivered; want %d, 0 (rejected readings must be terminated)",
+			info.Delivered.Consumer, info.NumRedelivered, len(tests)+1)
+	}
+	logs := f.logs.String()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var lines []string
+			for _, l := range strings.Split(logs, "\n") {
+				if strings.Contains(l, "subject="+tc.subject+" ") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines for %s, want 1:\n%s", len(lines), tc.subject, logs)
+			}
+			if !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "reading rejected") || !strings.Contains(lines[0], tc.log) {
+				t.Errorf("log line %q: want a warning 'reading rejected' mentioning %q", lines[0], tc.log)
+			}
+		})
+	}
+}
