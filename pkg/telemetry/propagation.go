@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
@@ -14,8 +15,19 @@ type HeaderCarrier nats.Header
 
 var _ propagation.TextMapCarrier = HeaderCarrier{}
 
-// Get implements propagation.TextMapCarrier.
-func (c HeaderCarrier) Get(key string) string { return nats.Header(c).Get(key) }
+// Get implements propagation.TextMapCarrier. NATS header names are case-sensitive, but
+// publishers write "traceparent", "Traceparent" or "TRACEPARENT" alike, so any case matches.
+func (c HeaderCarrier) Get(key string) string {
+	if v := nats.Header(c).Get(key); v != "" {
+		return v
+	}
+	for k, vs := range c {
+		if len(vs) > 0 && strings.EqualFold(k, key) {
+			return vs[0]
+		}
+	}
+	return ""
+}
 
 // Set implements propagation.TextMapCarrier.
 func (c HeaderCarrier) Set(key, value string) { nats.Header(c).Set(key, value) }

@@ -118,7 +118,8 @@ func Unmarshal(b []byte, v any) error {
 		}
 		return BadRequest("", "invalid JSON: %v", err)
 	}
-	if dec.More() {
+	// dec.More reports false before a stray '}' or ']', so look at the rest of the input.
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return BadRequest("", "invalid JSON: trailing data after the value")
 	}
 	return nil

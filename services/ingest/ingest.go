@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strconv"
 	"sync"
 	"time"
@@ -204,7 +205,8 @@ func (s *Service) state(ctx context.Context, partition, pointID, key string) (*p
 	return st, nil
 }
 
-// sameValue compares two JSON values; numbers compare numerically (22 equals 22.0).
+// sameValue compares two JSON values; numbers compare exactly by value (22 equals 22.0, and
+// 9007199254740993 differs from 9007199254740992, which float64 would conflate).
 func sameValue(a, b []byte) bool {
 	if a == nil {
 		return false
@@ -212,11 +214,17 @@ func sameValue(a, b []byte) bool {
 	if bytes.Equal(a, b) {
 		return true
 	}
-	var fa, fb float64
-	if json.Unmarshal(a, &fa) == nil && json.Unmarshal(b, &fb) == nil {
-		return fa == fb
+	// json.Number would also accept a string holding a number: only bare numbers compare.
+	if len(b) == 0 || a[0] == '"' || b[0] == '"' {
+		return false
 	}
-	return false
+	var na, nb json.Number
+	if json.Unmarshal(a, &na) != nil || json.Unmarshal(b, &nb) != nil {
+		return false
+	}
+	fa, okA := new(big.Float).SetPrec(512).SetString(na.String())
+	fb, okB := new(big.Float).SetPrec(512).SetString(nb.String())
+	return okA && okB && fa.Cmp(fb) == 0
 }
 
 // metrics are ingest's instruments, on the global meter provider.
