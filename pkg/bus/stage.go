@@ -14,6 +14,10 @@ import (
 // that no longer exists). A stage terminates such a message instead of redelivering it.
 var ErrTerm = errors.New("permanent failure")
 
+// ErrHeld tells a stage that the handler kept the message and will acknowledge (or nak) it
+// itself later, e.g. once a batch it joined is stored. The stage does nothing more with it.
+var ErrHeld = errors.New("message held by the handler")
+
 // Handler turns one input message into the messages to publish for it. Every output must carry a
 // Nats-Msg-Id header so that a re-publish after a crash is de-duplicated. A handler is called from
 // one goroutine at a time, in delivery order, so it may keep state across calls.
@@ -89,6 +93,9 @@ func (s *Stage) Run(ctx context.Context) error {
 		}
 		outs, err := s.Handle(ctx, msg)
 		if err != nil {
+			if errors.Is(err, ErrHeld) {
+				continue
+			}
 			if errors.Is(err, ErrTerm) {
 				if s.Reject != nil {
 					s.Reject(msg, err)

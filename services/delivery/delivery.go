@@ -239,16 +239,7 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 	if d.FirstAttemptAt == 0 {
 		d.FirstAttemptAt = now.UnixNano()
 	}
-	headers := make(map[string]string, len(d.Headers)+len(d.Signed)+1)
-	for k, v := range d.Headers {
-		headers[k] = v
-	}
-	for k, v := range d.Signed {
-		headers[k] = v
-	}
-	headers["webhook-id"] = d.ID
-
-	res := send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def))
+	res := s.sendSigned(ctx, &d, def) // headers (static, signed, fresh, auth) and the HTTP call: sign.go
 	if ctx.Err() != nil {
 		// Shut down mid-attempt: leave the delivery for redelivery, it is not a failure.
 		_ = m.Nak()

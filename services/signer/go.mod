@@ -3,7 +3,9 @@ module hookstream/services/signer
 go 1.26.8
 
 require (
+	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/oauth2 v0.37.0
 	hookstream/pkg v0.0.0
 	hookstream/proto v0.0.0
 )
