@@ -389,4 +389,3 @@ func formatAttrs(d *proto.StreamDef) formatAttributes {
 	}
 	return a
 }
-
