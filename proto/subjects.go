@@ -37,6 +37,8 @@ const (
 	SubjectOutcomeAll = prefix + "outcomes.>"
 	// SubjectSign is the signer's request/reply endpoint: a SignRequest in, a SignReply out.
 	SubjectSign = prefix + "rpc.sign"
+	// SubjectTest is the signer's test-delivery endpoint: a TestRequest in, a TestReply out.
+	SubjectTest = prefix + "rpc.test"
 )
 
 // EventTypePoint is the event type of point readings; it is reserved and cannot be used by

@@ -105,6 +105,27 @@ type SignRequest struct {
 	DeliveryID string `msgpack:"id"`
 	Body       []byte `msgpack:"b"`
 	Timestamp  int64  `msgpack:"ts"` // Unix seconds the signature is for
+	// Refresh asks for a new OAuth2 token instead of the cached one (after a 401).
+	Refresh bool `msgpack:"rf,omitempty"`
+}
+
+// TestRequest asks the signer for a rendered, signed sample delivery of a stream
+// (POST …/streams/{id}/test). The reply is a TestReply.
+type TestRequest struct {
+	V         uint8  `msgpack:"v"`
+	Partition string `msgpack:"p"`
+	StreamID  string `msgpack:"sid"`
+}
+
+// TestReply is the sample delivery: everything needed for one HTTP call, auth headers included
+// (they are used for that call only and never stored).
+type TestReply struct {
+	V       uint8             `msgpack:"v"`
+	URL     string            `msgpack:"url,omitempty"`
+	Method  string            `msgpack:"m,omitempty"`
+	Headers map[string]string `msgpack:"h,omitempty"`
+	Body    []byte            `msgpack:"b,omitempty"`
+	Error   string            `msgpack:"err,omitempty"`
 }
 
 // SignReply answers a SignRequest. Error is set when the stream or its secret is gone.

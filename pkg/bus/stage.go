@@ -16,11 +16,16 @@ import (
 	"hookstream/pkg/telemetry"
 )
 
-var tracer = otel.Tracer("hookstream")
+// tracer is looked up per use so that a provider installed later (a test's) takes effect.
+func tracer() trace.Tracer { return otel.Tracer("hookstream") }
 
 // ErrTerm marks a message that can never be processed (it is malformed, or refers to something
 // that no longer exists). A stage terminates such a message instead of redelivering it.
 var ErrTerm = errors.New("permanent failure")
+
+// ErrHeld tells a stage that the handler kept the message and will acknowledge (or nak) it
+// itself later, e.g. once a batch it joined is stored. The stage does nothing more with it.
+var ErrHeld = errors.New("message held by the handler")
 
 // Handler turns one input message into the messages to publish for it. Every output must carry a
 // Nats-Msg-Id header so that a re-publish after a crash is de-duplicated. A handler is called from
@@ -99,11 +104,15 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		mctx, span := tracer.Start(telemetry.Extract(ctx, msg.Headers()), s.SpanName,
+		mctx, span := tracer().Start(telemetry.Extract(ctx, msg.Headers()), s.SpanName,
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject())))
 		outs, err := s.Handle(mctx, msg)
 		if err != nil {
+			if errors.Is(err, ErrHeld) {
+				span.End()
+				continue
+			}
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 			span.End()

@@ -53,6 +53,8 @@ type Service struct {
 	state   jetstream.KeyValue
 	policy  urlPolicy
 	mux     *http.ServeMux
+	// outbound sends test deliveries (testdelivery.go).
+	outbound *http.Client
 }
 
 // New validates cfg and returns the API.
@@ -65,7 +67,8 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS,
-		policy: urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev},
+		policy:   urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev},
+		outbound: newOutboundClient(),
 	}
 	s.mux = s.routes()
 	return s, nil
@@ -122,6 +125,8 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+base+"/streams/{id}/deliveries", s.guard(auth.ScopeStreamsRead, s.listDeliveries))
 	mux.HandleFunc("GET "+base+"/dead-letters", s.guard(auth.ScopeStreamsRead, s.listDeadLetters))
 	mux.HandleFunc("POST "+base+"/dead-letters/resend", s.guard(auth.ScopeDeadLettersWrite, s.resendDeadLetters))
+	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
+	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
 	web.Health(mux, s.ready)
 	for _, m := range s.cfg.Mounts {
 		m(mux)
@@ -210,34 +215,23 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	}
 	key := proto.StreamKey(partition, def.ID)
 	ctx := r.Context()
-	if body.WebhookSecret != nil {
-		if err := s.putSecret(ctx, key, *body.WebhookSecret); err != nil {
-			return err
-		}
-		def.HasSecret = true
+	shown, err := s.writeSecrets(ctx, def, &body, "") // secrets.go
+	if err != nil {
+		return err
 	}
 	data, err := proto.Marshal(def)
 	if err != nil {
 		return err
 	}
 	if _, err := s.streams.Create(ctx, key, data); err != nil {
-		// Nothing half-written: drop the secret stored for a stream that does not exist.
-		_ = s.secrets.Purge(context.WithoutCancel(ctx), key)
+		// Nothing half-written: drop the secrets stored for a stream that does not exist.
+		s.purgeSecrets(context.WithoutCancel(ctx), def)
 		return fmt.Errorf("store stream: %w", err)
 	}
 	s.log.Info("stream created", "partition", partition, "stream_id", def.ID)
-	web.WriteJSON(w, http.StatusCreated, resource(def, nil))
-	return nil
-}
-
-func (s *Service) putSecret(ctx context.Context, key, secret string) error {
-	data, err := proto.Marshal(&proto.Secret{V: proto.Version, Current: []byte(secret)})
-	if err != nil {
-		return err
-	}
-	if _, err := s.secrets.Put(ctx, key, data); err != nil {
-		return fmt.Errorf("store secret: %w", err)
-	}
+	res := resource(def, nil)
+	res.Attributes.WebhookSecret = shown
+	web.WriteJSON(w, http.StatusCreated, res)
 	return nil
 }
 
@@ -365,13 +359,14 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 	if err != nil {
 		return err
 	}
+	current := *probe
 	if werr := body.apply(probe, false, s.policy); werr != nil {
 		return werr
 	}
-	if body.WebhookSecret != nil {
-		if err := s.putSecret(ctx, proto.StreamKey(partition, id), *body.WebhookSecret); err != nil {
-			return err
-		}
+	oldScheme := current.Signature
+	shown, err := s.writeSecrets(ctx, probe, &body, oldScheme) // secrets.go
+	if err != nil {
+		return err
 	}
 	wasActive := probe.Status == proto.StatusActive
 	def, err := s.update(ctx, partition, id, func(d *proto.StreamDef) error {
@@ -382,9 +377,7 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 		if body.Status != nil {
 			d.StatusReason = ""
 		}
-		if body.WebhookSecret != nil {
-			d.HasSecret = true
-		}
+		copySecretState(d, probe)
 		return nil
 	})
 	if err != nil {
@@ -396,14 +389,17 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 			s.log.Warn("failure counters not reset", "partition", partition, "stream_id", id, "error", err.Error())
 		}
 	}
-	web.WriteJSON(w, http.StatusOK, resource(def, s.targetState(ctx, def)))
+	res := resource(def, s.targetState(ctx, def))
+	res.Attributes.WebhookSecret = shown
+	web.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
 func (s *Service) deleteStream(w http.ResponseWriter, r *http.Request, partition string) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if _, _, err := s.load(ctx, partition, id); err != nil {
+	def, _, err := s.load(ctx, partition, id)
+	if err != nil {
 		return err
 	}
 	key := proto.StreamKey(partition, id)
@@ -413,7 +409,7 @@ func (s *Service) deleteStream(w http.ResponseWriter, r *http.Request, partition
 	// The stream is gone for every service from here on; what follows is cleanup of its secret,
 	// state and pending work, each idempotent.
 	bg := context.WithoutCancel(ctx)
-	_ = s.secrets.Purge(bg, key)
+	s.purgeSecrets(bg, def)
 	_ = s.state.Purge(bg, key)
 	for _, p := range []struct{ stream, subject string }{
 		{proto.StreamJobs, proto.JobSubject(partition, id)},
@@ -571,6 +567,7 @@ type streamAttribues struct {
 	LastTriggeredAt     string `json:"lastTriggeredAt,omitempty"`
 	LastSuccessAt       string `json:"lastSuccessAt,omitempty"`
 	ConsecutiveFailures int64  `json:"consecutiveFailures"`
+	formatAttributes           // formats.go
 }
 
 func resource(d *proto.StreamDef, st *proto.TargetState) streamResource {
@@ -593,6 +590,7 @@ func resource(d *proto.StreamDef, st *proto.TargetState) streamResource {
 	if a.PointIDs == nil {
 		a.PointIDs = []string{}
 	}
+	a.formatAttributes = formatAttrs(d)
 	if d.HasSecret {
 		a.Signature = d.Signature
 	}

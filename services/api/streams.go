@@ -44,6 +44,7 @@ type streamBody struct {
 	Ordered        *bool     `json:"ordered"`
 	PropagateTrace *bool     `json:"propagateTrace"`
 	Status         *string   `json:"status"`
+	formatFields             // payload, auth and signing options: formats.go
 }
 
 // apply validates the body and writes it onto def. create demands the required fields.
@@ -67,12 +68,6 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 		}
 		def.PointIDs = ids
 	}
-	if b.WebhookSecret != nil {
-		n := utf8.RuneCountInString(*b.WebhookSecret)
-		if n < minSecretLen || n > maxSecretLen {
-			return web.BadRequest("webhookSecret", "must be 1 to %d characters", maxSecretLen)
-		}
-	}
 	if b.Name != nil {
 		if utf8.RuneCountInString(*b.Name) > maxNameLen || !utf8.ValidString(*b.Name) {
 			return web.BadRequest("name", "must be valid UTF-8 of at most %d characters", maxNameLen)
@@ -85,18 +80,6 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 			return web.BadRequest("method", "must be POST, PUT or PATCH")
 		}
 		def.Method = m
-	}
-	if b.Format != nil {
-		if *b.Format != proto.FormatPoint {
-			return web.BadRequest("format", "unknown format %q (supported: %q)", *b.Format, proto.FormatPoint)
-		}
-		def.Format = *b.Format
-	}
-	if b.Signature != nil {
-		if *b.Signature != proto.SignatureHubSHA256 {
-			return web.BadRequest("signature", "unknown scheme %q (supported: %q)", *b.Signature, proto.SignatureHubSHA256)
-		}
-		def.Signature = *b.Signature
 	}
 	if b.MaxRetry != nil {
 		if *b.MaxRetry < 0 || *b.MaxRetry > retry.MaxRetries {
@@ -140,7 +123,7 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 		}
 		def.Status = *b.Status
 	}
-	return nil
+	return b.applyFormats(def, create, opts) // format, signature, secret, auth, batch: formats.go
 }
 
 // checkPointIDs validates a list of point ids: non-empty unless allowEmpty, valid tokens, no

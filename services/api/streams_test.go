@@ -215,9 +215,9 @@ func TestStreamBodyApply(t *testing.T) {
 		{"method empty", true, "", func(b *streamBody) { b.Method = ptr("") }, "method", nil},
 
 		{"format point", true, "", func(b *streamBody) { b.Format = ptr("point") }, "", nil},
-		{"format unknown", true, "", func(b *streamBody) { b.Format = ptr("cloudevents") }, "format", nil},
+		{"format unknown", true, "", func(b *streamBody) { b.Format = ptr("xml") }, "format", nil},
 		{"signature hub-sha256", true, "", func(b *streamBody) { b.Signature = ptr("hub-sha256") }, "", nil},
-		{"signature unknown", true, "", func(b *streamBody) { b.Signature = ptr("hub-sha1") }, "signature", nil},
+		{"signature unknown", true, "", func(b *streamBody) { b.Signature = ptr("hub-md5") }, "signature", nil},
 
 		{"maxRetry -1", true, "", func(b *streamBody) { b.MaxRetry = ptr(-1) }, "maxRetry", nil},
 		{"maxRetry 0", true, "", func(b *streamBody) { b.MaxRetry = ptr(0) }, "", func(d *proto.StreamDef) error {

@@ -19,10 +19,8 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
@@ -255,7 +253,7 @@ func (s *Service) dispatch(t *target, m jetstream.Msg) {
 // reschedule when it may be retried, dead-letter otherwise.
 func (s *Service) attempt(t *target, m jetstream.Msg) {
 	def := t.def.Load()
-	ctx, span := tracer.Start(telemetry.Extract(s.attemptCtx, m.Headers()), "deliver", trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := tracer().Start(telemetry.Extract(s.attemptCtx, m.Headers()), "deliver", trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	var d proto.Delivery
 	if err := proto.Unmarshal(m.Data(), &d); err != nil {
@@ -278,21 +276,9 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 	if d.FirstAttemptAt == 0 {
 		d.FirstAttemptAt = now.UnixNano()
 	}
-	headers := make(map[string]string, len(d.Headers)+len(d.Signed)+1)
-	for k, v := range d.Headers {
-		headers[k] = v
-	}
-	for k, v := range d.Signed {
-		headers[k] = v
-	}
-	headers["webhook-id"] = d.ID
 	span.SetAttributes(attribute.String("hookstream.partition", d.Partition), attribute.String("hookstream.stream_id", d.StreamID),
 		attribute.String("hookstream.delivery_id", d.ID), attribute.Int("hookstream.attempt", n),
 		attribute.String("http.request.method", d.Method), attribute.String("url.full", redactURL(d.URL)))
-	if def.PropagateTrace {
-		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
-	}
-
 	if l := t.limiter.Load(); l != nil {
 		if err := l.Wait(ctx); err != nil {
 			_ = m.Nak() // shutting down
@@ -300,7 +286,7 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		}
 		now = time.Now()
 	}
-	res := send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def))
+	res := s.sendSigned(ctx, &d, def) // headers (static, signed, fresh, auth, traceparent) and the HTTP call: sign.go
 	if s.attemptCtx.Err() != nil {
 		// Shut down mid-attempt: leave the delivery for redelivery, it is not a failure.
 		_ = m.Nak()

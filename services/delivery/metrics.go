@@ -16,7 +16,8 @@ import (
 	"hookstream/proto"
 )
 
-var tracer = otel.Tracer("hookstream")
+// tracer is looked up per use so that a provider installed later (a test's) takes effect.
+func tracer() trace.Tracer { return otel.Tracer("hookstream") }
 
 // Instruments on the global meter provider. Labels stay low-cardinality: results and status
 // classes, never stream, point or partition ids.

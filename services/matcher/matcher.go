@@ -76,7 +76,8 @@ func (s *Service) Run(ctx context.Context) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, proto.StreamEvents, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 10 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
-		DeliverPolicy: jetstream.DeliverNewPolicy,
+		// All, not New: events ingested before the matcher first came up must be matched too.
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("matcher consumer: %w", err)

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -9,23 +10,162 @@ import (
 	"hookstream/proto"
 )
 
-// Render renders events in a payload format. The point format carries exactly one event.
-func Render(format string, events []proto.Event) ([]byte, error) {
-	switch format {
-	case "", proto.FormatPoint:
-		if len(events) != 1 {
-			return nil, fmt.Errorf("format point takes one event, got %d", len(events))
-		}
-		return renderPoint(&events[0])
-	default:
-		return nil, fmt.Errorf("unknown format %q", format)
+// Payload is a rendered webhook request: its body, the headers its format adds (Content-Type,
+// ce-*) and its URL (with URL placeholders filled in).
+type Payload struct {
+	Body    []byte
+	Headers map[string]string
+	URL     string
+}
+
+// Content types of the rendered bodies.
+const (
+	contentJSON = "application/json"
+	contentCE   = "application/cloudevents+json"
+	contentForm = "application/x-www-form-urlencoded"
+	contentText = "text/plain; charset=utf-8"
+)
+
+// Render renders events in the stream's format. id is the delivery id. The point, timeseries,
+// cloudevents, envelope (single) and template formats carry exactly one event; measurements,
+// measurements-compact and grouped envelope carry a batch.
+func Render(def *proto.StreamDef, id string, events []proto.Event) (*Payload, error) {
+	if len(events) == 0 {
+		return nil, fmt.Errorf("no events")
 	}
+	p := &Payload{Headers: map[string]string{"Content-Type": contentJSON}, URL: def.WebhookURL}
+	var err error
+	one := func() (*proto.Event, error) {
+		if len(events) != 1 {
+			return nil, fmt.Errorf("format %s takes one event, got %d", def.Format, len(events))
+		}
+		return &events[0], nil
+	}
+	var ev *proto.Event
+	switch def.Format {
+	case "", proto.FormatPoint:
+		if ev, err = one(); err == nil {
+			p.Body, err = renderPoint(ev)
+		}
+	case proto.FormatTimeseries:
+		if ev, err = one(); err == nil {
+			p.Body, err = renderTimeseries(ev)
+		}
+	case proto.FormatCloudEvents:
+		if ev, err = one(); err == nil {
+			p.Body, err = renderCloudEvent(def, ev)
+			p.Headers["Content-Type"] = contentCE
+		}
+	case proto.FormatCloudEventsBinary:
+		if ev, err = one(); err == nil {
+			p.Body, err = renderCloudEventBinary(def, ev, p.Headers)
+		}
+	case proto.FormatMeasurements:
+		p.Body, err = renderMeasurements(def, events)
+	case proto.FormatMeasurementsCompact:
+		p.Body, err = renderCompact(def, events)
+	case proto.FormatEnvelope:
+		if def.Grouped && events[0].Type == proto.EventTypePoint {
+			p.Body, err = renderEnvelopeGroup(def, events)
+		} else if ev, err = one(); err == nil {
+			p.Body, err = renderEnvelope(def, ev)
+		}
+	case proto.FormatTemplate:
+		if ev, err = one(); err == nil {
+			err = renderTemplate(def, id, ev, p)
+		}
+	default:
+		err = fmt.Errorf("unknown format %q", def.Format)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if def.Format != proto.FormatTemplate && urlHasPlaceholders(def.WebhookURL) {
+		if p.URL, err = renderURL(def, id, &events[0]); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Batched reports whether a stream gathers events into batches, and batchKey which batch an
+// event joins; an event that cannot join one (a device event in a grouped envelope) has ok false
+// and is delivered alone.
+func Batched(def *proto.StreamDef) bool {
+	if def.Batch == nil {
+		return false
+	}
+	switch def.Format {
+	case proto.FormatMeasurements, proto.FormatMeasurementsCompact:
+		return true
+	case proto.FormatEnvelope:
+		return def.Grouped
+	}
+	return false
+}
+
+func batchKey(def *proto.StreamDef, ev *proto.Event) (key string, ok bool) {
+	switch def.Format {
+	case proto.FormatMeasurements:
+		// Seed 003: each call holds the measurements of one IoT connector (id_group).
+		m := meta(def, ev)
+		return relationsOf(def, ev, &m).Group, true
+	case proto.FormatMeasurementsCompact:
+		return "", ev.Type == proto.EventTypePoint
+	case proto.FormatEnvelope:
+		if ev.Type != proto.EventTypePoint {
+			return "", false
+		}
+		m := meta(def, ev)
+		return string(assetOf(ev, &m)), true
+	}
+	return "", false
+}
+
+// meta returns the stream's metadata of an event's point (zero when none was given).
+func meta(def *proto.StreamDef, ev *proto.Event) proto.PointMeta {
+	if ev.Type != proto.EventTypePoint {
+		return proto.PointMeta{}
+	}
+	return def.PointMeta[ev.Subject]
 }
 
 // timeLayout is seed 000's timestamp form: UTC with milliseconds.
 const timeLayout = "2006-01-02T15:04:05.000Z"
 
 func formatTime(ns int64) string { return time.Unix(0, ns).UTC().Format(timeLayout) }
+
+// rfc3339Nano is seeds 002's and 004's form: UTC, fractional seconds without trailing zeros.
+func rfc3339Nano(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+func millis(ns int64) int64 { return time.Unix(0, ns).UnixMilli() }
+
+// marshal encodes v as compact JSON without HTML escaping (a receiver sees '<' as sent).
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// value returns an event's value as JSON (null when absent).
+func value(ev *proto.Event) json.RawMessage {
+	if len(ev.Value) == 0 {
+		return json.RawMessage("null")
+	}
+	return ev.Value
+}
+
+// data returns a device event's payload as JSON (an empty object when absent).
+func data(ev *proto.Event) json.RawMessage {
+	if len(ev.Data) == 0 {
+		return json.RawMessage("{}")
+	}
+	return ev.Data
+}
 
 // renderPoint writes seed 000's point data event, keys in the seed's order:
 //

@@ -16,7 +16,6 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
-	"hookstream/pkg/signing"
 	"hookstream/proto"
 )
 
@@ -30,6 +29,12 @@ const UserAgent = "hookstream/1.0"
 type Config struct {
 	Logger *slog.Logger
 	Conn   *bus.Conn
+	// JobAckWait is the AckWait of the JOBS consumer (default 20 s); batched jobs are held
+	// unacknowledged for up to a batch's maxWaitMs, which the API keeps well below it.
+	JobAckWait time.Duration
+
+	// beforeBatchAck is a test hook: see batcher.beforeAck.
+	beforeBatchAck func() bool
 }
 
 // Service is the signer.
@@ -38,6 +43,8 @@ type Service struct {
 	log     *slog.Logger
 	cat     *catalog.Catalog
 	secrets jetstream.KeyValue
+	tokens  *tokens
+	batches *batcher
 }
 
 // New validates cfg and returns a signer.
@@ -47,6 +54,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.JobAckWait <= 0 {
+		cfg.JobAckWait = 20 * time.Second
 	}
 	return &Service{cfg: cfg, log: cfg.Logger, cat: catalog.New()}, nil
 }
@@ -72,9 +82,19 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	s.tokens = newTokens(ctx)
+	stopRPC, err := s.serveRPC(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopRPC()
+	if err := s.startBatcher(ctx); err != nil {
+		return err
+	}
+	defer s.batches.wait()
 	cons, err := js.CreateOrUpdateConsumer(ctx, proto.StreamJobs, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 10 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
+		AckWait: s.cfg.JobAckWait, MaxAckPending: 20_000, MaxDeliver: -1,
 	})
 	if err != nil {
 		return fmt.Errorf("signer consumer: %w", err)
@@ -102,7 +122,13 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", job.Partition),
 		attribute.String("hookstream.stream_id", job.StreamID), attribute.String("hookstream.delivery_id", job.ID),
 		attribute.String("hookstream.format", def.Format))
-	d, err := s.render(ctx, def, &job)
+	if len(job.Events) == 1 && Batched(def) {
+		if key, ok := batchKey(def, &job.Events[0]); ok {
+			s.batches.add(def, msg, &job, key)
+			return nil, bus.ErrHeld
+		}
+	}
+	d, err := s.build(ctx, def, job.ID, job.Events)
 	if err != nil {
 		return nil, err
 	}
@@ -111,55 +137,4 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 		return nil, fmt.Errorf("%w: encode delivery: %v", bus.ErrTerm, err)
 	}
 	return []*nats.Msg{bus.NewMsg(proto.OutboxSubject(job.Partition, job.StreamID), d.ID, data)}, nil
-}
-
-// render builds the delivery of a job: body in the stream's format, static headers, signature.
-func (s *Service) render(ctx context.Context, def *proto.StreamDef, job *proto.Job) (*proto.Delivery, error) {
-	if len(job.Events) == 0 {
-		return nil, fmt.Errorf("%w: job %s has no events", bus.ErrTerm, job.ID)
-	}
-	body, err := Render(def.Format, job.Events)
-	if err != nil {
-		return nil, fmt.Errorf("%w: render %s: %v", bus.ErrTerm, def.Format, err)
-	}
-	eids := make([]string, len(job.Events))
-	ingested := job.Events[0].IngestedAt
-	for i, ev := range job.Events {
-		eids[i] = ev.ID
-		ingested = min(ingested, ev.IngestedAt)
-	}
-	method := def.Method
-	if method == "" {
-		method = "POST"
-	}
-	d := &proto.Delivery{
-		V: proto.Version, ID: job.ID, Partition: job.Partition, StreamID: job.StreamID, EventIDs: eids,
-		URL: def.WebhookURL, Method: method, Body: body, IngestedAt: ingested,
-		Headers: map[string]string{"Content-Type": "application/json", "User-Agent": UserAgent},
-	}
-	if def.HasSecret {
-		secret, err := s.secret(ctx, job.Partition, job.StreamID)
-		if err != nil {
-			return nil, err
-		}
-		sig := signing.HubSHA256(secret, body)
-		d.Signed = map[string]string{signing.HeaderHubSHA256: sig, signing.HeaderHubSHA256Alt: sig}
-		d.SignedAt = time.Now().UnixNano()
-	}
-	return d, nil
-}
-
-func (s *Service) secret(ctx context.Context, partition, streamID string) ([]byte, error) {
-	e, err := s.secrets.Get(ctx, proto.StreamKey(partition, streamID))
-	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, fmt.Errorf("%w: secret of stream %s/%s is missing", bus.ErrTerm, partition, streamID)
-		}
-		return nil, fmt.Errorf("load secret: %w", err)
-	}
-	var sec proto.Secret
-	if err := proto.Unmarshal(e.Value(), &sec); err != nil {
-		return nil, fmt.Errorf("%w: decode secret: %v", bus.ErrTerm, err)
-	}
-	return sec.Current, nil
 }

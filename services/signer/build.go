@@ -1,0 +1,108 @@
+package signer
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"time"
+
+	"hookstream/pkg/bus"
+	"hookstream/pkg/signing"
+	"hookstream/proto"
+)
+
+// fresh reports whether a stream's deliveries need headers computed at every attempt: a
+// timestamped signature, or outbound auth (whose headers are secret and never stored in OUTBOX).
+func fresh(def *proto.StreamDef) bool {
+	return def.HasSecret && signing.Timestamped(def.Signature) || hasAuth(def)
+}
+
+func hasAuth(def *proto.StreamDef) bool { return def.AuthType != "" && def.AuthType != proto.AuthNone }
+
+// build renders events into the delivery with the given id: body in the stream's format, static
+// headers, and signature headers unless they must be fresh at every attempt.
+func (s *Service) build(ctx context.Context, def *proto.StreamDef, id string, events []proto.Event) (*proto.Delivery, error) {
+	if len(events) == 0 {
+		return nil, fmt.Errorf("%w: delivery %s has no events", bus.ErrTerm, id)
+	}
+	p, err := Render(def, id, events)
+	if err != nil {
+		return nil, fmt.Errorf("%w: render %s: %v", bus.ErrTerm, def.Format, err)
+	}
+	eids := make([]string, len(events))
+	ingested := events[0].IngestedAt
+	for i, ev := range events {
+		eids[i] = ev.ID
+		ingested = min(ingested, ev.IngestedAt)
+	}
+	method := def.Method
+	if method == "" {
+		method = "POST"
+	}
+	headers := map[string]string{"User-Agent": UserAgent}
+	for k, v := range p.Headers {
+		headers[k] = v
+	}
+	d := &proto.Delivery{
+		V: proto.Version, ID: id, Partition: def.Partition, StreamID: def.ID, EventIDs: eids,
+		URL: p.URL, Method: method, Body: p.Body, IngestedAt: ingested, Headers: headers,
+		Fresh: fresh(def),
+	}
+	if def.HasSecret && !d.Fresh {
+		now := time.Now()
+		if d.Signed, err = s.signatureHeaders(ctx, def, id, now, p.Body); err != nil {
+			return nil, err
+		}
+		d.SignedAt = now.UnixNano()
+	}
+	return d, nil
+}
+
+// signatureHeaders signs one request for timestamp at with the stream's scheme and current (and,
+// during an overlap, previous) secret; the overlap is judged by the clock, not by at.
+func (s *Service) signatureHeaders(ctx context.Context, def *proto.StreamDef, id string, at time.Time, body []byte) (map[string]string, error) {
+	keys, err := s.signingKeys(ctx, def, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	h, err := signing.Headers(def.Signature, keys, id, at.Unix(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sign: %v", bus.ErrTerm, err)
+	}
+	return h, nil
+}
+
+// attemptHeaders computes everything secret or time-bound of one attempt: signature headers and
+// outbound auth. refresh asks for a new OAuth2 token.
+func (s *Service) attemptHeaders(ctx context.Context, def *proto.StreamDef, id string, now time.Time, body []byte, refresh bool) (map[string]string, error) {
+	h := map[string]string{}
+	if def.HasSecret {
+		sig, err := s.signatureHeaders(ctx, def, id, now, body)
+		if err != nil {
+			return nil, err
+		}
+		h = sig
+	}
+	if !hasAuth(def) {
+		return h, nil
+	}
+	sec, err := s.authSecret(ctx, def)
+	if err != nil {
+		return nil, err
+	}
+	switch def.AuthType {
+	case proto.AuthBasic:
+		h["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(def.AuthUsername+":"+sec.BasicPassword))
+	case proto.AuthHeader:
+		h[def.AuthHeaderName] = sec.HeaderValue
+	case proto.AuthOAuth2:
+		tok, err := s.tokens.token(ctx, def, sec.OAuth2ClientSecret, refresh)
+		if err != nil {
+			return nil, err
+		}
+		h["Authorization"] = "Bearer " + tok
+	default:
+		return nil, fmt.Errorf("%w: unknown auth type %q", bus.ErrTerm, def.AuthType)
+	}
+	return h, nil
+}
