@@ -19,7 +19,9 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/outbound"
 	"hookstream/pkg/retry"
+	"hookstream/pkg/secretbox"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -37,6 +39,10 @@ type Config struct {
 	Dev bool
 	// AllowHTTP accepts plain-http webhook URLs outside --dev.
 	AllowHTTP bool
+	// Secrets seals webhook secrets before they are stored (required).
+	Secrets *secretbox.Box
+	// Guard checks webhook hosts at create and update time (nil: the default deny list).
+	Guard *outbound.Guard
 	// Mounts add routes of other components (HTTP ingest in the all-in-one binary).
 	Mounts []func(*http.ServeMux)
 }
@@ -55,15 +61,15 @@ type Service struct {
 
 // New validates cfg and returns the API.
 func New(cfg Config) (*Service, error) {
-	if cfg.Conn == nil || cfg.Verifier == nil {
-		return nil, errors.New("api: Conn and Verifier are required")
+	if cfg.Conn == nil || cfg.Verifier == nil || cfg.Secrets == nil {
+		return nil, errors.New("api: Conn, Verifier and Secrets are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS,
-		policy: urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev},
+		policy: urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev, Guard: cfg.Guard},
 	}
 	s.mux = s.routes()
 	return s, nil
@@ -225,6 +231,9 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 func (s *Service) putSecret(ctx context.Context, key, secret string) error {
 	data, err := proto.Marshal(&proto.Secret{V: proto.Version, Current: []byte(secret)})
 	if err != nil {
+		return err
+	}
+	if data, err = s.cfg.Secrets.Seal(data, []byte(key)); err != nil {
 		return err
 	}
 	if _, err := s.secrets.Put(ctx, key, data); err != nil {

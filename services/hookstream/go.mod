@@ -6,6 +6,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	golang.org/x/sync v0.19.0
 	hookstream/pkg v0.0.0
+	hookstream/proto v0.0.0
 	hookstream/services/api v0.0.0
 	hookstream/services/delivery v0.0.0
 	hookstream/services/ingest v0.0.0
@@ -14,6 +15,9 @@ require (
 )
 
 require (
+	code.dny.dev/ssrf v0.3.0 // indirect
+	github.com/MicahParks/jwkset v0.11.4 // indirect
+	github.com/MicahParks/keyfunc/v3 v3.9.1 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
@@ -31,7 +35,6 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
-	hookstream/proto v0.0.0 // indirect
 )
 
 replace (

@@ -6,6 +6,8 @@
 //	hookstream ingest|matcher|signer|delivery|api --nats-url nats://HOST:PORT
 //	hookstream nats [--data DIR] [--nats-listen HOST:PORT]
 //	hookstream token [--data DIR] --partition P
+//	hookstream keygen
+//	hookstream rekey [--data DIR | --nats-url URL]
 package main
 
 import (
@@ -25,6 +27,8 @@ func usage() {
   hookstream ingest|matcher|signer|delivery|api --nats-url URL [flags]
   hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
   hookstream token --partition P [flags]  print a development token (needs --data of a --dev instance)
+  hookstream keygen                       print a new random master key for webhook secrets
+  hookstream rekey [flags]                re-encrypt every webhook secret under the current master key
 Run "hookstream COMMAND -h" for the flags of a command.
 `)
 }
@@ -52,6 +56,10 @@ func run(ctx context.Context, args []string) error {
 		return runNATS(ctx, args)
 	case "token":
 		return runToken(args)
+	case "keygen":
+		return runKeygen()
+	case "rekey":
+		return runRekey(ctx, args)
 	case "help":
 		usage()
 		return nil

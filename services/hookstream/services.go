@@ -17,6 +17,7 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/secretbox"
 	"hookstream/pkg/web"
 	"hookstream/services/api"
 	"hookstream/services/delivery"
@@ -79,11 +80,18 @@ func runServices(ctx context.Context, role string, args []string) error {
 	}
 
 	want := func(name string) bool { return role == "all" || role == name }
+	guard := cfg.guard()
+	var box *secretbox.Box
+	if want("api") || want("signer") {
+		if box, err = cfg.secretBox(); err != nil {
+			return err
+		}
+	}
 	var runners []runner
 	var mounts []func(*http.ServeMux)
 	var verifier auth.Verifier
 	if want("api") || want("ingest") {
-		if verifier, err = cfg.verifier(); err != nil {
+		if verifier, err = cfg.verifier(ctx, log); err != nil {
 			return err
 		}
 	}
@@ -115,7 +123,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c})
+		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c, Secrets: box})
 		if err != nil {
 			return err
 		}
@@ -126,7 +134,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale})
+		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale, Dial: guard.DialContext})
 		if err != nil {
 			return err
 		}
@@ -139,7 +147,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		}
 		svc, err := api.New(api.Config{
 			Logger: log.With("component", "api"), Conn: c, Verifier: verifier, Addr: cfg.HTTPAddr,
-			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts,
+			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts, Guard: guard, Secrets: box,
 		})
 		if err != nil {
 			return err

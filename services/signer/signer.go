@@ -14,6 +14,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/secretbox"
 	"hookstream/pkg/signing"
 	"hookstream/proto"
 )
@@ -28,6 +29,8 @@ const UserAgent = "hookstream/1.0"
 type Config struct {
 	Logger *slog.Logger
 	Conn   *bus.Conn
+	// Secrets opens the sealed webhook secrets (required).
+	Secrets *secretbox.Box
 }
 
 // Service is the signer.
@@ -40,8 +43,8 @@ type Service struct {
 
 // New validates cfg and returns a signer.
 func New(cfg Config) (*Service, error) {
-	if cfg.Conn == nil {
-		return nil, errors.New("signer: Conn is required")
+	if cfg.Conn == nil || cfg.Secrets == nil {
+		return nil, errors.New("signer: Conn and Secrets are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -152,8 +155,14 @@ func (s *Service) secret(ctx context.Context, partition, streamID string) ([]byt
 		}
 		return nil, fmt.Errorf("load secret: %w", err)
 	}
+	plain, err := s.cfg.Secrets.Open(e.Value(), []byte(e.Key()))
+	if err != nil {
+		// Not ErrTerm: a missing master key is a configuration error, and the job waits for
+		// the signer to be restarted with the key rather than being dropped.
+		return nil, fmt.Errorf("open secret of stream %s/%s: %w", partition, streamID, err)
+	}
 	var sec proto.Secret
-	if err := proto.Unmarshal(e.Value(), &sec); err != nil {
+	if err := proto.Unmarshal(plain, &sec); err != nil {
 		return nil, fmt.Errorf("%w: decode secret: %v", bus.ErrTerm, err)
 	}
 	return sec.Current, nil
