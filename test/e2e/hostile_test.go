@@ -60,7 +60,9 @@ func TestHostileInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			code, out := in.call("POST", c.path, tok, c.body)
-			var e struct{ Error struct{ Code, Message, Field string } }
+			var e struct {
+				Error struct{ Code, Message, Field string }
+			}
 			if err := json.Unmarshal(out, &e); err != nil || code != c.status || e.Error.Message == "" {
 				t.Fatalf("%d %.300s, want %d with a JSON error", code, out, c.status)
 			}
