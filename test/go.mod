@@ -2,7 +2,10 @@ module hookstream/test
 
 go 1.26.8
 
-require github.com/nats-io/nats.go v1.55.0
+require (
+	github.com/golang-jwt/jwt/v5 v5.3.1
+	github.com/nats-io/nats.go v1.55.0
+)
 
 require (
 	github.com/klauspost/compress v1.20.3 // indirect
