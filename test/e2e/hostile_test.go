@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -37,6 +38,7 @@ func TestHostileInput(t *testing.T) {
 	manyPoints, _ := json.Marshal(map[string]any{"webhookUrl": "https://example.com/h", "pointIds": ids})
 	readings := strings.TrimSuffix(strings.Repeat(`{"value":1},`, 10_001), ",")
 	deep := strings.Repeat("[", 20_000) + strings.Repeat("]", 20_000)
+	deepMsgpack := append(bytes.Repeat([]byte{0x91}, 500_000), 0x01)
 
 	cases := []struct {
 		name, path string
@@ -53,6 +55,8 @@ func TestHostileInput(t *testing.T) {
 		{"NaN literal reading", ingest, `{"value":NaN}`, 400, "invalid"},
 		{"msgpack NaN", ingest, msgpackReading(math.NaN()), 400, "NaN"},
 		{"msgpack +Inf", ingest, msgpackReading(math.Inf(1)), 400, "Inf"},
+		{"msgpack nested 500,000 deep", ingest, deepMsgpack, 400, "deeper than"},
+		{"msgpack array as map key", ingest, []byte{0x81, 0x90, 0x01}, 400, "map key"},
 		{"invalid UTF-8 reading", ingest, "{\"value\":\"\xff\xfe\"}", 400, "UTF-8"},
 		{"oversize reading body", ingest, `{"value":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "exceeds"},
 		{"value over 64 KiB", ingest, `{"value":"` + strings.Repeat("x", 70_000) + `"}`, 400, "value exceeds"},
@@ -95,8 +99,34 @@ func TestHostileInput(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "maximum") {
 		t.Errorf("oversize NATS publish: %v, want the size limit named", err)
 	}
+	// Payloads that once crashed the decoder (a fatal stack overflow, a panic on an array map
+	// key) are stored by INGEST, refused by the ingest service, and the process lives on.
+	for _, bad := range [][]byte{deepMsgpack, {0x81, 0x90, 0x01}} {
+		if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", bad); err != nil {
+			t.Fatalf("publish hostile msgpack: %v", err)
+		}
+	}
+	checkFor(t, 10*time.Second, func() error {
+		cons, err := js.Consumer(ctx, "INGEST", "ingest")
+		if err != nil {
+			return err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending+uint64(info.NumAckPending) > 0 {
+			return fmt.Errorf("ingest consumer still has %d pending", info.NumPending+uint64(info.NumAckPending))
+		}
+		return nil
+	})
 	if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", []byte(`{"value":2}`)); err != nil {
 		t.Errorf("normal NATS reading after the oversize one: %v", err)
 	}
 	in.waitReady(in.api)
+	select {
+	case <-in.procs[0].done:
+		t.Fatal("hookstream exited on hostile input")
+	default:
+	}
 }
