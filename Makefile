@@ -4,7 +4,7 @@ GO ?= go
 MODULES := proto pkg services/ingest services/matcher services/signer services/delivery services/api services/hookstream
 BIN := bin/hookstream
 
-.PHONY: all build run test test-unit test-e2e bench fmt vet tidy clean
+.PHONY: all build run test test-unit test-e2e bench fmt vet tidy clean fuzz
 
 all: build
 
@@ -26,6 +26,12 @@ test-unit:
 
 test-e2e: build
 	cd test && HOOKSTREAM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 12m ./...
+
+## fuzz: explore each fuzz target for FUZZTIME (their seed corpora already run in make test).
+FUZZTIME ?= 10s
+fuzz:
+	cd services/ingest && $(GO) test -run '^$$' -fuzz '^FuzzParseReadings$$' -fuzztime $(FUZZTIME) .
+	cd services/api && $(GO) test -run '^$$' -fuzz '^FuzzStreamCreate$$' -fuzztime $(FUZZTIME) .
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

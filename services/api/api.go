@@ -19,7 +19,9 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/outbound"
 	"hookstream/pkg/retry"
+	"hookstream/pkg/secretbox"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -37,6 +39,10 @@ type Config struct {
 	Dev bool
 	// AllowHTTP accepts plain-http webhook URLs outside --dev.
 	AllowHTTP bool
+	// Secrets seals webhook secrets before they are stored (required).
+	Secrets *secretbox.Box
+	// Guard checks webhook hosts at create and update time (nil: the default deny list).
+	Guard *outbound.Guard
 	// Mounts add routes of other components (HTTP ingest and /metrics in the all-in-one binary).
 	Mounts []func(*http.ServeMux)
 	// Ready, when set, is consulted by /readyz besides the API's own checks.
@@ -59,16 +65,19 @@ type Service struct {
 
 // New validates cfg and returns the API.
 func New(cfg Config) (*Service, error) {
-	if cfg.Conn == nil || cfg.Verifier == nil {
-		return nil, errors.New("api: Conn and Verifier are required")
+	if cfg.Conn == nil || cfg.Verifier == nil || cfg.Secrets == nil {
+		return nil, errors.New("api: Conn, Verifier and Secrets are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Guard == nil {
+		cfg.Guard = outbound.New(outbound.Config{Dev: cfg.Dev})
+	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS,
-		policy:   urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev},
-		outbound: newOutboundClient(),
+		policy:   urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev, Guard: cfg.Guard},
+		outbound: newOutboundClient(cfg.Guard),
 	}
 	s.mux = s.routes()
 	return s, nil

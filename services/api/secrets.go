@@ -26,6 +26,10 @@ func (s *Service) storeSecret(ctx context.Context, key string, sec *proto.Secret
 	if err != nil {
 		return err
 	}
+	// Sealed under the master key with the KV key as associated data (pkg/secretbox).
+	if data, err = s.cfg.Secrets.Seal(data, []byte(key)); err != nil {
+		return err
+	}
 	if _, err := s.secrets.Put(ctx, key, data); err != nil {
 		return fmt.Errorf("store secret: %w", err)
 	}

@@ -2,12 +2,12 @@ package api
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
+	"hookstream/pkg/outbound"
 	"hookstream/pkg/retry"
 	"hookstream/pkg/web"
 	"hookstream/proto"
@@ -162,6 +162,9 @@ type urlPolicy struct {
 	AllowHTTP bool
 	// AllowPrivate accepts loopback and private literal addresses (--dev).
 	AllowPrivate bool
+	// Guard judges the host (literal addresses, numeric forms, localhost); nil means the
+	// default deny list with no allow-list.
+	Guard *outbound.Guard
 }
 
 func (p urlPolicy) check(raw string) *web.Error {
@@ -191,20 +194,13 @@ func (p urlPolicy) check(raw string) *web.Error {
 		return web.BadRequest("webhookUrl", "must not contain a fragment")
 	}
 	if !p.AllowPrivate {
-		if ip := net.ParseIP(strings.Trim(u.Hostname(), "[]")); ip != nil && !publicIP(ip) {
-			return web.BadRequest("webhookUrl", "address %s is not public (private addresses only with --dev)", ip)
+		g := p.Guard
+		if g == nil {
+			g = outbound.New(outbound.Config{})
 		}
-		if h := strings.ToLower(u.Hostname()); h == "localhost" || strings.HasSuffix(h, ".localhost") {
-			return web.BadRequest("webhookUrl", "localhost is not allowed (only with --dev)")
+		if err := g.CheckHost(u.Hostname()); err != nil {
+			return web.BadRequest("webhookUrl", "%v (private addresses only with --dev or --allow-cidr)", err)
 		}
 	}
 	return nil
-}
-
-func publicIP(ip net.IP) bool {
-	if v4 := ip.To4(); v4 != nil {
-		ip = v4
-	}
-	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsMulticast() || ip.IsUnspecified() || ip.IsInterfaceLocalMulticast())
 }

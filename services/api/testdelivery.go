@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"hookstream/pkg/outbound"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -21,16 +21,10 @@ const maxTestExcerpt = 1024
 
 // newOutboundClient builds the HTTP client of test deliveries: no redirects, no environment
 // proxy. It is the one place to swap in an SSRF-guarded dialer.
-func newOutboundClient() *http.Client {
-	return &http.Client{
-		Timeout: testTimeout,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			TLSHandshakeTimeout: 5 * time.Second,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+func newOutboundClient(g *outbound.Guard) *http.Client {
+	// The SSRF guard checks the resolved address at dial time; Proxy is nil and redirects are
+	// returned, not followed.
+	return g.Client(testTimeout)
 }
 
 // testResult is the answer of POST …/streams/{id}/test.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,13 @@ type Config struct {
 	JWTPublicKey string
 	JWTAudience  string
 	JWTIssuer    string
+
+	// AllowCIDR lists destinations allowed although private (--allow-cidr, repeatable).
+	AllowCIDR []string
+	// JWKSURL is where the token signing keys are published (--jwks-url).
+	JWKSURL string
+	// MasterKeyFile holds the master key of webhook secrets (HOOKSTREAM_MASTER_KEY wins).
+	MasterKeyFile string
 }
 
 // flags registers the flags of cfg on fs, with defaults taken from the environment.
@@ -55,6 +63,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", env("JWT_PUBLIC_KEY", ""), "PEM public key that verifies API tokens (RS256, ES256, EdDSA)")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", env("JWT_AUDIENCE", ""), "required token audience")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "required token issuer")
+	c.securityFlags(fs)
 }
 
 func (c *Config) validate() error {
@@ -70,7 +79,7 @@ func (c *Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}
-	return nil
+	return c.validateSecurity()
 }
 
 func (c *Config) logger() *slog.Logger {
@@ -86,8 +95,12 @@ func (c *Config) logger() *slog.Logger {
 	return slog.New(telemetry.LogHandler(h))
 }
 
-// verifier builds the token verifier: the dev HS256 key in --dev, else the configured public key.
-func (c *Config) verifier() (auth.Verifier, error) {
+// verifier builds the token verifier: a JWKS or a public key when configured, else the dev HS256
+// key in --dev.
+func (c *Config) verifier(ctx context.Context, log *slog.Logger) (auth.Verifier, error) {
+	if c.JWKSURL != "" {
+		return c.jwksVerifier(ctx, log)
+	}
 	if c.JWTPublicKey != "" {
 		key, err := auth.LoadPublicKey(c.JWTPublicKey)
 		if err != nil {
@@ -102,7 +115,7 @@ func (c *Config) verifier() (auth.Verifier, error) {
 		}
 		return auth.HMACVerifier{Key: key}, nil
 	}
-	return nil, errors.New("no token verifier: pass --jwt-public-key, or --dev for HS256 development tokens")
+	return nil, errors.New("no token verifier: pass --jwks-url or --jwt-public-key, or --dev for HS256 development tokens")
 }
 
 func env(name, def string) string {

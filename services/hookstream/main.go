@@ -7,6 +7,8 @@
 //	hookstream nats [--data DIR] [--nats-listen HOST:PORT]
 //	hookstream token [--data DIR] --partition P
 //	hookstream tail [--nats-url URL] [--partition P [--stream ID]] [--since D]
+//	hookstream keygen
+//	hookstream rekey [--data DIR | --nats-url URL]
 package main
 
 import (
@@ -27,6 +29,8 @@ func usage() {
   hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
   hookstream token --partition P [flags]  print a development token (needs --data of a --dev instance)
   hookstream tail [--partition P [--stream ID]] [--since 10m]   follow delivery outcomes
+  hookstream keygen                       print a new random master key for webhook secrets
+  hookstream rekey [flags]                re-encrypt every webhook secret under the current master key
 Run "hookstream COMMAND -h" for the flags of a command.
 `)
 }
@@ -56,6 +60,10 @@ func run(ctx context.Context, args []string) error {
 		return runToken(args)
 	case "tail":
 		return runTail(ctx, args, os.Stdout)
+	case "keygen":
+		return runKeygen()
+	case "rekey":
+		return runRekey(ctx, args)
 	case "help":
 		usage()
 		return nil

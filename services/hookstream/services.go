@@ -17,6 +17,7 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/secretbox"
 	"hookstream/pkg/telemetry"
 	"hookstream/pkg/web"
 	"hookstream/proto"
@@ -89,11 +90,18 @@ func runServices(ctx context.Context, role string, args []string) error {
 	}
 
 	want := func(name string) bool { return role == "all" || role == name }
+	guard := cfg.guard()
+	var box *secretbox.Box
+	if want("api") || want("signer") {
+		if box, err = cfg.secretBox(); err != nil {
+			return err
+		}
+	}
 	var runners []runner
 	mounts := []func(*http.ServeMux){func(mux *http.ServeMux) { mux.Handle("GET /metrics", tel.MetricsHandler()) }}
 	var verifier auth.Verifier
 	if want("api") || want("ingest") {
-		if verifier, err = cfg.verifier(); err != nil {
+		if verifier, err = cfg.verifier(ctx, log); err != nil {
 			return err
 		}
 	}
@@ -125,7 +133,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c})
+		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c, Secrets: box, HTTPClient: guard.Client(10 * time.Second)})
 		if err != nil {
 			return err
 		}
@@ -136,7 +144,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale})
+		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale, Dial: guard.DialContext})
 		if err != nil {
 			return err
 		}
@@ -149,7 +157,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		}
 		svc, err := api.New(api.Config{
 			Logger: log.With("component", "api"), Conn: c, Verifier: verifier, Addr: cfg.HTTPAddr,
-			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts, Ready: readiness(admin, role),
+			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts, Ready: readiness(admin, role), Guard: guard, Secrets: box,
 		})
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/secretbox"
 	"hookstream/proto"
 	"hookstream/services/delivery"
 	"hookstream/services/ingest"
@@ -88,7 +89,18 @@ func TestOneTraceAcrossThePipeline(t *testing.T) {
 	}
 	in, _ := ingest.New(ingest.Config{Conn: conn("ingest")})
 	ma, _ := matcher.New(matcher.Config{Conn: conn("matcher")})
-	si, _ := signer.New(signer.Config{Conn: conn("signer")})
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secretbox.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := signer.New(signer.Config{Conn: conn("signer"), Secrets: box})
+	if err != nil {
+		t.Fatal(err)
+	}
 	de, _ := delivery.New(delivery.Config{Conn: conn("delivery"), RetryScale: 0.001})
 	for _, r := range []func(context.Context) error{in.Run, ma.Run, si.Run, de.Run} {
 		start(r)

@@ -134,6 +134,9 @@ func parseTimestamp(raw []byte) (time.Time, error) {
 // msgpackToJSON converts a msgpack reading (a map or an array of maps) to JSON so that both
 // encodings share one validation path.
 func msgpackToJSON(data []byte) ([]byte, error) {
+	if err := checkMsgpack(data); err != nil {
+		return nil, err
+	}
 	var v any
 	dec := msgpack.NewDecoder(bytes.NewReader(data))
 	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })

@@ -30,13 +30,17 @@ type tokenSource struct {
 	src         oauth2.TokenSource
 }
 
-func newTokens(base context.Context) *tokens {
-	c := &http.Client{
-		Timeout:       10 * time.Second,
-		Transport:     &http.Transport{Proxy: nil, TLSHandshakeTimeout: 5 * time.Second},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// newTokens returns the token cache; client makes the token endpoint calls (nil: a client with
+// no proxy that does not follow redirects; the binary passes the SSRF-guarded one).
+func newTokens(base context.Context, client *http.Client) *tokens {
+	if client == nil {
+		client = &http.Client{
+			Timeout:       10 * time.Second,
+			Transport:     &http.Transport{Proxy: nil, TLSHandshakeTimeout: 5 * time.Second},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
-	return &tokens{base: base, client: c, m: map[string]*tokenSource{}}
+	return &tokens{base: base, client: client, m: map[string]*tokenSource{}}
 }
 
 // token returns a valid access token for the stream.

@@ -23,8 +23,15 @@ func (s *Service) loadSecret(ctx context.Context, key string) (*proto.Secret, er
 		}
 		return nil, fmt.Errorf("load secret: %w", err)
 	}
+	// Sealed with AES-256-GCM under the master key, the KV key bound as associated data. Not
+	// ErrTerm when it does not open: a missing master key is a configuration error, and the job
+	// waits for a signer started with the right key rather than being dropped.
+	plain, err := s.cfg.Secrets.Open(e.Value(), []byte(e.Key()))
+	if err != nil {
+		return nil, fmt.Errorf("open secret %s: %w", key, err)
+	}
 	var sec proto.Secret
-	if err := proto.Unmarshal(e.Value(), &sec); err != nil {
+	if err := proto.Unmarshal(plain, &sec); err != nil {
 		return nil, fmt.Errorf("%w: decode secret: %v", bus.ErrTerm, err)
 	}
 	return &sec, nil

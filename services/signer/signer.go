@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +17,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/secretbox"
 	"hookstream/proto"
 )
 
@@ -35,6 +37,10 @@ type Config struct {
 
 	// beforeBatchAck is a test hook: see batcher.beforeAck.
 	beforeBatchAck func() bool
+	// Secrets opens the sealed webhook secrets (required).
+	Secrets *secretbox.Box
+	// HTTPClient makes OAuth2 token requests; the binary passes the SSRF-guarded client.
+	HTTPClient *http.Client
 }
 
 // Service is the signer.
@@ -49,8 +55,8 @@ type Service struct {
 
 // New validates cfg and returns a signer.
 func New(cfg Config) (*Service, error) {
-	if cfg.Conn == nil {
-		return nil, errors.New("signer: Conn is required")
+	if cfg.Conn == nil || cfg.Secrets == nil {
+		return nil, errors.New("signer: Conn and Secrets are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -82,7 +88,7 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	s.tokens = newTokens(ctx)
+	s.tokens = newTokens(ctx, s.cfg.HTTPClient)
 	stopRPC, err := s.serveRPC(ctx)
 	if err != nil {
 		return err

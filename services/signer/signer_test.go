@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/secretbox"
 	"hookstream/pkg/signing"
 	"hookstream/proto"
 )
@@ -38,6 +39,7 @@ type env struct {
 	conn *bus.Conn
 	kv   jetstream.KeyValue
 	sec  jetstream.KeyValue
+	box  *secretbox.Box
 }
 
 func newEnv(t *testing.T) *env {
@@ -63,6 +65,13 @@ func newEnv(t *testing.T) *env {
 	if e.sec, err = conn.JS.KeyValue(ctx, proto.BucketSecrets); err != nil {
 		t.Fatal(err)
 	}
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.box, err = secretbox.New(key); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -78,6 +87,10 @@ func (e *env) putDef(def *proto.StreamDef) {
 func (e *env) putSecret(key string, sec *proto.Secret) {
 	e.t.Helper()
 	data, _ := proto.Marshal(sec)
+	data, err := e.box.Seal(data, []byte(key))
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	if _, err := e.sec.Put(context.Background(), key, data); err != nil {
 		e.t.Fatal(err)
 	}
@@ -86,7 +99,7 @@ func (e *env) putSecret(key string, sec *proto.Secret) {
 // startSigner runs a signer until the returned stop is called (stop waits for Run to return).
 func (e *env) startSigner(beforeAck func() bool) func() {
 	e.t.Helper()
-	s, err := New(Config{Conn: e.conn, JobAckWait: time.Second, beforeBatchAck: beforeAck})
+	s, err := New(Config{Conn: e.conn, Secrets: e.box, JobAckWait: time.Second, beforeBatchAck: beforeAck})
 	if err != nil {
 		e.t.Fatal(err)
 	}

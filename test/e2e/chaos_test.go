@@ -55,6 +55,19 @@ func (cr *countingReceiver) tally(n int) (missing, duplicates int) {
 	return missing, duplicates
 }
 
+// missingValues lists up to max values of 0..n-1 that never arrived.
+func (cr *countingReceiver) missingValues(n, max int) []int {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	var out []int
+	for i := 0; i < n && len(out) < max; i++ {
+		if cr.seen[i] == 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // publishMany publishes readings 0..n-1 round-robin over points, each acknowledged by JetStream
 // before the next is counted as sent, at about rate per second.
 func publishMany(ctx context.Context, t *testing.T, nc *nats.Conn, partition string, points []string, n int, rate int) error {
@@ -142,6 +155,10 @@ func runChaos(t *testing.T, in *instance, victim func(kill int) int, kills int) 
 			break
 		}
 		if time.Now().After(deadline) {
+			for i, rc := range rcs {
+				t.Logf("stream %d missing: %v", i, rc.missingValues(n, 20))
+			}
+			logPipelineState(t, nc)
 			t.Fatalf("%d deliveries missing after the chaos run", missing)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -165,5 +182,36 @@ func (in *instance) restart(i int) {
 	in.procs[i] = startProc(in.t, old.name, args...)
 	if j := slices.Index(args, "--http-addr"); j >= 0 {
 		in.waitReady("http://" + args[j+1])
+	}
+}
+
+// logPipelineState logs every stream's message count and every consumer's pending counts, to
+// tell where missing work sits.
+func logPipelineState(t *testing.T, nc *nats.Conn) {
+	for _, st := range []string{"INGEST", "EVENTS", "JOBS", "OUTBOX", "DLQ"} {
+		if msg, err := nc.Request("$JS.API.STREAM.INFO."+st, nil, 2*time.Second); err == nil {
+			var info struct {
+				State struct{ Messages uint64 } `json:"state"`
+			}
+			_ = json.Unmarshal(msg.Data, &info)
+			t.Logf("stream %s: %d messages", st, info.State.Messages)
+		}
+		msg, err := nc.Request("$JS.API.CONSUMER.LIST."+st, nil, 2*time.Second)
+		if err != nil {
+			continue
+		}
+		var list struct {
+			Consumers []struct {
+				Name           string `json:"name"`
+				NumPending     uint64 `json:"num_pending"`
+				NumAckPending  int    `json:"num_ack_pending"`
+				NumRedelivered int    `json:"num_redelivered"`
+				NumWaiting     int    `json:"num_waiting"`
+			} `json:"consumers"`
+		}
+		_ = json.Unmarshal(msg.Data, &list)
+		for _, c := range list.Consumers {
+			t.Logf("  consumer %s: pending %d, ack pending %d, redelivered %d, waiting pulls %d", c.Name, c.NumPending, c.NumAckPending, c.NumRedelivered, c.NumWaiting)
+		}
 	}
 }

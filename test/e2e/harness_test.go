@@ -294,7 +294,30 @@ func (in *instance) createStream(partition string, body map[string]any) string {
 	if err := json.Unmarshal(out, &s); err != nil {
 		in.t.Fatal(err)
 	}
+	in.waitEffective(s.ID)
 	return s.ID
+}
+
+// waitEffective waits until the services have seen a new stream: a stream takes effect within
+// about a second of its creation (the services watch the streams bucket), and a reading published
+// before that may not match it. The delivery consumer of the stream appearing is the sign.
+func (in *instance) waitEffective(id string) {
+	in.t.Helper()
+	nc, err := nats.Connect(in.nats)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	defer nc.Close()
+	checkFor(in.t, 10*time.Second, func() error {
+		msg, err := nc.Request("$JS.API.CONSUMER.INFO.OUTBOX.dlv_"+id, nil, time.Second)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(msg.Data, []byte(`"error"`)) {
+			return fmt.Errorf("delivery consumer of %s: %s", id, msg.Data)
+		}
+		return nil
+	})
 }
 
 // connect opens a NATS client connection to the instance.

@@ -1,0 +1,53 @@
+package api
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"testing"
+
+	"hookstream/pkg/web"
+	"hookstream/proto"
+)
+
+// FuzzStreamCreate feeds arbitrary bodies to the stream-create validator (JSON decoding, then
+// streamBody.apply outside --dev). It never panics; a rejection is a 400 with a message; an
+// accepted definition holds only what the API promises: an https URL on a public host, 1 to
+// MaxPointIDs unique valid point ids, options within their ranges. Seed corpus under
+// testdata/fuzz/FuzzStreamCreate.
+func FuzzStreamCreate(f *testing.F) {
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var b streamBody
+		if err := web.Unmarshal(body, &b); err != nil {
+			return
+		}
+		def := &proto.StreamDef{Type: proto.TypePointStream, MaxInFlight: 16, TimeoutMs: 10_000, FailureLimit: 10}
+		if werr := b.apply(def, true, urlPolicy{}); werr != nil {
+			if werr.Status != http.StatusBadRequest || werr.Message == "" {
+				t.Fatalf("rejection %+v is not a 400 with a message", werr)
+			}
+			return
+		}
+		u, err := url.Parse(def.WebhookURL)
+		if err != nil || u.Scheme != "https" || u.User != nil || u.Hostname() == "" {
+			t.Fatalf("accepted webhookUrl %q", def.WebhookURL)
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()) {
+			t.Fatalf("accepted internal address %q", def.WebhookURL)
+		}
+		if len(def.PointIDs) == 0 || len(def.PointIDs) > MaxPointIDs {
+			t.Fatalf("accepted %d point ids", len(def.PointIDs))
+		}
+		seen := map[string]bool{}
+		for _, id := range def.PointIDs {
+			if !proto.ValidToken(id) || seen[id] {
+				t.Fatalf("accepted point id %q", id)
+			}
+			seen[id] = true
+		}
+		if def.MaxInFlight < 1 || def.MaxInFlight > maxInFlightCap || def.TimeoutMs < minTimeoutMs || def.TimeoutMs > maxTimeoutMs ||
+			def.MaxRetry < 0 || def.FailureLimit < 1 {
+			t.Fatalf("accepted out-of-range options %+v", def)
+		}
+	})
+}

@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// msgpackReading hand-encodes {"value": f} as msgpack (fixmap, fixstr, float64), so the test
+// needs no msgpack library.
+func msgpackReading(f float64) []byte {
+	b := []byte{0x81, 0xa5, 'v', 'a', 'l', 'u', 'e', 0xcb}
+	return binary.BigEndian.AppendUint64(b, math.Float64bits(f))
+}
+
+// TestHostileInput: malformed, huge and pathological input gets a clear 4xx that names the
+// problem, nothing is stored, and the process stays up.
+func TestHostileInput(t *testing.T) {
+	t.Parallel()
+	in := startAllInOne(t, options{})
+	tok := in.token("A")
+	streams := "/streaming/v1/partitions/A/streams?type=point-stream"
+	ingest := "/ingest/v1/partitions/A/points/p1/values"
+
+	ids := make([]string, 10_000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("point-%05d", i)
+	}
+	manyPoints, _ := json.Marshal(map[string]any{"webhookUrl": "https://example.com/h", "pointIds": ids})
+	readings := strings.TrimSuffix(strings.Repeat(`{"value":1},`, 10_001), ",")
+	deep := strings.Repeat("[", 20_000) + strings.Repeat("]", 20_000)
+	deepMsgpack := append(bytes.Repeat([]byte{0x91}, 500_000), 0x01)
+
+	cases := []struct {
+		name, path string
+		body       any
+		status     int
+		mention    string // the error message names the problem
+	}{
+		{"10,000 pointIds", streams, manyPoints, 400, "at most 1000"},
+		{"deeply nested option", streams, `{"webhookUrl":"https://example.com/h","pointIds":["p"],"name":` + deep + `}`, 400, ""},
+		{"NaN literal in a stream", streams, `{"webhookUrl":"https://example.com/h","pointIds":["p"],"maxRetry":NaN}`, 400, "invalid JSON"},
+		{"huge number", streams, `{"webhookUrl":"https://example.com/h","pointIds":["p"],"maxRetry":1e400}`, 400, "maxRetry"},
+		{"10,001 readings", ingest, "[" + readings + "]", 400, "limit of 10000"},
+		{"deeply nested value", ingest, `{"value":` + deep + `}`, 400, "depth"},
+		{"NaN literal reading", ingest, `{"value":NaN}`, 400, "invalid"},
+		{"msgpack NaN", ingest, msgpackReading(math.NaN()), 400, "NaN"},
+		{"msgpack +Inf", ingest, msgpackReading(math.Inf(1)), 400, "Inf"},
+		{"msgpack nested 500,000 deep", ingest, deepMsgpack, 400, "deeper than"},
+		{"msgpack array as map key", ingest, []byte{0x81, 0x90, 0x01}, 400, "map key"},
+		{"invalid UTF-8 reading", ingest, "{\"value\":\"\xff\xfe\"}", 400, "UTF-8"},
+		{"oversize reading body", ingest, `{"value":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "exceeds"},
+		{"value over 64 KiB", ingest, `{"value":"` + strings.Repeat("x", 70_000) + `"}`, 400, "value exceeds"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out := in.call("POST", c.path, tok, c.body)
+			var e struct {
+				Error struct{ Code, Message, Field string }
+			}
+			if err := json.Unmarshal(out, &e); err != nil || code != c.status || e.Error.Message == "" {
+				t.Fatalf("%d %.300s, want %d with a JSON error", code, out, c.status)
+			}
+			if !strings.Contains(e.Error.Message+" "+e.Error.Field, c.mention) {
+				t.Errorf("error %q (field %q) does not mention %q", e.Error.Message, e.Error.Field, c.mention)
+			}
+		})
+	}
+
+	// A valid msgpack reading passes the same path.
+	if code, out := in.call("POST", ingest, tok, msgpackReading(21.5)); code != http.StatusAccepted {
+		t.Errorf("msgpack reading: %d %s", code, out)
+	}
+	// Nothing was stored by the rejected creates.
+	if code, out := in.call("GET", streams, tok, nil); code != 200 || strings.TrimSpace(string(out)) != `{"data":[]}` {
+		t.Errorf("list after rejected creates: %d %s", code, out)
+	}
+
+	// NATS ingest: INGEST takes at most 1 MiB per message; a larger one is refused to the
+	// publisher, which learns it from the PubAck, and the service carries on.
+	js, err := jetstream.New(in.connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	big := []byte(`{"value":"` + strings.Repeat("x", 3<<19) + `"}`)
+	if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", big); err == nil {
+		t.Error("a 1.5 MiB NATS reading was accepted")
+	} else if !strings.Contains(err.Error(), "maximum") {
+		t.Errorf("oversize NATS publish: %v, want the size limit named", err)
+	}
+	// Payloads that once crashed the decoder (a fatal stack overflow, a panic on an array map
+	// key) are stored by INGEST, refused by the ingest service, and the process lives on.
+	for _, bad := range [][]byte{deepMsgpack, {0x81, 0x90, 0x01}} {
+		if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", bad); err != nil {
+			t.Fatalf("publish hostile msgpack: %v", err)
+		}
+	}
+	checkFor(t, 10*time.Second, func() error {
+		cons, err := js.Consumer(ctx, "INGEST", "ingest")
+		if err != nil {
+			return err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending+uint64(info.NumAckPending) > 0 {
+			return fmt.Errorf("ingest consumer still has %d pending", info.NumPending+uint64(info.NumAckPending))
+		}
+		return nil
+	})
+	if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", []byte(`{"value":2}`)); err != nil {
+		t.Errorf("normal NATS reading after the oversize one: %v", err)
+	}
+	in.waitReady(in.api)
+	select {
+	case <-in.procs[0].done:
+		t.Fatal("hookstream exited on hostile input")
+	default:
+	}
+}
