@@ -117,6 +117,7 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsRead, s.getEntities))
 	mux.HandleFunc("PUT "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsWrite, s.putEntities))
 	mux.HandleFunc("DELETE "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsWrite, s.deleteEntities))
+	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
 	web.Health(mux, s.ready)
 	for _, m := range s.cfg.Mounts {
 		m(mux)
@@ -175,8 +176,10 @@ func streamType(r *http.Request) (string, error) {
 	switch t := r.URL.Query().Get("type"); t {
 	case "", "point-stream", "point-streams":
 		return proto.TypePointStream, nil
+	case "event-stream", "event-streams":
+		return proto.TypeEventStream, nil
 	default:
-		return "", web.BadRequest("type", "unknown stream type %q (supported: point-stream)", clip(t))
+		return "", web.BadRequest("type", "unknown stream type %q (supported: point-stream, event-stream)", clip(t))
 	}
 }
 
@@ -234,7 +237,8 @@ func (s *Service) putSecret(ctx context.Context, key, secret string) error {
 }
 
 func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition string) error {
-	if _, err := streamType(r); err != nil {
+	typ, err := streamType(r)
+	if err != nil {
 		return err
 	}
 	defs, err := s.partitionStreams(r.Context(), partition)
@@ -243,6 +247,9 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 	}
 	out := make([]streamResource, 0, len(defs))
 	for _, d := range defs {
+		if d.Type != typ && r.URL.Query().Get("type") != "" {
+			continue
+		}
 		out = append(out, resource(d))
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
@@ -505,6 +512,12 @@ type streamAttribues struct {
 	TimeoutMs      int      `json:"timeoutMs"`
 	Ordered        bool     `json:"ordered"`
 	PropagateTrace bool     `json:"propagateTrace"`
+
+	EventTypes []string            `json:"eventTypes,omitempty"`
+	Properties map[string][]string `json:"properties,omitempty"`
+	Filter     string              `json:"filter,omitempty"`
+	Deadband   *float64            `json:"deadband,omitempty"`
+	ChangeOnly bool                `json:"changeOnly,omitempty"`
 }
 
 func resource(d *proto.StreamDef) streamResource {
@@ -513,6 +526,7 @@ func resource(d *proto.StreamDef) streamResource {
 		Status: d.Status, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt),
 		Method: d.Method, Format: d.Format, MaxRetry: d.MaxRetry, FailureLimit: d.FailureLimit,
 		MaxInFlight: d.MaxInFlight, TimeoutMs: d.TimeoutMs, Ordered: d.Ordered, PropagateTrace: d.PropagateTrace,
+		EventTypes: d.EventTypes, Properties: d.Properties, Filter: d.Filter, Deadband: d.Deadband, ChangeOnly: d.ChangeOnly,
 	}
 	if a.PointIDs == nil {
 		a.PointIDs = []string{}

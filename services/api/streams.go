@@ -42,6 +42,12 @@ type streamBody struct {
 	Ordered        *bool     `json:"ordered"`
 	PropagateTrace *bool     `json:"propagateTrace"`
 	Status         *string   `json:"status"`
+
+	EventTypes *[]string            `json:"eventTypes"`
+	Properties *map[string][]string `json:"properties"`
+	Filter     *string              `json:"filter"`
+	Deadband   *float64             `json:"deadband"`
+	ChangeOnly *bool                `json:"changeOnly"`
 }
 
 // apply validates the body and writes it onto def. create demands the required fields.
@@ -132,7 +138,7 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 		}
 		def.Status = *b.Status
 	}
-	return nil
+	return b.applyMatch(def, create)
 }
 
 // checkPointIDs validates a list of point ids: non-empty unless allowEmpty, valid tokens, no

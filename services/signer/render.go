@@ -17,6 +17,8 @@ func Render(format string, events []proto.Event) ([]byte, error) {
 			return nil, fmt.Errorf("format point takes one event, got %d", len(events))
 		}
 		return renderPoint(&events[0])
+	case formatEnvelope:
+		return renderEnvelope(events)
 	default:
 		return nil, fmt.Errorf("unknown format %q", format)
 	}

@@ -1,0 +1,41 @@
+package signer
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"time"
+
+	"hookstream/proto"
+)
+
+// formatEnvelope is seed 004's event payload, the default of event-streams:
+//
+//	{"event_type":"asset_updated","occurred_at":"2021-03-03T18:20:30Z","content":{…}}
+//
+// content is the event's data as the matcher left it (projected to the stream's properties).
+const formatEnvelope = "envelope"
+
+func renderEnvelope(events []proto.Event) ([]byte, error) {
+	if len(events) != 1 {
+		return nil, fmt.Errorf("format envelope takes one event, got %d", len(events))
+	}
+	ev := &events[0]
+	if ev.Type == proto.EventTypePoint {
+		return nil, fmt.Errorf("format envelope cannot render a point reading")
+	}
+	var b bytes.Buffer
+	b.Grow(96 + len(ev.Type) + len(ev.Data))
+	b.WriteString(`{"event_type":`)
+	b.WriteString(strconv.Quote(ev.Type)) // event types are validated tokens: quoting is exact JSON
+	b.WriteString(`,"occurred_at":"`)
+	b.WriteString(time.Unix(0, ev.Time).UTC().Format(time.RFC3339))
+	b.WriteString(`","content":`)
+	if len(ev.Data) == 0 {
+		b.WriteString("{}")
+	} else {
+		b.Write(ev.Data)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
