@@ -24,7 +24,10 @@ func TestRenderEnvelope(t *testing.T) {
 	if got, _ := Render(formatEnvelope, []proto.Event{ev}); !json.Valid(got) {
 		t.Fatalf("no data: %s", got)
 	}
-	if _, err := Render(formatEnvelope, []proto.Event{{Type: proto.EventTypePoint}}); err == nil {
-		t.Fatal("rendered a reading as an envelope")
+	reading := proto.Event{Type: proto.EventTypePoint, Subject: "PNT1", Time: ev.Time, Value: []byte(`"22"`)}
+	got, err = Render(formatEnvelope, []proto.Event{reading})
+	want = `{"event_type":"point","occurred_at":"2021-03-03T18:20:30Z","content":{"pointId":"PNT1","timestamp":"2021-03-03T18:20:30Z","value":"22"}}`
+	if err != nil || string(got) != want {
+		t.Fatalf("reading: %v\n got  %s\nwant %s", err, got, want)
 	}
 }
