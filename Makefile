@@ -4,7 +4,7 @@ GO ?= go
 MODULES := proto pkg services/ingest services/matcher services/signer services/delivery services/api services/hookstream
 BIN := bin/hookstream
 
-.PHONY: all build run test test-unit test-e2e bench fmt vet tidy clean fuzz
+.PHONY: all build run test test-unit test-e2e bench bench-match fmt vet tidy clean fuzz
 
 all: build
 
@@ -32,6 +32,18 @@ FUZZTIME ?= 10s
 fuzz:
 	cd services/ingest && $(GO) test -run '^$$' -fuzz '^FuzzParseReadings$$' -fuzztime $(FUZZTIME) .
 	cd services/api && $(GO) test -run '^$$' -fuzz '^FuzzStreamCreate$$' -fuzztime $(FUZZTIME) .
+
+## bench-match: the matcher's decision per event at 1k, 10k and 100k streams in one partition
+## (mixed point-id, event-type and expression streams), one core; prints the scaling table.
+bench-match:
+	@cd services/matcher && GOMAXPROCS=1 $(GO) test -run '^$$' -bench BenchmarkMatch -benchmem -benchtime 2s -count 1 . | awk '\
+	/^BenchmarkMatch\// { split($$1, a, "="); n = a[2]; sub(/-[0-9]+$$/, "", n); \
+	  for (i = 2; i < NF; i++) { u = $$(i+1); if (u == "ns/op") ns = $$i; if (u == "events/s") eps = $$i; \
+	    if (u == "matched/event") m = $$i; if (u == "allocs/op") al = $$i; if (u == "B/op") by = $$i; if (u == "candidates/event") c = $$i } \
+	  rows[++r] = sprintf("%-9s %12.0f %10.2f %13.1f %16.1f %14s %12s", n, eps, ns / 1000, m, c, al, by) } \
+	/^(FAIL|ok|PASS)/ { st = $$0 } \
+	END { printf "%-9s %12s %10s %13s %16s %14s %12s\n", "streams", "events/s", "us/event", "matched/event", "candidates/event", "allocs/event", "bytes/event"; \
+	  for (i = 1; i <= r; i++) print rows[i]; if (r == 0) { print "no benchmark ran: " st; exit 1 } }'
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -76,6 +76,16 @@ type StreamDef struct {
 	Ordered        bool    `msgpack:"ord,omitempty"`
 	PropagateTrace bool    `msgpack:"pt,omitempty"`
 
+	// Matching (issue 6). EventTypes are exact types or prefixes ending in "*" ("asset_*");
+	// Properties lists, per event type, the data keys to deliver; Filter is a CEL (or seed 002
+	// JSONPath-style) expression; ChangeOnly drops readings that moved by no more than Deadband
+	// (nil: match.DefaultDeadband) since the point's previous reading.
+	EventTypes []string            `msgpack:"ets,omitempty"`
+	Properties map[string][]string `msgpack:"props,omitempty"`
+	Filter     string              `msgpack:"flt,omitempty"`
+	Deadband   *float64            `msgpack:"db,omitempty"`
+	ChangeOnly bool                `msgpack:"co,omitempty"`
+
 	Status string `msgpack:"st"`
 	// StatusReason says why the system disabled the stream (status disabled_due_to_errors).
 	StatusReason string `msgpack:"str,omitempty"`

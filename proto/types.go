@@ -35,6 +35,9 @@ type Event struct {
 	CreatedAt     int64  `msgpack:"ca,omitempty"` // first time the point was seen
 	LastUpdatedAt int64  `msgpack:"lu,omitempty"` // this reading's time
 	LastChangedAt int64  `msgpack:"lc,omitempty"` // time of the last reading whose value changed
+	// PrevValue is the point's previous reading's value (raw JSON); nil for its first reading.
+	// Dead-band streams compare against it.
+	PrevValue []byte `msgpack:"pv,omitempty"`
 
 	// Device events.
 	Data []byte `msgpack:"d,omitempty"` // raw JSON object

@@ -136,6 +136,7 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+base+"/dead-letters/resend", s.guard(auth.ScopeDeadLettersWrite, s.resendDeadLetters))
 	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
 	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
+	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
 	web.Health(mux, s.ready)
 	for _, m := range s.cfg.Mounts {
 		m(mux)
@@ -197,8 +198,10 @@ func streamType(r *http.Request) (string, error) {
 	switch t := r.URL.Query().Get("type"); t {
 	case "", "point-stream", "point-streams":
 		return proto.TypePointStream, nil
+	case "event-stream", "event-streams":
+		return proto.TypeEventStream, nil
 	default:
-		return "", web.BadRequest("type", "unknown stream type %q (supported: point-stream)", clip(t))
+		return "", web.BadRequest("type", "unknown stream type %q (supported: point-stream, event-stream)", clip(t))
 	}
 }
 
@@ -245,7 +248,8 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 }
 
 func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition string) error {
-	if _, err := streamType(r); err != nil {
+	typ, err := streamType(r)
+	if err != nil {
 		return err
 	}
 	defs, err := s.partitionStreams(r.Context(), partition)
@@ -254,6 +258,9 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 	}
 	out := make([]streamResource, 0, len(defs))
 	for _, d := range defs {
+		if d.Type != typ && r.URL.Query().Get("type") != "" {
+			continue
+		}
 		out = append(out, resource(d, s.targetState(r.Context(), d)))
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
@@ -577,6 +584,12 @@ type streamAttribues struct {
 	LastSuccessAt       string `json:"lastSuccessAt,omitempty"`
 	ConsecutiveFailures int64  `json:"consecutiveFailures"`
 	formatAttributes           // formats.go
+
+	EventTypes []string            `json:"eventTypes,omitempty"`
+	Properties map[string][]string `json:"properties,omitempty"`
+	Filter     string              `json:"filter,omitempty"`
+	Deadband   *float64            `json:"deadband,omitempty"`
+	ChangeOnly bool                `json:"changeOnly,omitempty"`
 }
 
 func resource(d *proto.StreamDef, st *proto.TargetState) streamResource {
@@ -586,6 +599,7 @@ func resource(d *proto.StreamDef, st *proto.TargetState) streamResource {
 		Method: d.Method, Format: d.Format, MaxRetry: d.MaxRetry, FailureLimit: d.FailureLimit,
 		MaxInFlight: d.MaxInFlight, TimeoutMs: d.TimeoutMs, Ordered: d.Ordered, PropagateTrace: d.PropagateTrace,
 		MaxRate: d.MaxRate, StatusReason: d.StatusReason,
+		EventTypes: d.EventTypes, Properties: d.Properties, Filter: d.Filter, Deadband: d.Deadband, ChangeOnly: d.ChangeOnly,
 	}
 	if st != nil {
 		a.AttemptCount, a.ConsecutiveFailures = st.AttemptCount, st.ConsecutiveFailures

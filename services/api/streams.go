@@ -45,6 +45,12 @@ type streamBody struct {
 	PropagateTrace *bool     `json:"propagateTrace"`
 	Status         *string   `json:"status"`
 	formatFields             // payload, auth and signing options: formats.go
+
+	EventTypes *[]string            `json:"eventTypes"`
+	Properties *map[string][]string `json:"properties"`
+	Filter     *string              `json:"filter"`
+	Deadband   *float64             `json:"deadband"`
+	ChangeOnly *bool                `json:"changeOnly"`
 }
 
 // apply validates the body and writes it onto def. create demands the required fields.
@@ -122,6 +128,9 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 			return web.BadRequest("status", "must be %q or %q", proto.StatusActive, proto.StatusDisabled)
 		}
 		def.Status = *b.Status
+	}
+	if werr := b.applyMatch(def, create); werr != nil { // event types, properties, filter, dead-band: match.go
+		return werr
 	}
 	return b.applyFormats(def, create, opts) // format, signature, secret, auth, batch: formats.go
 }

@@ -176,7 +176,8 @@ func TestStreamBodyApply(t *testing.T) {
 		{"create with empty webhookUrl", true, "", func(b *streamBody) { b.WebhookURL = ptr("") }, "webhookUrl", nil},
 		{"create with private webhookUrl", true, "", func(b *streamBody) { b.WebhookURL = ptr("https://10.0.0.1/") }, "webhookUrl", nil},
 		{"create without pointIds", true, "", func(b *streamBody) { b.PointIDs = nil }, "pointIds", nil},
-		{"create event-stream without pointIds", true, proto.TypeEventStream, func(b *streamBody) { b.PointIDs = nil }, "", nil},
+		{"create event-stream without pointIds", true, proto.TypeEventStream, func(b *streamBody) { b.PointIDs = nil; b.EventTypes = &[]string{"asset_*"} }, "", nil},
+		{"create event-stream without eventTypes or filter", true, proto.TypeEventStream, func(b *streamBody) { b.PointIDs = nil }, "eventTypes", nil},
 		{"patch without anything", false, "", func(b *streamBody) { *b = streamBody{} }, "", func(d *proto.StreamDef) error {
 			if d.WebhookURL != "" || d.PointIDs != nil {
 				return fmt.Errorf("empty patch changed url %q or points %v", d.WebhookURL, d.PointIDs)

@@ -27,6 +27,7 @@ import (
 // An Idempotency-Key header makes a retried request a no-op within the de-duplication window.
 func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/points/{pointId}/values", s.postValues)
+	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/events", s.postEvents)
 }
 
 func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {

@@ -100,7 +100,11 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	if !ok || !proto.ValidToken(partition) || !proto.ValidToken(last) {
 		return nil, fmt.Errorf("%w: malformed subject", bus.ErrTerm)
 	}
-	if kind != "points" {
+	switch kind {
+	case "points":
+	case "events":
+		return s.handleEvents(ctx, msg, partition, last)
+	default:
 		return nil, fmt.Errorf("%w: unsupported ingest kind %q", bus.ErrTerm, kind)
 	}
 	readings, err := ParseReadings(msg.Data())
@@ -164,8 +168,9 @@ func (s *Service) pointEvent(ctx context.Context, partition, pointID string, r R
 	if st.createdAt == 0 {
 		st.createdAt = ingestedAt
 	}
-	changed := !sameValue(st.lastValue, r.Value)
-	if changed {
+	prev := st.lastValue
+	changed := !sameValue(prev, r.Value)
+	if changed && movedBeyond(prev, r.Value, lastChangedDeadband) {
 		st.lastChangedAt = t
 	}
 	st.lastValue = r.Value
@@ -174,7 +179,7 @@ func (s *Service) pointEvent(ctx context.Context, partition, pointID string, r R
 		Source: "//hookstream/partitions/" + partition + "/points/" + pointID,
 		Time:   t, IngestedAt: ingestedAt,
 		Value: r.Value, Quality: r.Quality, Changed: changed,
-		CreatedAt: st.createdAt, LastUpdatedAt: t, LastChangedAt: st.lastChangedAt,
+		CreatedAt: st.createdAt, LastUpdatedAt: t, LastChangedAt: st.lastChangedAt, PrevValue: prev,
 	}, nil
 }
 

@@ -309,7 +309,8 @@ func TestServiceRejectsMalformed(t *testing.T) {
 		{"truncated JSON", proto.IngestPointSubject("p1", "bad1"), `{"value":`, "invalid reading"},
 		{"missing value", proto.IngestPointSubject("p1", "bad2"), `{"qualityOfValue":1}`, "value is required"},
 		{"empty array", proto.IngestPointSubject("p1", "bad3"), `[]`, "empty array"},
-		{"device event kind", proto.IngestEventSubject("p1", "door"), `{"value":1}`, "unsupported ingest kind"},
+		{"unknown ingest kind", "hookstream.ingest.p1.gizmos.door", `{"value":1}`, "unsupported ingest kind"},
+		{"device event without a subject", proto.IngestEventSubject("p1", "door"), `{"value":1}`, "subject is required"},
 		{"point id not a valid token", "hookstream.ingest.p1.points.pt$1", `{"value":1}`, "malformed subject"},
 	}
 	f := newFixture(t)

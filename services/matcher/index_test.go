@@ -1,211 +1,133 @@
-package matcher_test
+package matcher
 
 import (
 	"fmt"
 	"slices"
 	"testing"
 
+	"hookstream/pkg/match"
 	"hookstream/proto"
-	"hookstream/services/matcher"
 )
 
-func def(partition, id string, points ...string) *proto.StreamDef {
-	return &proto.StreamDef{V: proto.Version, ID: id, Partition: partition, Type: proto.TypePointStream, PointIDs: points}
+func pointEvent(partition, point, value string) *proto.Event {
+	return &proto.Event{V: proto.Version, ID: "e", Partition: partition, Type: proto.EventTypePoint, Subject: point,
+		Source: "//hookstream/partitions/" + partition + "/points/" + point, Value: []byte(value), Changed: true}
 }
 
-type apply struct {
-	partition, id string
-	def           *proto.StreamDef // nil deletes
+func deviceEvent(partition, typ, subject, data string) *proto.Event {
+	return &proto.Event{V: proto.Version, ID: "e", Partition: partition, Type: typ, Subject: subject,
+		Source: "//hookstream/partitions/" + partition + "/events/" + typ + "/" + subject, Data: []byte(data)}
 }
 
-type probe struct {
-	partition, typ, subject string
-	want                    []string // stream ids, any order
-}
-
-func point(partition, pointID string, want ...string) probe {
-	return probe{partition, proto.EventTypePoint, pointID, want}
-}
-
-func TestIndex(t *testing.T) {
-	tests := []struct {
-		name   string
-		apply  []apply
-		probes []probe
-	}{
-		{
-			name:   "empty index",
-			probes: []probe{point("p1", "a")},
-		},
-		{
-			name:  "add",
-			apply: []apply{{"p1", "s1", def("p1", "s1", "a", "b")}},
-			probes: []probe{
-				point("p1", "a", "s1"), point("p1", "b", "s1"), point("p1", "c"),
-			},
-		},
-		{
-			name: "change point ids",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a", "b")},
-				{"p1", "s1", def("p1", "s1", "b", "c")},
-			},
-			probes: []probe{
-				point("p1", "a"), point("p1", "b", "s1"), point("p1", "c", "s1"),
-			},
-		},
-		{
-			name: "re-apply the same definition",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a")},
-				{"p1", "s1", def("p1", "s1", "a")},
-			},
-			probes: []probe{point("p1", "a", "s1")},
-		},
-		{
-			name: "delete",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a")},
-				{"p1", "s1", nil},
-			},
-			probes: []probe{point("p1", "a")},
-		},
-		{
-			name:   "delete unknown stream",
-			apply:  []apply{{"p1", "nope", nil}},
-			probes: []probe{point("p1", "a")},
-		},
-		{
-			name: "two streams on one point",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a", "b")},
-				{"p1", "s2", def("p1", "s2", "a")},
-			},
-			probes: []probe{point("p1", "a", "s1", "s2"), point("p1", "b", "s1")},
-		},
-		{
-			name: "delete one of two streams on a point",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a")},
-				{"p1", "s2", def("p1", "s2", "a")},
-				{"p1", "s1", nil},
-			},
-			probes: []probe{point("p1", "a", "s2")},
-		},
-		{
-			name: "change one of two streams on a point",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a")},
-				{"p1", "s2", def("p1", "s2", "a")},
-				{"p1", "s2", def("p1", "s2", "b")},
-			},
-			probes: []probe{point("p1", "a", "s1"), point("p1", "b", "s2")},
-		},
-		{
-			name: "partitions are isolated",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a")},
-				{"p2", "s9", def("p2", "s9", "b")},
-			},
-			probes: []probe{
-				point("p1", "a", "s1"), point("p2", "a"),
-				point("p2", "b", "s9"), point("p1", "b"),
-			},
-		},
-		{
-			name: "same stream id in two partitions",
-			apply: []apply{
-				{"p1", "s1", def("p1", "s1", "a")},
-				{"p2", "s1", def("p2", "s1", "a")},
-				{"p2", "s1", nil},
-			},
-			probes: []probe{point("p1", "a", "s1"), point("p2", "a")},
-		},
-		{
-			name:  "only point events match",
-			apply: []apply{{"p1", "s1", def("p1", "s1", "a")}},
-			probes: []probe{
-				{"p1", "door", "a", nil},
-				{"p1", "", "a", nil},
-			},
-		},
-		{
-			name:   "stream without points",
-			apply:  []apply{{"p1", "s1", def("p1", "s1")}},
-			probes: []probe{point("p1", "")},
-		},
+func matchedIDs(x *Index, ev *proto.Event) []string {
+	var ids []string
+	for _, r := range x.Match(match.NewInput(ev), nil) {
+		ids = append(ids, r.StreamID)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			x := matcher.NewIndex()
-			for _, a := range tc.apply {
-				x.Apply(a.partition, a.id, a.def)
-			}
-			for _, p := range tc.probes {
-				got := slices.Clone(x.Match(&proto.Event{Partition: p.partition, Type: p.typ, Subject: p.subject}))
-				slices.Sort(got)
-				want := slices.Clone(p.want)
-				slices.Sort(want)
-				if !slices.Equal(got, want) {
-					t.Errorf("Match(%s %s/%s) = %v, want %v", p.typ, p.partition, p.subject, got, want)
-				}
-			}
-		})
-	}
+	slices.Sort(ids)
+	return ids
 }
 
-// TestIndexMatchResultIsStable: a slice returned by Match is not changed by later Applies.
-func TestIndexMatchResultIsStable(t *testing.T) {
-	x := matcher.NewIndex()
-	x.Apply("p1", "s1", def("p1", "s1", "a"))
-	x.Apply("p1", "s2", def("p1", "s2", "a"))
-	got := x.Match(&proto.Event{Partition: "p1", Type: proto.EventTypePoint, Subject: "a"})
-	before := fmt.Sprint(got)
-	x.Apply("p1", "s1", nil)
-	x.Apply("p1", "s3", def("p1", "s3", "a"))
-	if after := fmt.Sprint(got); after != before {
-		t.Errorf("earlier Match result changed from %s to %s", before, after)
+func TestIndexMatch(t *testing.T) {
+	x := NewIndex()
+	defs := map[string]*proto.StreamDef{
+		"pt":        {Type: proto.TypePointStream, PointIDs: []string{"P1", "P2"}},
+		"pt-hot":    {Type: proto.TypePointStream, PointIDs: []string{"P1"}, Filter: "point.value > 30"},
+		"types":     {Type: proto.TypeEventStream, EventTypes: []string{"DEVICE_ADDED", "asset_updated"}},
+		"wild":      {Type: proto.TypeEventStream, EventTypes: []string{"asset_*"}},
+		"wild2":     {Type: proto.TypeEventStream, EventTypes: []string{"a*"}},
+		"src":       {Type: proto.TypeEventStream, Filter: "@.source == '//hookstream/partitions/p1/points/P2'"},
+		"subj":      {Type: proto.TypeEventStream, Filter: "event.subject == 'dev-9' && event.data.level > 2"},
+		"unkeyed":   {Type: proto.TypeEventStream, Filter: "point.value > 100 || event.data.level > 100"},
+		"both":      {Type: proto.TypeEventStream, EventTypes: []string{"asset_updated"}, PointIDs: []string{"P2"}},
+		"elsewhere": {Type: proto.TypePointStream, PointIDs: []string{"P1"}, Partition: "p2"},
 	}
-}
-
-func TestIndexConcurrent(t *testing.T) {
-	x := matcher.NewIndex()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range 500 {
-			x.Apply("p1", fmt.Sprint("s", i%10), def("p1", fmt.Sprint("s", i%10), "a", fmt.Sprint("b", i)))
+	for id, d := range defs {
+		d.ID = id
+		part := "p1"
+		if d.Partition != "" {
+			part = d.Partition
 		}
-	}()
-	for range 500 {
-		_ = x.Match(&proto.Event{Partition: "p1", Type: proto.EventTypePoint, Subject: "a"})
+		d.Partition = part
+		if err := x.Apply(part, id, d); err != nil {
+			t.Fatalf("Apply %s: %v", id, err)
+		}
 	}
-	<-done
-	if n := len(x.Match(&proto.Event{Partition: "p1", Type: proto.EventTypePoint, Subject: "a"})); n != 10 {
-		t.Errorf("point a matches %d streams, want 10", n)
-	}
-}
-
-func TestDeliveryID(t *testing.T) {
-	a := matcher.DeliveryID("event-1", "stream-1")
 	tests := []struct {
-		name  string
-		id    string
-		equal bool
+		name string
+		ev   *proto.Event
+		want []string
 	}{
-		{"same inputs", matcher.DeliveryID("event-1", "stream-1"), true},
-		{"other stream", matcher.DeliveryID("event-1", "stream-2"), false},
-		{"other event", matcher.DeliveryID("event-2", "stream-1"), false},
-		{"swapped", matcher.DeliveryID("stream-1", "event-1"), false},
+		{"reading P1", pointEvent("p1", "P1", "20"), []string{"pt"}},
+		{"reading P1 hot", pointEvent("p1", "P1", "31"), []string{"pt", "pt-hot"}},
+		{"reading P2", pointEvent("p1", "P2", "20"), []string{"both", "pt", "src"}},
+		{"reading P3", pointEvent("p1", "P3", "20"), nil},
+		{"reading unkeyed", pointEvent("p1", "P3", "101"), []string{"unkeyed"}},
+		{"asset_updated", deviceEvent("p1", "asset_updated", "1", `{}`), []string{"both", "types", "wild", "wild2"}},
+		{"asset_created", deviceEvent("p1", "asset_created", "1", `{}`), []string{"wild", "wild2"}},
+		{"DEVICE_ADDED", deviceEvent("p1", "DEVICE_ADDED", "1", `{}`), []string{"types"}},
+		{"subject filter", deviceEvent("p1", "x", "dev-9", `{"level": 3}`), []string{"subj"}},
+		{"subject filter false", deviceEvent("p1", "x", "dev-9", `{"level": 1}`), nil},
+		{"other partition", pointEvent("p2", "P1", "20"), []string{"elsewhere"}},
+		{"unknown partition", pointEvent("p3", "P1", "20"), nil},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if (tc.id == a) != tc.equal {
-				t.Errorf("DeliveryID = %s vs %s, want equal: %v", tc.id, a, tc.equal)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := matchedIDs(x, tt.ev); !slices.Equal(got, tt.want) {
+				t.Fatalf("matched %v, want %v", got, tt.want)
 			}
 		})
 	}
-	if len(a) != 36 || a[14] != '5' {
-		t.Errorf("DeliveryID %q is not a version-5 UUID", a)
+
+	// Changes replace the old definition entirely.
+	if err := x.Apply("p1", "pt", &proto.StreamDef{ID: "pt", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P3"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := matchedIDs(x, pointEvent("p1", "P1", "20")); len(got) != 0 {
+		t.Fatalf("P1 still matched %v after the stream moved to P3", got)
+	}
+	if got := matchedIDs(x, pointEvent("p1", "P3", "20")); !slices.Equal(got, []string{"pt"}) {
+		t.Fatalf("P3 matched %v", got)
+	}
+	for _, id := range []string{"wild", "wild2", "unkeyed"} {
+		if err := x.Apply("p1", id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := matchedIDs(x, deviceEvent("p1", "asset_created", "1", `{}`)); len(got) != 0 {
+		t.Fatalf("removed wildcard streams still matched: %v", got)
+	}
+	if got := matchedIDs(x, pointEvent("p1", "P9", "101")); len(got) != 0 {
+		t.Fatalf("removed unkeyed stream still matched: %v", got)
+	}
+	// An invalid filter (from a newer build, say) removes the stream and reports why.
+	if err := x.Apply("p1", "pt", &proto.StreamDef{Type: proto.TypePointStream, PointIDs: []string{"P3"}, Filter: "nonsense =="}); err == nil {
+		t.Fatal("Apply accepted an invalid filter")
+	}
+	if got := matchedIDs(x, pointEvent("p1", "P3", "20")); len(got) != 0 {
+		t.Fatalf("stream with an invalid filter still matched: %v", got)
+	}
+	// Removing every stream of a partition drops the partition.
+	if err := x.Apply("p2", "elsewhere", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := x.parts["p2"]; ok {
+		t.Fatal("empty partition kept")
+	}
+}
+
+func TestIndexProjectsPerStream(t *testing.T) {
+	x := NewIndex()
+	_ = x.Apply("p1", "all", &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"asset_updated"}})
+	_ = x.Apply("p1", "status", &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"asset_updated"},
+		Properties: map[string][]string{"asset_updated": {"status"}}})
+	ev := deviceEvent("p1", "asset_updated", "1", `{"asset":{"id":1,"status":"ok","name":"n"}}`)
+	got := map[string]string{}
+	for _, r := range x.Match(match.NewInput(ev), nil) {
+		got[r.StreamID] = string(r.Event.Data)
+	}
+	want := map[string]string{"all": `{"asset":{"id":1,"status":"ok","name":"n"}}`, "status": `{"asset":{"id":1,"status":"ok"}}`}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
@@ -21,6 +19,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/match"
 	"hookstream/proto"
 )
 
@@ -50,7 +49,11 @@ func New(cfg Config) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, cat: catalog.New(), idx: NewIndex()}
-	s.cat.OnChange = func(c catalog.Change) { s.idx.Apply(c.Partition, c.ID, c.Def) }
+	s.cat.OnChange = func(c catalog.Change) {
+		if err := s.idx.Apply(c.Partition, c.ID, c.Def); err != nil {
+			s.log.Warn("stream not matched: invalid definition", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
+		}
+	}
 	return s, nil
 }
 
@@ -93,27 +96,24 @@ func (s *Service) Run(ctx context.Context) error {
 	return runErr
 }
 
-var idNamespace = uuid.MustParse("0b7e2f5c-3a9d-4e61-8c2b-7d4f1e6a9b30")
-
 // DeliveryID is the stable id of the delivery of one event to one stream: the webhook-id that
-// every attempt carries.
-func DeliveryID(eventID, streamID string) string {
-	return uuid.NewSHA1(idNamespace, []byte(eventID+"/"+streamID)).String()
-}
+// every attempt carries. It is match.DeliveryID, which replay shares.
+func DeliveryID(eventID, streamID string) string { return match.DeliveryID(eventID, streamID) }
 
 func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
 	var ev proto.Event
 	if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
 		return nil, fmt.Errorf("%w: decode event: %v", bus.ErrTerm, err)
 	}
-	ids := s.idx.Match(&ev)
+	results := s.idx.Match(match.NewInput(&ev), nil)
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", ev.Partition),
 		attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
-		attribute.Int("hookstream.fanout", len(ids)))
-	fanout.Record(ctx, int64(len(ids)))
-	outs := make([]*nats.Msg, 0, len(ids))
-	for _, sid := range ids {
-		job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, sid), Partition: ev.Partition, StreamID: sid, Events: []proto.Event{ev}}
+		attribute.Int("hookstream.fanout", len(results)))
+	fanout.Record(ctx, int64(len(results)))
+	outs := make([]*nats.Msg, 0, len(results))
+	for _, r := range results {
+		sid := r.StreamID
+		job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, sid), Partition: ev.Partition, StreamID: sid, Events: []proto.Event{*r.Event}}
 		data, err := proto.Marshal(&job)
 		if err != nil {
 			return nil, fmt.Errorf("%w: encode job: %v", bus.ErrTerm, err)
@@ -121,70 +121,6 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 		outs = append(outs, bus.NewMsg(proto.JobSubject(ev.Partition, sid), job.ID, data))
 	}
 	return outs, nil
-}
-
-// Index maps events to stream ids. It is safe for concurrent use.
-type Index struct {
-	mu sync.RWMutex
-	// points: partition → point id → stream ids
-	points map[string]map[string][]string
-	// defs remembers what each stream was indexed under, to remove it on change.
-	defs map[string]*proto.StreamDef
-}
-
-// NewIndex returns an empty index.
-func NewIndex() *Index {
-	return &Index{points: make(map[string]map[string][]string), defs: make(map[string]*proto.StreamDef)}
-}
-
-// Apply indexes a stream definition, replacing its previous one; def nil removes the stream.
-func (x *Index) Apply(partition, id string, def *proto.StreamDef) {
-	key := proto.StreamKey(partition, id)
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if old, ok := x.defs[key]; ok {
-		byPoint := x.points[partition]
-		for _, pid := range old.PointIDs {
-			byPoint[pid] = remove(byPoint[pid], id)
-			if len(byPoint[pid]) == 0 {
-				delete(byPoint, pid)
-			}
-		}
-		delete(x.defs, key)
-	}
-	if def == nil {
-		return
-	}
-	x.defs[key] = def
-	byPoint := x.points[partition]
-	if byPoint == nil {
-		byPoint = make(map[string][]string)
-		x.points[partition] = byPoint
-	}
-	for _, pid := range def.PointIDs {
-		byPoint[pid] = append(byPoint[pid], id)
-	}
-}
-
-// Match returns the ids of the streams an event goes to. The returned slice must not be
-// modified.
-func (x *Index) Match(ev *proto.Event) []string {
-	if ev.Type != proto.EventTypePoint {
-		return nil
-	}
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return x.points[ev.Partition][ev.Subject]
-}
-
-func remove(ids []string, id string) []string {
-	out := ids[:0:0]
-	for _, v := range ids {
-		if v != id {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // fanout records how many streams each event matched.

@@ -82,7 +82,12 @@ func occurredAt(events []proto.Event) string {
 func renderEnvelope(def *proto.StreamDef, ev *proto.Event) ([]byte, error) {
 	evs := []proto.Event{*ev}
 	if ev.Type != proto.EventTypePoint {
-		return marshal(envelope{EventType: ev.Type, OccurredAt: occurredAt(evs), Content: data(ev)})
+		// A device event occurred when its source says it did (occurredAt at ingest).
+		at := ev.Time
+		if at == 0 {
+			at = ev.IngestedAt
+		}
+		return marshal(envelope{EventType: ev.Type, OccurredAt: time.Unix(0, at).UTC().Format(time.RFC3339), Content: data(ev)})
 	}
 	m := meta(def, ev)
 	key, group, unit := valueKey(ev, &m)

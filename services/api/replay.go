@@ -1,0 +1,201 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/pkg/match"
+	"hookstream/pkg/web"
+	"hookstream/proto"
+)
+
+// maxReplayEvents bounds the events one replay request scans; a longer replay answers
+// "truncated" and "until", from which the caller continues.
+const maxReplayEvents = 1_000_000
+
+// maxReplayFilterSubjects bounds the subjects a replay consumer filters on; a stream with more
+// keys reads the whole partition and lets the matcher decide.
+const maxReplayFilterSubjects = 100
+
+type replayBody struct {
+	Since *string `json:"since"`
+}
+
+type replayResult struct {
+	Scanned   int    `json:"scanned"`
+	Matched   int    `json:"matched"`
+	Truncated bool   `json:"truncated"`
+	Until     string `json:"until,omitempty"`
+}
+
+// replayStream serves POST …/streams/{id}/replay {"since": RFC 3339}: it re-matches the events
+// EVENTS still holds from that time on against this one stream and queues a job for each match,
+// with the delivery id the matcher gives the same (event, stream) pair. It answers once every
+// job is stored.
+func (s *Service) replayStream(w http.ResponseWriter, r *http.Request, partition string) error {
+	var body replayBody
+	if err := web.DecodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	if body.Since == nil {
+		return web.BadRequest("since", "is required (RFC 3339)")
+	}
+	since, err := time.Parse(time.RFC3339Nano, *body.Since)
+	if err != nil {
+		return web.BadRequest("since", "must be an RFC 3339 time")
+	}
+	if since.After(time.Now()) {
+		return web.BadRequest("since", "is in the future")
+	}
+	ctx := r.Context()
+	def, _, err := s.load(ctx, partition, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	stream, err := match.Compile(def)
+	if err != nil {
+		return fmt.Errorf("compile stream %s: %w", def.ID, err)
+	}
+	res, err := s.replay(ctx, stream, since)
+	if err != nil {
+		return err
+	}
+	s.log.Info("stream replayed", "partition", partition, "stream_id", def.ID, "since", since, "scanned", res.Scanned, "matched", res.Matched)
+	web.WriteJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Service) replay(ctx context.Context, stream *match.Stream, since time.Time) (*replayResult, error) {
+	def := stream.Def
+	events, err := s.js.Stream(ctx, proto.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	cons, err := events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: replaySubjects(stream), DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay consumer: %w", err)
+	}
+	res := &replayResult{}
+	var futures []jetstream.PubAckFuture
+	wait := func() error {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("replay publish: %w", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futures = futures[:0]
+		return nil
+	}
+	for !res.Truncated {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("replay fetch: %w", err)
+		}
+		n := 0
+		pending := uint64(1)
+		for msg := range batch.Messages() {
+			n++
+			res.Scanned++
+			if meta, err := msg.Metadata(); err == nil {
+				pending = meta.NumPending
+				res.Until = meta.Timestamp.UTC().Format(time.RFC3339Nano)
+			}
+			var ev proto.Event
+			if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
+				continue
+			}
+			if out, ok := stream.Match(match.NewInput(&ev)); ok {
+				job := proto.Job{V: proto.Version, ID: match.DeliveryID(ev.ID, def.ID), Partition: def.Partition,
+					StreamID: def.ID, Events: []proto.Event{*out}}
+				data, err := proto.Marshal(&job)
+				if err != nil {
+					return nil, err
+				}
+				f, err := s.js.PublishMsgAsync(bus.NewMsg(proto.JobSubject(def.Partition, def.ID), job.ID, data))
+				if err != nil {
+					return nil, fmt.Errorf("replay publish: %w", err)
+				}
+				futures = append(futures, f)
+				res.Matched++
+			}
+			if res.Scanned >= maxReplayEvents {
+				res.Truncated = pending > 0
+				break
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("replay fetch: %w", err)
+		}
+		if err := wait(); err != nil {
+			return nil, err
+		}
+		// Stop at the end of what EVENTS held: an empty fetch, or the last message read.
+		if n == 0 || pending == 0 {
+			break
+		}
+	}
+	return res, nil
+}
+
+// replaySubjects narrows the replay consumer to the subjects of the stream's exact keys (its
+// point ids, event types and subjects); anything else reads the whole partition.
+func replaySubjects(s *match.Stream) []string {
+	p := s.Def.Partition
+	whole := []string{proto.EventSubject(p, "*", "*")}
+	keys, all := s.Keys()
+	if all || len(keys) == 0 || len(keys) > maxReplayFilterSubjects {
+		return whole
+	}
+	seen := map[string]bool{}
+	var subjects []string
+	for _, k := range keys {
+		var subj string
+		switch k.Kind {
+		case match.KeyPoint:
+			subj = proto.EventSubject(p, proto.EventTypePoint, k.Value)
+		case match.KeyType:
+			subj = proto.EventSubject(p, k.Value, "*")
+		case match.KeySubject:
+			subj = proto.EventSubject(p, "*", k.Value)
+		default:
+			return whole
+		}
+		if !seen[subj] {
+			seen[subj] = true
+			subjects = append(subjects, subj)
+		}
+	}
+	// Overlapping filters (type=a and subject=s both cover a.s) are rejected by the server.
+	if hasOverlap(keys) {
+		return whole
+	}
+	return subjects
+}
+
+func hasOverlap(keys []match.Key) bool {
+	var typed, subj, point, allPoints bool
+	for _, k := range keys {
+		switch k.Kind {
+		case match.KeyPoint:
+			typed, point = true, true
+		case match.KeyType:
+			typed = true
+			allPoints = allPoints || k.Value == proto.EventTypePoint
+		case match.KeySubject:
+			subj = true
+		}
+	}
+	return (typed && subj) || (point && allPoints)
+}

@@ -1,0 +1,191 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/proto"
+)
+
+// MaxEvents is the most device events one message or request may carry.
+const MaxEvents = 10_000
+
+// maxEventDataBytes bounds the JSON encoding of one event's data.
+const maxEventDataBytes = 256 << 10
+
+// ErrInvalidEvent wraps every reason a device event is rejected.
+var ErrInvalidEvent = errors.New("invalid event")
+
+// DeviceEvent is one device or asset event as a producer sends it.
+type DeviceEvent struct {
+	Type    string
+	Subject string
+	Time    time.Time
+	HasTime bool
+	Data    []byte // compact JSON; nil when absent
+}
+
+type wireEvent struct {
+	Type       *string         `json:"type"`
+	Subject    *string         `json:"subject"`
+	OccurredAt json.RawMessage `json:"occurredAt"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// ParseEvents decodes one event or an array of events, as JSON or msgpack:
+// {"type", "subject", "occurredAt"?, "data"?}. defaultType, when not empty, is the type of events
+// that name none (the type token of the NATS subject); an event naming another type is rejected
+// then, so that the subject never lies about its content. Types and subjects are single subject
+// tokens (proto.ValidToken); "point" is reserved for readings.
+func ParseEvents(data []byte, defaultType string) ([]DeviceEvent, error) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, fmt.Errorf("%w: empty payload", ErrInvalidEvent)
+	}
+	if trimmed[0] != '{' && trimmed[0] != '[' {
+		j, err := msgpackToJSON(data)
+		if err != nil {
+			return nil, fmt.Errorf("%w: payload is neither JSON nor msgpack: %v", ErrInvalidEvent, err)
+		}
+		trimmed = j
+	}
+	if !utf8.Valid(trimmed) {
+		return nil, fmt.Errorf("%w: payload is not valid UTF-8", ErrInvalidEvent)
+	}
+	var wires []wireEvent
+	if trimmed[0] == '[' {
+		if err := json.Unmarshal(trimmed, &wires); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		}
+		if len(wires) == 0 {
+			return nil, fmt.Errorf("%w: empty array", ErrInvalidEvent)
+		}
+	} else {
+		var w wireEvent
+		if err := json.Unmarshal(trimmed, &w); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+		}
+		wires = []wireEvent{w}
+	}
+	if len(wires) > MaxEvents {
+		return nil, fmt.Errorf("%w: %d events exceed the limit of %d", ErrInvalidEvent, len(wires), MaxEvents)
+	}
+	out := make([]DeviceEvent, len(wires))
+	for i, w := range wires {
+		e, err := w.event(defaultType)
+		if err != nil {
+			if len(wires) > 1 {
+				return nil, fmt.Errorf("event %d: %w", i, err)
+			}
+			return nil, err
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+func (w wireEvent) event(defaultType string) (DeviceEvent, error) {
+	var e DeviceEvent
+	switch {
+	case w.Type != nil:
+		e.Type = *w.Type
+	default:
+		e.Type = defaultType
+	}
+	if e.Type == "" {
+		return e, fmt.Errorf("%w: type is required", ErrInvalidEvent)
+	}
+	if !proto.ValidToken(e.Type) {
+		return e, fmt.Errorf("%w: type %q is not a single subject token (1-128 of A-Z a-z 0-9 - _ : @ ~ + = %%)", ErrInvalidEvent, clip(e.Type))
+	}
+	if e.Type == proto.EventTypePoint {
+		return e, fmt.Errorf("%w: type %q is reserved for point readings", ErrInvalidEvent, proto.EventTypePoint)
+	}
+	if defaultType != "" && e.Type != defaultType {
+		return e, fmt.Errorf("%w: type %q differs from the subject's %q", ErrInvalidEvent, e.Type, defaultType)
+	}
+	if w.Subject == nil || *w.Subject == "" {
+		return e, fmt.Errorf("%w: subject is required", ErrInvalidEvent)
+	}
+	if !proto.ValidToken(*w.Subject) {
+		return e, fmt.Errorf("%w: subject %q is not a single subject token (1-128 of A-Z a-z 0-9 - _ : @ ~ + = %%)", ErrInvalidEvent, clip(*w.Subject))
+	}
+	e.Subject = *w.Subject
+	if ts := bytes.TrimSpace(w.OccurredAt); len(ts) > 0 && !bytes.Equal(ts, []byte("null")) {
+		t, err := parseTimestamp(ts)
+		if err != nil {
+			return e, fmt.Errorf("%w: occurredAt: %v", ErrInvalidEvent, errors.Unwrap(err))
+		}
+		e.Time, e.HasTime = t, true
+	}
+	if d := bytes.TrimSpace(w.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
+		if len(d) > maxEventDataBytes {
+			return e, fmt.Errorf("%w: data exceeds %d bytes", ErrInvalidEvent, maxEventDataBytes)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, d); err != nil {
+			return e, fmt.Errorf("%w: data: %v", ErrInvalidEvent, err)
+		}
+		e.Data = compact.Bytes()
+	}
+	return e, nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return string(bytes.ToValidUTF8([]byte(s), []byte("?")))
+}
+
+// EventSource is the source URI of a device event, in the form of seed 002.
+func EventSource(partition, eventType, subject string) string {
+	return "//hookstream/partitions/" + partition + "/events/" + eventType + "/" + subject
+}
+
+// handleEvents turns an INGEST message of hookstream.ingest.{partition}.events.{type} into
+// canonical events on hookstream.events.{partition}.{type}.{subject}.
+func (s *Service) handleEvents(_ context.Context, msg jetstream.Msg, partition, eventType string) ([]*nats.Msg, error) {
+	events, err := ParseEvents(msg.Data(), eventType)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", bus.ErrTerm, err)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata: %v", bus.ErrTerm, err)
+	}
+	ingestedAt := meta.Timestamp.UnixNano()
+	if v := msg.Headers().Get(HeaderIngestedAt); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			ingestedAt = n
+		}
+	}
+	outs := make([]*nats.Msg, 0, len(events))
+	for i, e := range events {
+		t := ingestedAt
+		if e.HasTime {
+			t = e.Time.UnixNano()
+		}
+		ev := &proto.Event{
+			V: proto.Version, ID: eventID(s.epoch, meta.Sequence.Stream, i), Partition: partition,
+			Type: e.Type, Subject: e.Subject, Source: EventSource(partition, e.Type, e.Subject),
+			Time: t, IngestedAt: ingestedAt, Data: e.Data,
+		}
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("%w: encode: %v", bus.ErrTerm, err)
+		}
+		outs = append(outs, bus.NewMsg(proto.EventSubject(partition, e.Type, e.Subject), ev.ID, data))
+	}
+	return outs, nil
+}
