@@ -32,6 +32,9 @@ type Config struct {
 	JWTPublicKey string
 	JWTAudience  string
 	JWTIssuer    string
+
+	// PprofAddr serves net/http/pprof on this loopback address when set (off by default).
+	PprofAddr string
 }
 
 // flags registers the flags of cfg on fs, with defaults taken from the environment.
@@ -54,6 +57,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", env("JWT_PUBLIC_KEY", ""), "PEM public key that verifies API tokens (RS256, ES256, EdDSA)")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", env("JWT_AUDIENCE", ""), "required token audience")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "required token issuer")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this loopback address (off when empty)")
 }
 
 func (c *Config) validate() error {
@@ -68,6 +72,9 @@ func (c *Config) validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
+	}
+	if err := validatePprofAddr(c.PprofAddr); err != nil {
+		return fmt.Errorf("--pprof-addr: %w", err)
 	}
 	return nil
 }

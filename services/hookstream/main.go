@@ -6,6 +6,7 @@
 //	hookstream ingest|matcher|signer|delivery|api --nats-url nats://HOST:PORT
 //	hookstream nats [--data DIR] [--nats-listen HOST:PORT]
 //	hookstream token [--data DIR] --partition P
+//	hookstream bench --scenario NAME|all --duration D [--json FILE]
 package main
 
 import (
@@ -25,6 +26,7 @@ func usage() {
   hookstream ingest|matcher|signer|delivery|api --nats-url URL [flags]
   hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
   hookstream token --partition P [flags]  print a development token (needs --data of a --dev instance)
+  hookstream bench --scenario NAME|all --duration D [--json FILE]   the load tool (see README, Performance)
 Run "hookstream COMMAND -h" for the flags of a command.
 `)
 }
@@ -52,6 +54,10 @@ func run(ctx context.Context, args []string) error {
 		return runNATS(ctx, args)
 	case "token":
 		return runToken(args)
+	case "bench":
+		return runBench(ctx, args)
+	case "bench-receiver": // the bench's receiver process; not listed in the usage
+		return runBenchReceiver(ctx, args)
 	case "help":
 		usage()
 		return nil
