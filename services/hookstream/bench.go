@@ -95,7 +95,7 @@ func (o *benchOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the hookstream process during the measured window (with several scenarios, one file per scenario: NAME-SCENARIO.EXT)")
 	fs.DurationVar(&o.BareDuration, "bare-duration", 3*time.Second, "how long the bare HTTP ceiling is measured")
 	fs.IntVar(&o.BareWorkers, "bare-workers", 32, "concurrent keep-alive workers of the bare HTTP measurement")
-	fs.IntVar(&o.Backlog, "backlog", 4000, "max-rate scenarios: most deliveries published but not yet received")
+	fs.IntVar(&o.Backlog, "backlog", 1000, "max-rate scenarios: most deliveries published but not yet received")
 	fs.IntVar(&o.Window, "window", 256, "most NATS publishes awaiting their JetStream ack")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "maxInFlight of every bench stream (0: the API default)")
 	fs.IntVar(&o.Batch, "batch", 0, "readings per NATS message (0: the scenario's own)")
@@ -349,7 +349,7 @@ func printTable(w io.Writer, rep *benchReport) {
 	fmt.Fprintf(w, "\nhookstream bench — %d CPUs, %s, %s, %s per scenario, load average %.2f at start\n\n",
 		m.NProc, m.CPUModel, m.GoVersion, time.Duration(rep.DurationS*float64(time.Second)), m.LoadAvg1m)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tdeliveries/s\tbare HTTP/s\tratio\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdup\tCPU s/1k hs\trcv\tRSS MB hs\trcv\ttarget\t")
+	fmt.Fprintln(tw, "scenario\tdeliveries/s\tbare HTTP/s\tratio\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdup\tCPU s/1k hs\trcv\tRSS MB hs\trcv\tload\ttarget\t")
 	for _, r := range rep.Scenarios {
 		met := ""
 		if r.TargetMet != nil {
@@ -358,9 +358,9 @@ func printTable(w io.Writer, rep *benchReport) {
 				met = "met"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%d\t%.3f\t%.3f\t%.0f\t%.0f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%d\t%.3f\t%.3f\t%.0f\t%.0f\t%.1f\t%s\t\n",
 			r.Scenario, r.DeliveriesPerS, r.BareHTTPPerS, r.Ratio, r.P50ms, r.P90ms, r.P99ms, r.MaxMs,
-			r.Lost, r.Duplicates, r.HookstreamCPUPer1k, r.ReceiverCPUPer1k, r.HookstreamRSSMB, r.ReceiverRSSMB, met)
+			r.Lost, r.Duplicates, r.HookstreamCPUPer1k, r.ReceiverCPUPer1k, r.HookstreamRSSMB, r.ReceiverRSSMB, r.LoadAvg1m, met)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
