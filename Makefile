@@ -51,5 +51,15 @@ fmt:
 tidy:
 	@set -e; for m in $(MODULES) test; do (cd $$m && $(GO) mod tidy); done
 
+## bench: every load scenario (a–f) with its own all-in-one instance and receiver, under 10 minutes;
+## the table goes to stdout, the figures to bench-results/bench.json. Then bench-match, if defined.
+## It fails when any reading was lost. BENCH_FLAGS adds flags, e.g. --cpuprofile bench-results/cpu.pprof.
+BENCH_DURATION ?= 20s
+BENCH_FLAGS ?=
+bench: build
+	@mkdir -p bench-results
+	@rc=0; ./$(BIN) bench --scenario all --duration $(BENCH_DURATION) --json bench-results/bench.json $(BENCH_FLAGS) || rc=$$?; \
+	if grep -qE '^bench-match[[:space:]]*:' $(MAKEFILE_LIST); then $(MAKE) bench-match || rc=1; fi; exit $$rc
+
 clean:
 	rm -rf bin

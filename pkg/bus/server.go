@@ -49,6 +49,10 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		SyncInterval: time.Second,
 		MaxPayload:   8 << 20,
 	}
+	// hookstream keeps one durable consumer per stream (subscription) on OUTBOX; nats-server
+	// 2.12+ caps a stream at 1,000 consumers by default, which would leave every stream past the
+	// 1,000th without deliveries. -1 lifts the default cap.
+	opts.JetStreamLimits.DefaultMaxConsumers = -1
 	switch cfg.Fsync {
 	case "", FsyncInterval:
 		if cfg.SyncInterval > 0 {

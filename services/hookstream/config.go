@@ -41,6 +41,8 @@ type Config struct {
 	JWKSURL string
 	// MasterKeyFile holds the master key of webhook secrets (HOOKSTREAM_MASTER_KEY wins).
 	MasterKeyFile string
+	// PprofAddr serves net/http/pprof on this loopback address when set (off by default).
+	PprofAddr string
 }
 
 // flags registers the flags of cfg on fs, with defaults taken from the environment.
@@ -64,6 +66,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.JWTAudience, "jwt-audience", env("JWT_AUDIENCE", ""), "required token audience")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "required token issuer")
 	c.securityFlags(fs)
+	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this loopback address (off when empty)")
 }
 
 func (c *Config) validate() error {
@@ -78,6 +81,9 @@ func (c *Config) validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
+	}
+	if err := validatePprofAddr(c.PprofAddr); err != nil {
+		return fmt.Errorf("--pprof-addr: %w", err)
 	}
 	return c.validateSecurity()
 }

@@ -9,6 +9,7 @@
 //	hookstream tail [--nats-url URL] [--partition P [--stream ID]] [--since D]
 //	hookstream keygen
 //	hookstream rekey [--data DIR | --nats-url URL]
+//	hookstream bench --scenario NAME|all --duration D [--json FILE]
 package main
 
 import (
@@ -31,6 +32,7 @@ func usage() {
   hookstream tail [--partition P [--stream ID]] [--since 10m]   follow delivery outcomes
   hookstream keygen                       print a new random master key for webhook secrets
   hookstream rekey [flags]                re-encrypt every webhook secret under the current master key
+  hookstream bench --scenario NAME|all --duration D [--json FILE]   the load tool (see README, Performance)
 Run "hookstream COMMAND -h" for the flags of a command.
 `)
 }
@@ -64,6 +66,10 @@ func run(ctx context.Context, args []string) error {
 		return runKeygen()
 	case "rekey":
 		return runRekey(ctx, args)
+	case "bench":
+		return runBench(ctx, args)
+	case "bench-receiver": // the bench's receiver process; not listed in the usage
+		return runBenchReceiver(ctx, args)
 	case "help":
 		usage()
 		return nil

@@ -167,6 +167,9 @@ func runServices(ctx context.Context, role string, args []string) error {
 		runners = append(runners, runner{"http", healthServer(cfg.HTTPAddr, readiness(admin, role), mounts, log)})
 	}
 
+	if cfg.PprofAddr != "" {
+		runners = append(runners, runner{"pprof", pprofServer(cfg.PprofAddr, log)})
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, r := range runners {
 		g.Go(func() error {

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package main
+
+import "os/exec"
+
+// setParentDeathSignal has no portable equivalent outside Linux; the receiver still exits when
+// its stdin closes.
+func setParentDeathSignal(*exec.Cmd) {}

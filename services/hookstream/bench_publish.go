@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/proto"
+)
+
+// seqHeader carries "{first seq} {count}" of the readings in a bench message, so that the ack
+// handler knows which readings JetStream accepted.
+const seqHeader = "Bench-Seq"
+
+// publisher publishes bench readings with JetStream async publishes, at most window awaiting
+// their acknowledgement. publish is called from one goroutine; the counters are safe to read
+// from any.
+type publisher struct {
+	js       jetstream.JetStream
+	subjects []string
+	batch    int
+	window   chan struct{}
+
+	next atomic.Int64 // the next reading's seq; written only by the publishing goroutine
+	msgs int64
+
+	mu      sync.Mutex
+	isAcked []bool // by seq
+
+	acked  atomic.Int64 // readings
+	failed atomic.Int64 // readings
+}
+
+func newPublisher(nc *nats.Conn, partition string, points []string, batch, window int) (*publisher, error) {
+	p := &publisher{batch: max(batch, 1), window: make(chan struct{}, window)}
+	for _, pt := range points {
+		p.subjects = append(p.subjects, proto.IngestPointSubject(partition, pt))
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(window+1),
+		jetstream.WithPublishAsyncTimeout(15*time.Second),
+		jetstream.WithPublishAsyncAckHandler(p.onAck),
+		jetstream.WithPublishAsyncErrHandler(p.onErr))
+	if err != nil {
+		return nil, err
+	}
+	p.js = js
+	return p, nil
+}
+
+func seqRange(m *nats.Msg) (first, n int64, ok bool) {
+	a, b, found := strings.Cut(m.Header.Get(seqHeader), " ")
+	if !found {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	n, err2 := strconv.ParseInt(b, 10, 64)
+	return first, n, err1 == nil && err2 == nil
+}
+
+func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+	if first, n, ok := seqRange(m); ok {
+		p.mu.Lock()
+		for s := first; s < first+n && s < int64(len(p.isAcked)); s++ {
+			p.isAcked[s] = true
+		}
+		p.mu.Unlock()
+		p.acked.Add(n)
+	}
+	<-p.window
+}
+
+func (p *publisher) onErr(_ jetstream.JetStream, m *nats.Msg, _ error) {
+	if _, n, ok := seqRange(m); ok {
+		p.failed.Add(n)
+	}
+	<-p.window
+}
+
+// appendReading appends one bench reading: its value carries seq and the publish time.
+func appendReading(b []byte, seq, ns int64) []byte {
+	b = append(b, `{"value":"`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, ns, 10)
+	return append(b, `"}`...)
+}
+
+// publish sends the next message (batch readings, to the next point round robin), waiting for a
+// place in the window until ctx ends or the deadline passes.
+func (p *publisher) publish(ctx context.Context, deadline time.Time) error {
+	select {
+	case p.window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(deadline) + 30*time.Second):
+		return fmt.Errorf("no JetStream acknowledgement for 30s (%d pending)", p.js.PublishAsyncPending())
+	}
+	first, n := p.next.Load(), int64(p.batch)
+	subj := p.subjects[p.msgs%int64(len(p.subjects))]
+	p.mu.Lock()
+	for int64(len(p.isAcked)) < first+n {
+		p.isAcked = append(p.isAcked, false)
+	}
+	p.mu.Unlock()
+	ns := time.Now().UnixNano()
+	data := make([]byte, 0, 48*n+2)
+	if n > 1 {
+		data = append(data, '[')
+	}
+	for s := first; s < first+n; s++ {
+		if s > first {
+			data = append(data, ',')
+		}
+		data = appendReading(data, s, ns)
+	}
+	if n > 1 {
+		data = append(data, ']')
+	}
+	m := nats.NewMsg(subj)
+	m.Data = data
+	m.Header.Set(seqHeader, strconv.FormatInt(first, 10)+" "+strconv.FormatInt(n, 10))
+	p.next.Store(first + n)
+	p.msgs++
+	if _, err := p.js.PublishMsgAsync(m); err != nil {
+		p.failed.Add(n)
+		<-p.window
+		return fmt.Errorf("publish: %w", err)
+	}
+	return nil
+}
+
+// lost compares the receiver's per-reading delivery counts with the acknowledged readings: lost
+// is every expected delivery of an acknowledged reading that did not arrive; unexpected counts
+// deliveries of readings that were never acknowledged.
+func (p *publisher) lost(counts []byte, fanout int) (lost, unexpected int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for s, acked := range p.isAcked {
+		var c int
+		if s < len(counts) {
+			c = int(counts[s])
+		}
+		switch {
+		case acked && c < fanout:
+			lost += int64(fanout - c)
+		case !acked && c > 0:
+			unexpected += int64(c)
+		}
+	}
+	for s := len(p.isAcked); s < len(counts); s++ {
+		unexpected += int64(counts[s])
+	}
+	return lost, unexpected
+}

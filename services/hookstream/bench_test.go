@@ -1,0 +1,252 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseProcStatCPU(t *testing.T) {
+	// A command name with spaces and parentheses; utime 250 and stime 150 ticks.
+	stat := "4242 (hook (stream) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 150 0 0 20 0 12 0 100 1000000 500 18446744073709551615"
+	got, err := parseProcStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 4 * time.Second; got != want {
+		t.Fatalf("cpu %s, want %s", got, want)
+	}
+	for _, bad := range []string{"", "1 (x S 1", "1 (x) S 1 2"} {
+		if _, err := parseProcStatCPU(bad); err == nil {
+			t.Errorf("parseProcStatCPU(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseVmHWM(t *testing.T) {
+	got, err := parseVmHWM("Name:\thookstream\nVmPeak:\t  900 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 12345<<10 {
+		t.Fatalf("VmHWM %d, want %d", got, 12345<<10)
+	}
+	if _, err := parseVmHWM("Name:\tx\n"); err == nil {
+		t.Fatal("missing VmHWM accepted")
+	}
+}
+
+func TestProcOfSelf(t *testing.T) {
+	// The live /proc files parse: the bench measures every process this way.
+	if _, err := procCPU(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	rss, err := procPeakRSS(os.Getpid())
+	if err != nil || rss <= 0 {
+		t.Fatalf("peak RSS %d, %v", rss, err)
+	}
+}
+
+func TestStringValueAndBenchValue(t *testing.T) {
+	body := []byte(`{"changed":1,"createdAt":"2026-01-01T00:00:00.000Z","id":"pt-0","lastUpdatedAt":"x","qualityOfValue":0,"value":"17-1700000000123456789"}`)
+	v, ok := stringValue(body)
+	if !ok || string(v) != "17-1700000000123456789" {
+		t.Fatalf("value %q %v", v, ok)
+	}
+	seq, ns, ok := benchValue(v)
+	if !ok || seq != 17 || ns != 1700000000123456789 {
+		t.Fatalf("benchValue = %d %d %v", seq, ns, ok)
+	}
+	for _, bad := range []string{`{"value":22}`, `{"value":"x`, `{}`} {
+		if _, ok := stringValue([]byte(bad)); ok {
+			t.Errorf("stringValue(%s) accepted", bad)
+		}
+	}
+	for _, bad := range []string{"17", "a-1", "1-b", "-1-5"} {
+		if _, _, ok := benchValue([]byte(bad)); ok {
+			t.Errorf("benchValue(%q) accepted", bad)
+		}
+	}
+}
+
+func TestAppendReadingRoundTrip(t *testing.T) {
+	b := appendReading(nil, 41, 1234)
+	var r struct{ Value string }
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	seq, ns, ok := benchValue([]byte(r.Value))
+	if !ok || seq != 41 || ns != 1234 {
+		t.Fatalf("round trip of %s: %d %d %v", b, seq, ns, ok)
+	}
+}
+
+func TestPercentileMs(t *testing.T) {
+	var us []int32
+	for i := 1; i <= 100; i++ {
+		us = append(us, int32(i*1000))
+	}
+	for _, tc := range []struct {
+		p    float64
+		want float64
+	}{{0.50, 50}, {0.90, 90}, {0.99, 99}, {1, 100}, {0, 1}} {
+		if got := percentileMs(us, tc.p); got != tc.want {
+			t.Errorf("p%.2f = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if percentileMs(nil, 0.5) != 0 {
+		t.Error("empty percentile not 0")
+	}
+}
+
+// The receiver counts a redelivery (same webhook-id and value) as a duplicate, a delivery of the
+// same reading to another stream as a new one, and keeps warm-up readings apart.
+func TestReceiverRecordsAndDedupes(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	srv := httptest.NewServer(newRecorder().handler(stop))
+	defer srv.Close()
+	post := func(path, id, value string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(`{"id":"pt-0","value":"`+value+`"}`))
+		req.Header.Set("webhook-id", id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		}
+	}
+	now := strconv.FormatInt(time.Now().UnixNano(), 10)
+	post("/h/0", "d1", "0-"+now)
+	post("/h/0", "d1", "0-"+now) // redelivery
+	post("/h/1", "d2", "0-"+now) // same reading, second stream
+	post("/h/0", "d3", "2-"+now)
+	post("/h/0", "w1", "w-0-0")
+	post("/h/1", "w2", "w-0-0")
+	post("/h/0", "d4", "garbage")
+	post("/bare", "", "")
+
+	resp, err := http.Get(srv.URL + "/stats?counts=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st receiverStats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Unique != 3 || st.Duplicates != 1 || st.Bad != 1 || st.WarmPaths != 2 || st.Bare != 1 || st.LatencyN != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	if len(st.Counts) < 3 || st.Counts[0] != 2 || st.Counts[1] != 0 || st.Counts[2] != 1 {
+		t.Fatalf("counts %v", st.Counts[:min(3, len(st.Counts))])
+	}
+	if st.MaxMs < 0 || st.MaxMs > 60_000 {
+		t.Fatalf("max latency %v ms", st.MaxMs)
+	}
+
+	presp, err := http.Get(srv.URL + "/progress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(presp.Body)
+	presp.Body.Close()
+	if string(b) != "3 0" {
+		t.Fatalf("progress %q", b)
+	}
+}
+
+func TestPublisherLost(t *testing.T) {
+	p := &publisher{isAcked: []bool{true, true, false, true}}
+	// Fan-out 2: reading 0 complete, 1 missing one, 2 unacknowledged but delivered once, 3 missing
+	// both; reading 4 was never published.
+	lost, unexpected := p.lost([]byte{2, 1, 1, 0, 1}, 2)
+	if lost != 3 || unexpected != 2 {
+		t.Fatalf("lost %d unexpected %d, want 3 and 2", lost, unexpected)
+	}
+}
+
+func TestScenarioLayout(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			specs, points := sc.layout()
+			if len(specs) != sc.Streams {
+				t.Fatalf("%d streams, want %d", len(specs), sc.Streams)
+			}
+			if len(points) != sc.Points {
+				t.Fatalf("%d points, want %d", len(points), sc.Points)
+			}
+			active := map[string]int{}
+			paths := map[string]bool{}
+			for _, s := range specs {
+				if paths[s.path] {
+					t.Fatalf("path %s twice", s.path)
+				}
+				paths[s.path] = true
+				if strings.HasPrefix(s.path, "/h/") && !strings.HasPrefix(s.path, "/h/idle-") {
+					active[s.point]++
+				}
+			}
+			for _, p := range points {
+				if active[p] != sc.Fanout {
+					t.Fatalf("point %s has %d healthy streams, want %d", p, active[p], sc.Fanout)
+				}
+			}
+		})
+	}
+}
+
+func TestRequireLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{"127.0.0.1:0": true, "[::1]:6060": true, "localhost:1": true, "0.0.0.0:6060": false, ":6060": false, "10.0.0.1:1": false, "nonsense": false} {
+		if err := requireLoopback(addr); (err == nil) != ok {
+			t.Errorf("requireLoopback(%q) = %v", addr, err)
+		}
+	}
+}
+
+func TestBenchOptionsValidate(t *testing.T) {
+	base := func() benchOptions {
+		var o benchOptions
+		fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+		o.flags(fs)
+		return o
+	}
+	o := base()
+	if err := o.validate(); err != nil {
+		t.Fatalf("defaults rejected: %v", err)
+	}
+	for name, mut := range map[string]func(*benchOptions){
+		"short duration":   func(o *benchOptions) { o.Duration = time.Millisecond },
+		"api without nats": func(o *benchOptions) { o.APIURL = "http://127.0.0.1:1" },
+		"api without token": func(o *benchOptions) {
+			o.APIURL, o.NATSURL = "http://127.0.0.1:1", "nats://127.0.0.1:2"
+		},
+		"zero window": func(o *benchOptions) { o.Window = 0 },
+	} {
+		o := base()
+		mut(&o)
+		if err := o.validate(); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+	o = base()
+	o.Scenario = "a,c-latency"
+	sel, err := o.selected()
+	if err != nil || len(sel) != 2 || sel[0].Name != "a-max" || sel[1].Name != "c-latency" {
+		t.Fatalf("selected %v %v", sel, err)
+	}
+	o.Scenario = "z"
+	if _, err := o.selected(); err == nil {
+		t.Fatal("unknown scenario accepted")
+	}
+}
