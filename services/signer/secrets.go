@@ -16,6 +16,49 @@ import (
 // hookstream that reads a secret; encryption at rest wraps this function (and the API's
 // storeSecret). A missing entry is a permanent error.
 func (s *Service) loadSecret(ctx context.Context, key string) (*proto.Secret, error) {
+	now := time.Now()
+	if v, ok := s.secretCache.Load(key); ok {
+		if c := v.(cachedSecret); now.Before(c.until) {
+			return c.sec, nil
+		}
+	}
+	sec, err := s.readSecret(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	s.secretCache.Store(key, cachedSecret{sec: sec, until: now.Add(secretCacheTTL)})
+	return sec, nil
+}
+
+// secretCacheTTL bounds how long an opened secret is reused without a look at the bucket:
+// reading it per job cost a KV round trip and an AES-GCM open per delivery (a fifth of the
+// signer's CPU). Every write to the bucket also evicts its key at once (watchSecrets); the TTL
+// only covers a watch that fell behind.
+const secretCacheTTL = 30 * time.Second
+
+// watchSecrets evicts cached secrets as soon as their key is written, rotated or purged.
+func (s *Service) watchSecrets(ctx context.Context) error {
+	w, err := s.secrets.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.MetaOnly())
+	if err != nil {
+		return fmt.Errorf("watch secrets: %w", err)
+	}
+	go func() {
+		defer w.Stop()
+		for e := range w.Updates() {
+			if e != nil {
+				s.secretCache.Delete(e.Key())
+			}
+		}
+	}()
+	return nil
+}
+
+type cachedSecret struct {
+	sec   *proto.Secret
+	until time.Time
+}
+
+func (s *Service) readSecret(ctx context.Context, key string) (*proto.Secret, error) {
 	e, err := s.secrets.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -57,6 +100,8 @@ func (s *Service) signingKeys(ctx context.Context, def *proto.StreamDef, now tim
 }
 
 // authSecret returns the secret halves of the stream's outbound auth.
+// It is read fresh, not cached: it is needed per attempt of auth streams only, and a changed
+// password must apply to the very next attempt.
 func (s *Service) authSecret(ctx context.Context, def *proto.StreamDef) (*proto.Secret, error) {
-	return s.loadSecret(ctx, proto.AuthSecretKey(def.Partition, def.ID))
+	return s.readSecret(ctx, proto.AuthSecretKey(def.Partition, def.ID))
 }

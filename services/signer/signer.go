@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,8 +50,10 @@ type Service struct {
 	log     *slog.Logger
 	cat     *catalog.Catalog
 	secrets jetstream.KeyValue
-	tokens  *tokens
-	batches *batcher
+	// secretCache maps a secrets-bucket key to a cachedSecret (secrets.go).
+	secretCache sync.Map
+	tokens      *tokens
+	batches     *batcher
 }
 
 // New validates cfg and returns a signer.
@@ -78,6 +81,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("signer: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	if err := s.watchSecrets(ctx); err != nil {
+		cancel()
+		return err
+	}
 	defer cancel()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- s.cat.Run(ctx, kv) }()
