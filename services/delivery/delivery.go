@@ -69,7 +69,19 @@ type Service struct {
 	mu      sync.Mutex
 	runCtx  context.Context
 	targets map[string]*target
+
+	// Stream changes are applied by reconcileWorkers goroutines, at most one per stream at a
+	// time and always with its latest definition: pending holds the latest unapplied change of
+	// each stream, scheduled the streams queued or being applied.
+	changesMu sync.Mutex
+	pending   map[string]catalog.Change
+	scheduled map[string]bool
+	changes   chan string
 }
+
+// reconcileWorkers bounds how many streams are reconciled at once: creating 10,000 durable
+// consumers one after another takes minutes, a few dozen at a time takes seconds.
+const reconcileWorkers = 32
 
 // New validates cfg and returns a delivery service.
 func New(cfg Config) (*Service, error) {
@@ -92,6 +104,7 @@ func New(cfg Config) (*Service, error) {
 		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, cat: catalog.New(),
 		client: newHTTPClient(cfg.Dial), sched: retry.Schedule{Scale: cfg.RetryScale},
 		targets: make(map[string]*target),
+		pending: make(map[string]catalog.Change), scheduled: make(map[string]bool), changes: make(chan string, 1024),
 	}
 	s.cat.OnChange = s.reconcile
 	return s, nil
@@ -124,7 +137,14 @@ func (s *Service) Run(ctx context.Context) error {
 
 	flushed := make(chan struct{})
 	go func() { s.flushLoop(ctx, stateKV); close(flushed) }()
+	var workers sync.WaitGroup
+	for range reconcileWorkers {
+		workers.Add(1)
+		go func() { defer workers.Done(); s.reconcileLoop() }()
+	}
 	err = s.cat.Run(ctx, kv)
+	close(s.changes) // the catalog calls reconcile only from within Run
+	workers.Wait()
 
 	s.mu.Lock()
 	for _, t := range s.targets {
@@ -148,13 +168,22 @@ type target struct {
 	key     string
 	def     atomic.Pointer[proto.StreamDef]
 	sem     chan struct{}
-	cc      jetstream.ConsumeContext
-	cons    jetstream.Consumer
 	health  health
 	limiter atomic.Pointer[rate.Limiter] // nil: no maxRate
+
+	ccMu sync.Mutex
+	cc   jetstream.ConsumeContext
+}
+
+func (t *target) setConsume(cc jetstream.ConsumeContext) {
+	t.ccMu.Lock()
+	t.cc = cc
+	t.ccMu.Unlock()
 }
 
 func (t *target) stop() {
+	t.ccMu.Lock()
+	defer t.ccMu.Unlock()
 	if t.cc != nil {
 		t.cc.Stop()
 		t.cc = nil
@@ -164,19 +193,54 @@ func (t *target) stop() {
 // ConsumerName is the durable consumer of one stream's deliveries.
 func ConsumerName(streamID string) string { return "dlv_" + streamID }
 
-// reconcile starts, changes or stops the worker of a stream after its definition changed. It runs
-// on the catalog's watch goroutine, one change at a time.
+// reconcile is the catalog's OnChange: it records a stream's latest definition and queues the
+// stream for a reconcile worker unless one has it already.
 func (s *Service) reconcile(c catalog.Change) {
+	key := proto.StreamKey(c.Partition, c.ID)
+	s.changesMu.Lock()
+	s.pending[key] = c
+	queue := !s.scheduled[key]
+	s.scheduled[key] = true
+	s.changesMu.Unlock()
+	if queue {
+		s.changes <- key
+	}
+}
+
+// reconcileLoop applies queued changes until the queue is closed; a change that arrives while
+// its stream is being applied is applied right after, by the same worker.
+func (s *Service) reconcileLoop() {
+	for key := range s.changes {
+		for {
+			s.changesMu.Lock()
+			c, ok := s.pending[key]
+			delete(s.pending, key)
+			if !ok {
+				delete(s.scheduled, key)
+			}
+			s.changesMu.Unlock()
+			if !ok {
+				break
+			}
+			s.apply(c)
+		}
+	}
+}
+
+// apply starts, changes or stops the worker of a stream after its definition changed.
+func (s *Service) apply(c catalog.Change) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	ctx := s.runCtx
 	key := proto.StreamKey(c.Partition, c.ID)
 	t := s.targets[key]
+	s.mu.Unlock()
 	if t != nil {
 		t.stop()
 	}
 	if c.Def == nil {
+		s.mu.Lock()
 		delete(s.targets, key)
+		s.mu.Unlock()
 		if err := s.js.DeleteConsumer(ctx, proto.StreamOutbox, ConsumerName(c.ID)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
 			s.log.Warn("delete delivery consumer", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
 		}
@@ -196,7 +260,9 @@ func (s *Service) reconcile(c catalog.Change) {
 			nt.health.consecutive, nt.health.failingSince = t.health.consecutive, t.health.failingSince
 		}
 		t = nt
+		s.mu.Lock()
 		s.targets[key] = t
+		s.mu.Unlock()
 	}
 	if old := t.def.Load(); old != nil && old.Status != proto.StatusActive && def.Status == proto.StatusActive {
 		t.health.reset() // re-enabled: failures start over
@@ -218,7 +284,6 @@ func (s *Service) reconcile(c catalog.Change) {
 		}
 		return
 	}
-	t.cons = cons
 	if def.Status != "" && def.Status != proto.StatusActive {
 		return // pending deliveries stay in OUTBOX until the stream is active again
 	}
@@ -228,7 +293,7 @@ func (s *Service) reconcile(c catalog.Change) {
 		s.log.Error("consume deliveries", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
 		return
 	}
-	t.cc = cc
+	t.setConsume(cc)
 }
 
 func timeout(def *proto.StreamDef) time.Duration {
