@@ -10,8 +10,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
 
@@ -268,6 +272,17 @@ func (b *batcher) store(bt *batch, recovered bool) {
 		release(func(m jetstream.Msg) { _ = m.Term() })
 		return
 	}
+	// The batch's delivery starts a trace of its own, linked to the trace of every event in it.
+	links := make([]trace.Link, 0, len(jobs))
+	for _, h := range jobs {
+		if sc := trace.SpanContextFromContext(telemetry.Extract(ctx, h.msg.Headers())); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	ctx, span := otel.Tracer("hookstream").Start(ctx, "sign.batch", trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("hookstream.partition", bt.part), attribute.String("hookstream.stream_id", bt.sid),
+			attribute.String("hookstream.delivery_id", id), attribute.Int("hookstream.events", len(events))))
+	defer span.End()
 	d, err := b.s.build(ctx, def, id, events)
 	if err != nil {
 		if errors.Is(err, bus.ErrTerm) {
@@ -294,7 +309,9 @@ func (b *batcher) store(bt *batch, recovered bool) {
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = b.s.cfg.Conn.JS.PublishMsg(pctx, bus.NewMsg(proto.OutboxSubject(bt.part, bt.sid), id, data))
+	out := bus.NewMsg(proto.OutboxSubject(bt.part, bt.sid), id, data)
+	telemetry.Inject(ctx, out)
+	_, err = b.s.cfg.Conn.JS.PublishMsg(pctx, out)
 	cancel()
 	if err != nil {
 		// The delivery may or may not be stored: keep the journal so the redelivered jobs form

@@ -80,7 +80,7 @@ func (s *Service) answerTest(ctx context.Context, data []byte) any {
 	if err := proto.Unmarshal(data, &req); err != nil {
 		return &proto.TestReply{V: proto.Version, Error: "decode request: " + err.Error()}
 	}
-	def, ok := s.cat.Get(req.Partition, req.StreamID)
+	def, ok := s.currentDef(ctx, req.Partition, req.StreamID)
 	if !ok {
 		return &proto.TestReply{V: proto.Version, Error: "stream not found"}
 	}
@@ -120,4 +120,18 @@ func SampleEvent(def *proto.StreamDef, now time.Time) proto.Event {
 		Time: ns, IngestedAt: ns, Value: json.RawMessage(`"22"`), Changed: true,
 		CreatedAt: ns, LastUpdatedAt: ns, LastChangedAt: ns,
 	}
+}
+
+// currentDef reads a stream's definition from the bucket rather than the catalog: a test
+// delivery often follows a change (a rotation) by milliseconds, before the watch delivers it.
+func (s *Service) currentDef(ctx context.Context, partition, id string) (*proto.StreamDef, bool) {
+	e, err := s.streamsKV.Get(ctx, proto.StreamKey(partition, id))
+	if err != nil {
+		return s.cat.Get(partition, id)
+	}
+	var def proto.StreamDef
+	if err := proto.Unmarshal(e.Value(), &def); err != nil {
+		return s.cat.Get(partition, id)
+	}
+	return &def, true
 }

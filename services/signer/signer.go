@@ -50,6 +50,8 @@ type Service struct {
 	log     *slog.Logger
 	cat     *catalog.Catalog
 	secrets jetstream.KeyValue
+	// streamsKV is read directly where the catalog may lag a change made a moment ago.
+	streamsKV jetstream.KeyValue
 	// secretCache maps a secrets-bucket key to a cachedSecret (secrets.go).
 	secretCache sync.Map
 	tokens      *tokens
@@ -77,6 +79,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer: %w", err)
 	}
+	s.streamsKV = kv
 	if s.secrets, err = js.KeyValue(ctx, proto.BucketSecrets); err != nil {
 		return fmt.Errorf("signer: %w", err)
 	}

@@ -400,3 +400,23 @@ func jsStreamMsgs(nc *nats.Conn, stream, subject string) (uint64, error) {
 	}
 	return info.State.Subjects[subject], nil
 }
+
+// TestMaxRate: a stream with maxRate 20/s receives 40 readings no faster than that (the first
+// second's burst of 20, then one every 50 ms), while maxInFlight alone would send them at once.
+func TestMaxRate(t *testing.T) {
+	t.Parallel()
+	in := startAllInOne(t, options{})
+	rc := newReceiver(t, nil)
+	in.createStream("rate", map[string]any{"webhookUrl": rc.URL, "pointIds": []string{"p"}, "maxRate": 20, "maxInFlight": 64})
+	batch := make([]map[string]any, 40)
+	for i := range batch {
+		batch[i] = map[string]any{"value": i}
+	}
+	publishReading(t, in.connect(), "rate", "p", batch)
+	got := rc.waitFor(t, 40, 30*time.Second)
+	span := got[39].At.Sub(got[0].At)
+	if span < 800*time.Millisecond {
+		t.Errorf("40 deliveries at maxRate 20/s took %s, want at least ~1 s", span)
+	}
+	t.Logf("40 deliveries at maxRate 20/s spread over %s", span.Round(time.Millisecond))
+}
