@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -160,15 +159,9 @@ func (s *Service) handleEvents(_ context.Context, msg jetstream.Msg, partition, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", bus.ErrTerm, err)
 	}
-	meta, err := msg.Metadata()
+	meta, ingestedAt, err := arrival(msg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", bus.ErrTerm, err)
-	}
-	ingestedAt := meta.Timestamp.UnixNano()
-	if v := msg.Headers().Get(HeaderIngestedAt); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			ingestedAt = n
-		}
+		return nil, err
 	}
 	outs := make([]*nats.Msg, 0, len(events))
 	for i, e := range events {

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"hookstream/pkg/auth"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -19,22 +18,8 @@ import (
 // appearance), since the type is part of the ingest subject; 202 means every group is stored. An
 // Idempotency-Key makes a retry of a partly stored request store only what is missing.
 func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
-	partition := r.PathValue("partition")
-	if s.cfg.Verifier == nil {
-		web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "no token verifier configured"})
-		return
-	}
-	claims, err := web.Authenticate(s.cfg.Verifier, r)
-	if err != nil {
-		web.WriteError(w, err)
-		return
-	}
-	if !proto.ValidToken(partition) {
-		web.WriteError(w, web.BadRequest("partition", "invalid partition id"))
-		return
-	}
-	if err := claims.Allow(partition, auth.ScopeIngestWrite); err != nil {
-		web.WriteError(w, err)
+	partition, ok := s.authorize(w, r)
+	if !ok {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")

@@ -30,25 +30,36 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/events", s.postEvents)
 }
 
-func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
-	partition, pointID := r.PathValue("partition"), r.PathValue("pointId")
+// authorize authenticates an ingest request and checks that its token may write to the
+// partition of the path; it writes the error response and returns false otherwise.
+func (s *Service) authorize(w http.ResponseWriter, r *http.Request) (partition string, ok bool) {
+	partition = r.PathValue("partition")
 	if s.cfg.Verifier == nil {
 		web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "no token verifier configured"})
-		return
+		return "", false
 	}
 	claims, err := web.Authenticate(s.cfg.Verifier, r)
 	if err != nil {
 		web.WriteError(w, err)
-		return
+		return "", false
 	}
 	if !proto.ValidToken(partition) {
 		web.WriteError(w, web.BadRequest("partition", "invalid partition id"))
-		return
+		return "", false
 	}
 	if err := claims.Allow(partition, auth.ScopeIngestWrite); err != nil {
 		web.WriteError(w, err)
+		return "", false
+	}
+	return partition, true
+}
+
+func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
+	partition, ok := s.authorize(w, r)
+	if !ok {
 		return
 	}
+	pointID := r.PathValue("pointId")
 	if !proto.ValidToken(pointID) {
 		web.WriteError(w, web.BadRequest("pointId", "invalid point id: use letters, digits and -_:@~+=%% only"))
 		return

@@ -111,15 +111,9 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", bus.ErrTerm, err)
 	}
-	meta, err := msg.Metadata()
+	meta, ingestedAt, err := arrival(msg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", bus.ErrTerm, err)
-	}
-	ingestedAt := meta.Timestamp.UnixNano()
-	if v := msg.Headers().Get(HeaderIngestedAt); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			ingestedAt = n
-		}
+		return nil, err
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", partition),
 		attribute.String("hookstream.point_id", last), attribute.Int("hookstream.readings", len(readings)))
@@ -139,6 +133,22 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 		outs = append(outs, out)
 	}
 	return outs, nil
+}
+
+// arrival returns an INGEST message's metadata and the time it was accepted: the HTTP
+// handler's timestamp when it has one, else JetStream's.
+func arrival(msg jetstream.Msg) (*jetstream.MsgMetadata, int64, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: metadata: %v", bus.ErrTerm, err)
+	}
+	at := meta.Timestamp.UnixNano()
+	if v := msg.Headers().Get(HeaderIngestedAt); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			at = n
+		}
+	}
+	return meta, at, nil
 }
 
 // HeaderIngestedAt carries the time (Unix ns) an HTTP request was accepted, so that latency is
