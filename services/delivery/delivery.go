@@ -140,11 +140,10 @@ func (s *Service) Run(ctx context.Context) error {
 	var workers sync.WaitGroup
 	for range reconcileWorkers {
 		workers.Add(1)
-		go func() { defer workers.Done(); s.reconcileLoop() }()
+		go func() { defer workers.Done(); s.reconcileLoop(ctx) }()
 	}
 	err = s.cat.Run(ctx, kv)
-	close(s.changes) // the catalog calls reconcile only from within Run
-	workers.Wait()
+	workers.Wait() // they stop with ctx; changes left queued are moot now
 
 	s.mu.Lock()
 	for _, t := range s.targets {
@@ -203,14 +202,40 @@ func (s *Service) reconcile(c catalog.Change) {
 	s.scheduled[key] = true
 	s.changesMu.Unlock()
 	if queue {
-		s.changes <- key
+		select {
+		case s.changes <- key:
+		case <-s.runCtx.Done():
+		}
 	}
 }
 
-// reconcileLoop applies queued changes until the queue is closed; a change that arrives while
+// reconcileRetry is the wait before a failed reconcile (a consumer that could not be created,
+// e.g. the JetStream API timed out under load) is tried again.
+const reconcileRetry = 2 * time.Second
+
+// retryLater reconciles a stream again after reconcileRetry, with its definition of that
+// moment: a stream deleted meanwhile is left alone, a changed one gets its new definition.
+func (s *Service) retryLater(partition, id string) {
+	time.AfterFunc(reconcileRetry, func() {
+		if s.runCtx.Err() != nil {
+			return
+		}
+		if def, ok := s.cat.Get(partition, id); ok {
+			s.reconcile(catalog.Change{Partition: partition, ID: id, Def: def})
+		}
+	})
+}
+
+// reconcileLoop applies queued changes until ctx ends; a change that arrives while
 // its stream is being applied is applied right after, by the same worker.
-func (s *Service) reconcileLoop() {
-	for key := range s.changes {
+func (s *Service) reconcileLoop(ctx context.Context) {
+	for {
+		var key string
+		select {
+		case key = <-s.changes:
+		case <-ctx.Done():
+			return
+		}
 		for {
 			s.changesMu.Lock()
 			c, ok := s.pending[key]
@@ -280,7 +305,8 @@ func (s *Service) apply(c catalog.Change) {
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Error("create delivery consumer", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+			s.log.Error("create delivery consumer, will retry", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+			s.retryLater(def.Partition, def.ID)
 		}
 		return
 	}
@@ -288,9 +314,17 @@ func (s *Service) apply(c catalog.Change) {
 		return // pending deliveries stay in OUTBOX until the stream is active again
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { s.dispatch(t, m) },
-		jetstream.PullMaxMessages(maxInFlight), jetstream.PullExpiry(30*time.Second))
+		jetstream.PullMaxMessages(maxInFlight), jetstream.PullExpiry(30*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			// The client recovers from these by itself (missed heartbeats, a server restart);
+			// they are logged so that a stalled target can be explained.
+			if ctx.Err() == nil {
+				s.log.Warn("delivery consumer error", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+			}
+		}))
 	if err != nil {
-		s.log.Error("consume deliveries", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+		s.log.Error("consume deliveries, will retry", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+		s.retryLater(def.Partition, def.ID)
 		return
 	}
 	t.setConsume(cc)
