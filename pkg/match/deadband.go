@@ -23,10 +23,19 @@ func changedBeyond(in *Input, deadband float64) bool {
 	if !n.valueOK || !n.prevOK {
 		return ev.Changed
 	}
-	d := math.Abs(n.value - n.prev)
-	tol := 1e-9 * math.Max(1, math.Max(math.Abs(n.value), math.Abs(n.prev)))
-	return d > deadband+tol
+	return Exceeds(n.prev, n.value, deadband)
 }
+
+// Exceeds reports whether b differs from a by more than deadband; a difference equal to the
+// dead-band within floating-point rounding does not (20.01 after 20 with 0.01 does not).
+func Exceeds(a, b, deadband float64) bool {
+	tol := 1e-9 * math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+	return math.Abs(a-b) > deadband+tol
+}
+
+// Number reads a reading's value as a number: a JSON number, or a JSON string holding one
+// (seed 000 sends "22").
+func Number(raw []byte) (float64, bool) { return jsonNumber(raw) }
 
 // PassesDeadband applies a stream's change-only rule to an event: events other than point
 // readings, and every event of a stream that is not change-only, pass.
