@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/outbound"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -160,7 +161,7 @@ func deadLetter(seq uint64, dl *proto.DeadLetter) deadLetterResource {
 	d := dl.Delivery
 	res := deadLetterResource{
 		ID: strconv.FormatUint(seq, 10), DeliveryID: d.ID, StreamID: d.StreamID, EventIDs: d.EventIDs,
-		URL: redactURL(d.URL), Reason: dl.Reason, DeadLetteredAt: time.Unix(0, dl.At).UTC().Format(time.RFC3339Nano),
+		URL: outbound.RedactURL(d.URL), Reason: dl.Reason, DeadLetteredAt: time.Unix(0, dl.At).UTC().Format(time.RFC3339Nano),
 		TraceID: dl.TraceID, Resends: d.Resends, BodyBytes: len(d.Body), Attempts: make([]attemptRecord, 0, len(d.History)),
 	}
 	if res.EventIDs == nil {
@@ -172,14 +173,6 @@ func deadLetter(seq uint64, dl *proto.DeadLetter) deadLetterResource {
 		})
 	}
 	return res
-}
-
-// redactURL drops the query string, which may hold tokens.
-func redactURL(u string) string {
-	if i := strings.IndexAny(u, "?#"); i >= 0 {
-		return u[:i]
-	}
-	return u
 }
 
 type resendBody struct {

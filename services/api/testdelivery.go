@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -15,9 +14,6 @@ import (
 
 // testTimeout bounds a test delivery's HTTP call.
 const testTimeout = 10 * time.Second
-
-// maxTestExcerpt is how much of the endpoint's answer a test delivery returns.
-const maxTestExcerpt = 1024
 
 // newOutboundClient builds the HTTP client of test deliveries: no redirects, no environment
 // proxy. It is the one place to swap in an SSRF-guarded dialer.
@@ -88,7 +84,6 @@ func (s *Service) sendTest(ctx context.Context, rep *proto.TestReply) testResult
 		return res
 	}
 	defer resp.Body.Close()
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxTestExcerpt))
-	res.StatusCode, res.Body = resp.StatusCode, strings.ToValidUTF8(string(excerpt), "?")
+	res.StatusCode, res.Body = resp.StatusCode, outbound.Excerpt(resp.Body)
 	return res
 }

@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
-)
 
-// maxResponseExcerpt is how much of a response body an outcome keeps.
-const maxResponseExcerpt = 1024
+	"hookstream/pkg/outbound"
+)
 
 // newHTTPClient returns the client of every attempt. It never follows redirects (a 3xx is a
 // failure), never uses an environment proxy, and keeps connections alive for reuse. Retries are
@@ -102,11 +101,11 @@ func send(ctx context.Context, c *retryablehttp.Client, method, url string, head
 		return result{err: err, latency: lat}
 	}
 	defer resp.Body.Close()
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseExcerpt))
+	excerpt := outbound.Excerpt(resp.Body)
 	// Drain a little more so the connection can be reused; give up on huge bodies.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	return result{
 		status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"),
-		excerpt: strings.ToValidUTF8(string(excerpt), "?"), latency: lat,
+		excerpt: excerpt, latency: lat,
 	}
 }

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -91,14 +90,4 @@ func (s *Service) registerGauges() error {
 		return nil
 	}, backlog, dlq, disabled)
 	return err
-}
-
-// redactURL drops userinfo and the query string, which may hold credentials.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }
