@@ -268,24 +268,26 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 }
 
 func (s *Service) partitionStreams(ctx context.Context, partition string) ([]*proto.StreamDef, error) {
-	lister, err := s.streams.ListKeysFiltered(ctx, partition+".*")
+	// One watch reads every key and value of the partition in one pass (listing keys and
+	// getting each would be a round trip per stream); it ends with a nil entry.
+	w, err := s.streams.Watch(ctx, partition+".*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("list streams: %w", err)
 	}
+	defer func() { _ = w.Stop() }()
 	var defs []*proto.StreamDef
-	for key := range lister.Keys() {
-		e, err := s.streams.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read stream: %w", err)
+	for e := range w.Updates() {
+		if e == nil {
+			break
 		}
 		var d proto.StreamDef
 		if err := proto.Unmarshal(e.Value(), &d); err != nil {
-			return nil, fmt.Errorf("decode stream %s: %w", key, err)
+			return nil, fmt.Errorf("decode stream %s: %w", e.Key(), err)
 		}
 		defs = append(defs, &d)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list streams: %w", err)
 	}
 	slices.SortFunc(defs, func(a, b *proto.StreamDef) int {
 		if a.CreatedAt != b.CreatedAt {

@@ -26,6 +26,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/outbound"
 	"hookstream/pkg/retry"
 	"hookstream/pkg/telemetry"
 	"hookstream/proto"
@@ -377,7 +378,7 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 	}
 	span.SetAttributes(attribute.String("hookstream.partition", d.Partition), attribute.String("hookstream.stream_id", d.StreamID),
 		attribute.String("hookstream.delivery_id", d.ID), attribute.Int("hookstream.attempt", n),
-		attribute.String("http.request.method", d.Method), attribute.String("url.full", redactURL(d.URL)))
+		attribute.String("http.request.method", d.Method), attribute.String("url.full", outbound.RedactURL(d.URL)))
 	if l := t.limiter.Load(); l != nil {
 		if err := l.Wait(ctx); err != nil {
 			_ = m.Nak() // shutting down
@@ -398,7 +399,10 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		kind = retry.Retry
 	}
 	s.record(ctx, span, &d, res, kind, now)
-	log := s.log.With("partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID, "attempt", n)
+	// Built only on the failure paths that log: a success (the hot path) logs nothing.
+	log := func() *slog.Logger {
+		return s.log.With("partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID, "attempt", n)
+	}
 	disabled := s.noteHealth(t, def, kind, att)
 
 	switch {
@@ -412,11 +416,11 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 		if def.Ordered {
 			_ = m.NakWithDelay(delay)
 		} else if err := s.reschedule(ctx, m.Headers(), &d, n, next); err != nil {
-			log.ErrorContext(ctx, "reschedule failed, attempt will repeat", "error", err.Error())
+			log().ErrorContext(ctx, "reschedule failed, attempt will repeat", "error", err.Error())
 			_ = m.NakWithDelay(time.Second)
 			return
 		} else if err := m.DoubleAck(ctx); err != nil {
-			log.WarnContext(ctx, "ack after reschedule failed; the delivery may be attempted twice", "error", err.Error())
+			log().WarnContext(ctx, "ack after reschedule failed; the delivery may be attempted twice", "error", err.Error())
 		}
 		result := proto.OutcomeRetrying
 		if disabled {
@@ -429,14 +433,14 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", n, att.Error)
 		}
 		if err := s.deadLetter(ctx, &d, reason); err != nil {
-			log.ErrorContext(ctx, "dead-letter failed, attempt will repeat", "error", err.Error())
+			log().ErrorContext(ctx, "dead-letter failed, attempt will repeat", "error", err.Error())
 			_ = m.NakWithDelay(time.Second)
 			return
 		}
 		if err := m.DoubleAck(ctx); err != nil {
-			log.WarnContext(ctx, "ack after dead-letter failed", "error", err.Error())
+			log().WarnContext(ctx, "ack after dead-letter failed", "error", err.Error())
 		}
-		log.WarnContext(ctx, "delivery dead-lettered", "reason", reason)
+		log().WarnContext(ctx, "delivery dead-lettered", "reason", reason)
 		s.outcome(ctx, &d, proto.OutcomeDeadLettered, maxAttempts, nil)
 		s.clearResent(&d)
 	}
