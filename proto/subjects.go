@@ -33,6 +33,7 @@ const (
 	SubjectJobsAll    = prefix + "jobs.>"
 	SubjectOutboxAll  = prefix + "outbox.>"
 	SubjectRetryAll   = prefix + "retry.>"
+	SubjectHeldAll    = prefix + "held.>"
 	SubjectDLQAll     = prefix + "dlq.>"
 	SubjectOutcomeAll = prefix + "outcomes.>"
 	// SubjectSign is the signer's request/reply endpoint: a SignRequest in, a SignReply out.
@@ -69,6 +70,26 @@ func JobSubject(partition, streamID string) string {
 // OutboxSubject addresses a rendered delivery for one stream (target).
 func OutboxSubject(partition, streamID string) string {
 	return prefix + "outbox." + partition + "." + streamID
+}
+
+// ParseOutboxSubject splits an outbox subject into partition and stream id.
+func ParseOutboxSubject(subject string) (partition, streamID string, ok bool) {
+	rest, found := strings.CutPrefix(subject, prefix+"outbox.")
+	if !found {
+		return "", "", false
+	}
+	partition, streamID, ok = strings.Cut(rest, ".")
+	if !ok || partition == "" || streamID == "" || strings.Contains(streamID, ".") {
+		return "", "", false
+	}
+	return partition, streamID, true
+}
+
+// HeldSubject holds the deliveries of one stream that wait in OUTBOX for their own consumer:
+// those of an ordered or disabled stream, and those of a stream that cannot keep up (see the
+// delivery service).
+func HeldSubject(partition, streamID string) string {
+	return prefix + "held." + partition + "." + streamID
 }
 
 // RetrySubject holds the schedule message of one pending retry; when it fires, the server

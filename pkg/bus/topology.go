@@ -69,7 +69,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// Retries are schedule messages on hookstream.retry.…; when one fires, the server
 			// publishes it to the stream's outbox subject (nats-server 2.12 message schedules),
 			// so a delivery waiting hours for its next attempt holds no consumer slot.
-			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll},
+			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll, proto.SubjectHeldAll},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 			Duplicates: dedupWindow, Replicas: r.Replicas,
 			AllowMsgSchedules: true, AllowRollup: true,

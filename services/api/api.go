@@ -432,6 +432,7 @@ func (s *Service) deleteStream(w http.ResponseWriter, r *http.Request, partition
 	for _, p := range []struct{ stream, subject string }{
 		{proto.StreamJobs, proto.JobSubject(partition, id)},
 		{proto.StreamOutbox, proto.OutboxSubject(partition, id)},
+		{proto.StreamOutbox, proto.HeldSubject(partition, id)},
 		{proto.StreamOutbox, proto.RetrySubject(partition, id, ">")},
 	} {
 		st, err := s.js.Stream(bg, p.stream)

@@ -70,6 +70,8 @@ type Service struct {
 	mu      sync.Mutex
 	runCtx  context.Context
 	targets map[string]*target
+	held    map[string]bool // streams with held deliveries at start (route.go)
+	parking chan parkedMsg  // moves to held subjects awaiting their store
 
 	// Stream changes are applied by reconcileWorkers goroutines, at most one per stream at a
 	// time and always with its latest definition: pending holds the latest unapplied change of
@@ -104,7 +106,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, cat: catalog.New(),
 		client: newHTTPClient(cfg.Dial), sched: retry.Schedule{Scale: cfg.RetryScale},
-		targets: make(map[string]*target),
+		targets: make(map[string]*target), parking: make(chan parkedMsg, 4096),
 		pending: make(map[string]catalog.Change), scheduled: make(map[string]bool), changes: make(chan string, 1024),
 	}
 	s.cat.OnChange = s.reconcile
@@ -136,6 +138,10 @@ func (s *Service) Run(ctx context.Context) error {
 	s.runCtx = ctx
 	s.mu.Unlock()
 
+	if err := s.loadHeld(ctx); err != nil {
+		return fmt.Errorf("delivery: held deliveries: %w", err)
+	}
+
 	flushed := make(chan struct{})
 	go func() { s.flushLoop(ctx, stateKV); close(flushed) }()
 	var workers sync.WaitGroup
@@ -143,8 +149,39 @@ func (s *Service) Run(ctx context.Context) error {
 		workers.Add(1)
 		go func() { defer workers.Done(); s.reconcileLoop(ctx) }()
 	}
+	workers.Add(2)
+	go func() { defer workers.Done(); s.settleParked(ctx) }()
+	go func() { defer workers.Done(); s.unparkLoop(ctx) }()
+	// The shared consumer starts once every stream is known, so that nothing is routed to a
+	// stream this service has not loaded yet.
+	shared := make(chan jetstream.ConsumeContext, 1)
+	go func() {
+		defer close(shared)
+		select {
+		case <-s.cat.Ready():
+		case <-ctx.Done():
+			return
+		}
+		for ctx.Err() == nil {
+			cc, err := s.consumeShared(ctx)
+			if err == nil {
+				shared <- cc
+				return
+			}
+			if ctx.Err() == nil {
+				s.log.Error("start delivery consumer, will retry", "error", err.Error())
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(reconcileRetry):
+			}
+		}
+	}()
 	err = s.cat.Run(ctx, kv)
 	workers.Wait() // they stop with ctx; changes left queued are moot now
+	if cc, ok := <-shared; ok {
+		cc.Stop()
+	}
 
 	s.mu.Lock()
 	for _, t := range s.targets {
@@ -163,16 +200,31 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// target is one stream's delivery worker.
+// target is one stream's delivery state: its definition, its bound on attempts in flight, the
+// arrivals waiting for a slot, its health, and the consumer of its held subject when it has one.
 type target struct {
 	key     string
 	def     atomic.Pointer[proto.StreamDef]
-	sem     chan struct{}
+	sem     chan struct{} // attempts in flight, whichever consumer they came from
+	queue   chan inbound  // arrivals from the shared consumer waiting for a slot
 	health  health
 	limiter atomic.Pointer[rate.Limiter] // nil: no maxRate
+	latency atomic.Int64                 // moving average of attempt durations, ns
 
-	ccMu sync.Mutex
-	cc   jetstream.ConsumeContext
+	// parked: arrivals are moved to the held subject and delivered by the target's own
+	// consumer. parks counts moves, so that the janitor unparks only a target nothing was
+	// moved for since it looked.
+	parked atomic.Bool
+	ccMu   sync.Mutex
+	parks  uint64
+	moving int // moves not yet stored
+	cc     jetstream.ConsumeContext
+}
+
+// inbound is a message with the time it reached the delivery service.
+type inbound struct {
+	msg jetstream.Msg
+	at  time.Time
 }
 
 func (t *target) setConsume(cc jetstream.ConsumeContext) {
@@ -190,8 +242,11 @@ func (t *target) stop() {
 	}
 }
 
-// ConsumerName is the durable consumer of one stream's deliveries.
-func ConsumerName(streamID string) string { return "dlv_" + streamID }
+// ConsumerName is the shared durable consumer of every stream's outbox subject.
+const ConsumerName = "delivery"
+
+// HeldConsumerName is the durable consumer of one stream's held subject.
+func HeldConsumerName(streamID string) string { return "held_" + streamID }
 
 // reconcile is the catalog's OnChange: it records a stream's latest definition and queues the
 // stream for a reconcile worker unless one has it already.
@@ -253,7 +308,8 @@ func (s *Service) reconcileLoop(ctx context.Context) {
 	}
 }
 
-// apply starts, changes or stops the worker of a stream after its definition changed.
+// apply brings a stream's target in line with its latest definition: it creates, changes or
+// removes the target, and runs the consumer of its held subject while the target is parked.
 func (s *Service) apply(c catalog.Change) {
 	s.mu.Lock()
 	ctx := s.runCtx
@@ -267,8 +323,8 @@ func (s *Service) apply(c catalog.Change) {
 		s.mu.Lock()
 		delete(s.targets, key)
 		s.mu.Unlock()
-		if err := s.js.DeleteConsumer(ctx, proto.StreamOutbox, ConsumerName(c.ID)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
-			s.log.Warn("delete delivery consumer", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
+		if err := s.js.DeleteConsumer(ctx, proto.StreamOutbox, HeldConsumerName(c.ID)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+			s.log.Warn("delete held consumer", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
 		}
 		return
 	}
@@ -281,9 +337,10 @@ func (s *Service) apply(c catalog.Change) {
 		maxInFlight = 1
 	}
 	if t == nil || cap(t.sem) != maxInFlight {
-		nt := &target{key: key, sem: make(chan struct{}, maxInFlight)}
+		nt := &target{key: key, sem: make(chan struct{}, maxInFlight), queue: make(chan inbound, maxInFlight)}
 		if t != nil {
 			nt.health.consecutive, nt.health.failingSince = t.health.consecutive, t.health.failingSince
+			nt.parked.Store(t.parked.Load())
 		}
 		t = nt
 		s.mu.Lock()
@@ -299,32 +356,41 @@ func (s *Service) apply(c catalog.Change) {
 	} else {
 		t.limiter.Store(nil)
 	}
+	active := def.Status == "" || def.Status == proto.StatusActive
+	if def.Ordered || !active || s.heldAtStart(key) {
+		t.parked.Store(true)
+	}
+	if !t.parked.Load() {
+		return
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
-		Durable: ConsumerName(def.ID), FilterSubject: proto.OutboxSubject(def.Partition, def.ID),
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: timeout(def) + 5*time.Second,
+		Durable: HeldConsumerName(def.ID), FilterSubject: proto.HeldSubject(def.Partition, def.ID),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,
 		MaxAckPending: maxInFlight, MaxDeliver: -1,
+		// Unparked targets stop consuming; the server then removes the consumer.
+		InactiveThreshold: heldInactive,
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Error("create delivery consumer, will retry", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+			s.log.Error("create held consumer, will retry", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
 			s.retryLater(def.Partition, def.ID)
 		}
 		return
 	}
-	if def.Status != "" && def.Status != proto.StatusActive {
+	if !active {
 		return // pending deliveries stay in OUTBOX until the stream is active again
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { s.dispatch(t, m) },
+	cc, err := cons.Consume(func(m jetstream.Msg) { s.dispatch(t, inbound{msg: m, at: time.Now()}) },
 		jetstream.PullMaxMessages(maxInFlight), jetstream.PullExpiry(30*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			// The client recovers from these by itself (missed heartbeats, a server restart);
 			// they are logged so that a stalled target can be explained.
 			if ctx.Err() == nil {
-				s.log.Warn("delivery consumer error", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+				s.log.Warn("held consumer error", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
 			}
 		}))
 	if err != nil {
-		s.log.Error("consume deliveries, will retry", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+		s.log.Error("consume held deliveries, will retry", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
 		s.retryLater(def.Partition, def.ID)
 		return
 	}
@@ -338,21 +404,15 @@ func timeout(def *proto.StreamDef) time.Duration {
 	return DefaultTimeout
 }
 
-// dispatch runs an attempt once one of the target's in-flight slots is free. Blocking here
-// holds back only this target's consumer.
-func (s *Service) dispatch(t *target, m jetstream.Msg) {
-	t.sem <- struct{}{}
-	s.inflight.Add(1)
-	go func() {
-		defer func() { <-t.sem; s.inflight.Done() }()
-		s.attempt(t, m)
-	}()
-}
-
 // attempt makes one HTTP attempt of a delivery and settles the message: ack when delivered,
 // reschedule when it may be retried, dead-letter otherwise.
-func (s *Service) attempt(t *target, m jetstream.Msg) {
+func (s *Service) attempt(t *target, in inbound) {
+	m := in.msg
 	def := t.def.Load()
+	if def.Status != "" && def.Status != proto.StatusActive {
+		s.parkNow(t, in) // disabled while it waited for a slot: it waits in the held subject
+		return
+	}
 	ctx, span := tracer().Start(telemetry.Extract(s.attemptCtx, m.Headers()), "deliver", trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	var d proto.Delivery
@@ -379,7 +439,12 @@ func (s *Service) attempt(t *target, m jetstream.Msg) {
 	span.SetAttributes(attribute.String("hookstream.partition", d.Partition), attribute.String("hookstream.stream_id", d.StreamID),
 		attribute.String("hookstream.delivery_id", d.ID), attribute.Int("hookstream.attempt", n),
 		attribute.String("http.request.method", d.Method), attribute.String("url.full", outbound.RedactURL(d.URL)))
-	if l := t.limiter.Load(); l != nil {
+	limiter := t.limiter.Load()
+	stopKeep := keepUnacked(m, in.at, timeout(def), limiter != nil)
+	defer stopKeep()
+	began := time.Now()
+	defer func() { t.noteLatency(time.Since(began)) }()
+	if l := limiter; l != nil {
 		if err := l.Wait(ctx); err != nil {
 			_ = m.Nak() // shutting down
 			return

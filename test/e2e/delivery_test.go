@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"hookstream/proto"
 )
 
 // outcomeRec is the subset of an outcome record the tests read.
@@ -323,7 +325,7 @@ func TestAutoDisableKeepsBacklog(t *testing.T) {
 	}
 	// The backlog is held: it reaches OUTBOX but not the endpoint.
 	checkFor(t, 10*time.Second, func() error {
-		st, err := jsStreamMsgs(nc, "OUTBOX", "hookstream.outbox.p1."+id)
+		st, err := pendingDeliveries(nc, "p1", id)
 		if err != nil {
 			return err
 		}
@@ -399,6 +401,21 @@ func jsStreamMsgs(nc *nats.Conn, stream, subject string) (uint64, error) {
 		return 0, err
 	}
 	return info.State.Subjects[subject], nil
+}
+
+// pendingDeliveries counts a stream's deliveries waiting in OUTBOX: on its outbox subject and
+// on its held subject (where those of a parked target wait, see services/delivery/route.go).
+// Scheduled retries are not counted.
+func pendingDeliveries(nc *nats.Conn, partition, id string) (uint64, error) {
+	var n uint64
+	for _, subject := range []string{proto.OutboxSubject(partition, id), proto.HeldSubject(partition, id)} {
+		c, err := jsStreamMsgs(nc, proto.StreamOutbox, subject)
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
 }
 
 // TestMaxRate: a stream with maxRate 20/s receives 40 readings no faster than that (the first

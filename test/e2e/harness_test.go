@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/proto"
 )
 
 var binPath string
@@ -298,9 +302,10 @@ func (in *instance) createStream(partition string, body map[string]any) string {
 	return s.ID
 }
 
-// waitEffective waits until the services have seen a new stream: a stream takes effect within
-// about a second of its creation (the services watch the streams bucket), and a reading published
-// before that may not match it. The delivery consumer of the stream appearing is the sign.
+// waitEffective waits until the services have seen a new stream: a stream takes effect once
+// the services' watches of the streams bucket have received it (a reading published before
+// that may not match it). Every consumer of the bucket's stream having been delivered its last
+// message is the sign.
 func (in *instance) waitEffective(id string) {
 	in.t.Helper()
 	nc, err := nats.Connect(in.nats)
@@ -308,13 +313,31 @@ func (in *instance) waitEffective(id string) {
 		in.t.Fatal(err)
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		in.t.Fatal(err)
+	}
 	checkFor(in.t, 10*time.Second, func() error {
-		msg, err := nc.Request("$JS.API.CONSUMER.INFO.OUTBOX.dlv_"+id, nil, time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "KV_"+proto.BucketStreams)
 		if err != nil {
 			return err
 		}
-		if bytes.Contains(msg.Data, []byte(`"error"`)) {
-			return fmt.Errorf("delivery consumer of %s: %s", id, msg.Data)
+		last := st.CachedInfo().State.LastSeq
+		watchers := 0
+		infos := st.ListConsumers(ctx)
+		for ci := range infos.Info() {
+			watchers++
+			if ci.Delivered.Stream < last {
+				return fmt.Errorf("stream %s: watcher %s at %d of %d", id, ci.Name, ci.Delivered.Stream, last)
+			}
+		}
+		if err := infos.Err(); err != nil {
+			return err
+		}
+		if watchers == 0 {
+			return fmt.Errorf("stream %s: no service watches the streams bucket yet", id)
 		}
 		return nil
 	})

@@ -53,7 +53,7 @@ func TestIsolationHangingEndpoint(t *testing.T) {
 		publishReading(t, nc, "iso", "slow", batch)
 	}
 	checkFor(t, 60*time.Second, func() error {
-		n, err := jsStreamMsgs(nc, "OUTBOX", "hookstream.outbox.iso."+slowID)
+		n, err := pendingDeliveries(nc, "iso", slowID)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,422 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/catalog"
+	"hookstream/proto"
+)
+
+// How deliveries reach attempts.
+//
+// One durable consumer (ConsumerName) reads every stream's outbox subject. Its callback, route,
+// hands each delivery to its target: an attempt starts at once when the target has a free
+// in-flight slot, or the delivery waits in the target's small in-memory queue. A target that
+// cannot take it — its queue is full and its attempts are slow, or it is ordered or disabled — is
+// parked: its deliveries are moved to its held subject (hookstream.held.{p}.{id}, also in
+// OUTBOX) and delivered from there by a durable consumer of its own, which is what isolates a
+// slow or hanging endpoint from every other one. The janitor unparks a target once its held
+// subject is empty again. So 10,000 streams cost one consumer plus one per parked target, not
+// 10,000 consumers, and a delivery is written to OUTBOX once unless its target is parked.
+const (
+	ackWait = 30 * time.Second // of both consumers; longer attempts send in-progress acks
+	// sharedMaxAckPending bounds deliveries taken from the shared consumer and not yet settled:
+	// attempts in flight, queued arrivals and moves to held subjects.
+	sharedMaxAckPending = 20_000
+	sharedBatch         = 1024
+	// A target whose queue is full is waited for (holding back the shared consumer) only when
+	// one of its slots is expected to free within fastSlot, and then at most blockFor.
+	fastSlot = time.Millisecond
+	blockFor = 100 * time.Millisecond
+	// unparkEvery is how often parked targets are checked for an empty held subject.
+	unparkEvery = 2 * time.Second
+	// heldInactive is how long the consumer of an unparked target's held subject outlives its
+	// last pull before the server removes it.
+	heldInactive = 5 * time.Minute
+	// A delivery for a stream this service does not know is retried for a while (the stream may
+	// have been created a moment ago and not reached this service yet), then dropped.
+	unknownRetry  = time.Second
+	unknownGiveUp = 60
+	legacyPrefix  = "dlv_" // per-stream consumers of earlier versions
+)
+
+// parkedMsg is a delivery being moved to its held subject, acknowledged once the move is stored.
+type parkedMsg struct {
+	t   *target
+	msg jetstream.Msg
+	ack jetstream.PubAckFuture
+}
+
+// consumeShared removes the per-stream consumers of earlier versions (they would overlap the
+// shared one on the work-queue stream) and starts the shared consumer.
+func (s *Service) consumeShared(ctx context.Context) (jetstream.ConsumeContext, error) {
+	st, err := s.js.Stream(ctx, proto.StreamOutbox)
+	if err != nil {
+		return nil, err
+	}
+	names := st.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if strings.HasPrefix(name, legacyPrefix) {
+			if err := st.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil, err
+			}
+		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, err
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: ConsumerName, FilterSubject: proto.SubjectOutboxAll,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,
+		MaxAckPending: sharedMaxAckPending, MaxDeliver: -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Consume(s.route, jetstream.PullMaxMessages(sharedBatch), jetstream.PullExpiry(30*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if ctx.Err() == nil {
+				s.log.Warn("delivery consumer error", "error", err.Error())
+			}
+		}))
+}
+
+// loadHeld notes the streams that have deliveries in their held subjects, so that they start
+// parked and their consumers deliver what waits there.
+func (s *Service) loadHeld(ctx context.Context) error {
+	st, err := s.js.Stream(ctx, proto.StreamOutbox)
+	if err != nil {
+		return err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(proto.SubjectHeldAll))
+	if err != nil {
+		return err
+	}
+	held := make(map[string]bool, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		if key, ok := strings.CutPrefix(subject, strings.TrimSuffix(proto.SubjectHeldAll, ">")); ok {
+			held[key] = true
+		}
+	}
+	s.mu.Lock()
+	s.held = held
+	s.mu.Unlock()
+	return nil
+}
+
+// heldAtStart reports whether a stream had held deliveries when the service started.
+func (s *Service) heldAtStart(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[key]
+}
+
+// route is the shared consumer's callback: it hands a delivery to its target's attempts or
+// parks it. It runs on one goroutine, so it never waits long.
+func (s *Service) route(m jetstream.Msg) {
+	in := inbound{msg: m, at: time.Now()}
+	partition, id, ok := proto.ParseOutboxSubject(m.Subject())
+	if !ok {
+		s.log.Error("delivery on an unexpected subject dropped", "subject", m.Subject())
+		_ = m.Term()
+		return
+	}
+	s.mu.Lock()
+	t := s.targets[proto.StreamKey(partition, id)]
+	s.mu.Unlock()
+	if t == nil {
+		s.unknown(m, partition, id)
+		return
+	}
+	if !t.parked.Load() && s.offer(t, in) {
+		return
+	}
+	s.park(t, in)
+}
+
+// unknown retries a delivery for a stream this service does not know yet for about a minute,
+// then drops it: its stream was deleted.
+func (s *Service) unknown(m jetstream.Msg, partition, id string) {
+	if meta, err := m.Metadata(); err == nil && meta.NumDelivered >= unknownGiveUp {
+		s.log.Warn("delivery for an unknown stream dropped", "partition", partition, "stream_id", id)
+		_ = m.Term()
+		return
+	}
+	_ = m.NakWithDelay(unknownRetry)
+}
+
+// offer starts an attempt at once or queues the delivery, and reports false when the target
+// cannot take it without holding back other targets.
+func (s *Service) offer(t *target, in inbound) bool {
+	if s.tryStart(t, in) {
+		return true
+	}
+	select {
+	case t.queue <- in:
+	default:
+		if time.Duration(t.latency.Load())/time.Duration(cap(t.sem)) > fastSlot {
+			return false
+		}
+		timer := time.NewTimer(blockFor)
+		defer timer.Stop()
+		select {
+		case t.queue <- in:
+		case <-timer.C:
+			return false
+		}
+	}
+	// Every worker may have finished between tryStart and the enqueue: make sure one runs.
+	if len(t.queue) > 0 {
+		s.tryStart(t, inbound{})
+	}
+	return true
+}
+
+// tryStart starts a worker on a free slot of the target, if there is one.
+func (s *Service) tryStart(t *target, in inbound) bool {
+	select {
+	case t.sem <- struct{}{}:
+		s.inflight.Add(1)
+		go s.work(t, in)
+		return true
+	default:
+		return false
+	}
+}
+
+// dispatch starts a worker once one of the target's slots is free. It is the callback of a held
+// consumer: blocking here holds back only this target.
+func (s *Service) dispatch(t *target, in inbound) {
+	t.sem <- struct{}{}
+	s.inflight.Add(1)
+	go s.work(t, in)
+}
+
+// work attempts a delivery and then whatever waits in the target's queue, holding one slot.
+func (s *Service) work(t *target, in inbound) {
+	defer s.inflight.Done()
+	for {
+		if in.msg != nil {
+			s.attempt(t, in)
+		}
+		select {
+		case in = <-t.queue:
+			continue
+		default:
+		}
+		<-t.sem
+		// Something may have been queued after the check above, while this slot was still
+		// taken; if no other worker holds a slot, this one takes it up again.
+		if len(t.queue) == 0 {
+			return
+		}
+		select {
+		case t.sem <- struct{}{}:
+			in = inbound{}
+		default:
+			return
+		}
+	}
+}
+
+// noteLatency updates the target's moving average of how long an attempt holds a slot.
+func (t *target) noteLatency(d time.Duration) {
+	old := t.latency.Load()
+	t.latency.Store(old + (int64(d)-old)/8)
+}
+
+// markParked parks the target and counts a move in flight. It reports whether the target was
+// not parked before, in which case its held consumer must be started.
+func (t *target) markParked() (first bool) {
+	t.ccMu.Lock()
+	defer t.ccMu.Unlock()
+	t.parks++
+	t.moving++
+	return !t.parked.Swap(true)
+}
+
+func (t *target) moved() {
+	t.ccMu.Lock()
+	t.moving--
+	t.ccMu.Unlock()
+}
+
+// heldMsg is the copy of a delivery for the target's held subject. Its de-duplication id is
+// the original's OUTBOX sequence, so a move repeated after a crash is stored once.
+func heldMsg(t *target, m jetstream.Msg) (*nats.Msg, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	def := t.def.Load()
+	out := nats.NewMsg(proto.HeldSubject(def.Partition, def.ID))
+	out.Data = m.Data()
+	for k, v := range m.Headers() {
+		if !strings.HasPrefix(k, "Nats-") {
+			out.Header[k] = v
+		}
+	}
+	out.Header.Set(jetstream.MsgIDHeader, "held/"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	return out, nil
+}
+
+// park moves a delivery to its target's held subject without waiting for the store; the parker
+// goroutine acknowledges the original once the move is stored.
+func (s *Service) park(t *target, in inbound) {
+	out, err := heldMsg(t, in.msg)
+	if err != nil {
+		s.log.Error("undecodable delivery metadata", "subject", in.msg.Subject(), "error", err.Error())
+		_ = in.msg.NakWithDelay(time.Second)
+		return
+	}
+	if t.markParked() {
+		s.startHeld(t)
+	}
+	f, err := s.js.PublishMsgAsync(out)
+	if err != nil {
+		t.moved()
+		_ = in.msg.NakWithDelay(time.Second)
+		return
+	}
+	select {
+	case s.parking <- parkedMsg{t: t, msg: in.msg, ack: f}:
+	case <-s.runCtx.Done():
+		t.moved() // left unacknowledged: redelivered after a restart, the move de-duplicated
+	}
+}
+
+// parkNow moves a delivery to its target's held subject and waits for the store. Workers use it.
+func (s *Service) parkNow(t *target, in inbound) {
+	out, err := heldMsg(t, in.msg)
+	if err != nil {
+		_ = in.msg.NakWithDelay(time.Second)
+		return
+	}
+	if t.markParked() {
+		s.startHeld(t)
+	}
+	defer t.moved()
+	ctx, cancel := context.WithTimeout(s.attemptCtx, 10*time.Second)
+	defer cancel()
+	if _, err := s.js.PublishMsg(ctx, out); err != nil {
+		_ = in.msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = in.msg.Ack()
+}
+
+// settleParked acknowledges moved deliveries once their copies are stored, until ctx ends.
+func (s *Service) settleParked(ctx context.Context) {
+	settle := func(p parkedMsg) {
+		select {
+		case <-p.ack.Ok():
+			_ = p.msg.Ack()
+		case <-p.ack.Err():
+			_ = p.msg.NakWithDelay(time.Second)
+		case <-ctx.Done():
+		}
+		p.t.moved()
+	}
+	for {
+		select {
+		case p := <-s.parking:
+			settle(p)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// startHeld has the target's held consumer started (by a reconcile worker, as any change).
+func (s *Service) startHeld(t *target) {
+	if def := t.def.Load(); def != nil {
+		go s.reconcile(catalog.Change{Partition: def.Partition, ID: def.ID, Def: def})
+	}
+}
+
+// unparkLoop unparks, every unparkEvery, the active parked targets whose held subject is empty.
+func (s *Service) unparkLoop(ctx context.Context) {
+	tick := time.NewTicker(unparkEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		var parked []*target
+		for _, t := range s.targets {
+			if def := t.def.Load(); t.parked.Load() && !def.Ordered && (def.Status == "" || def.Status == proto.StatusActive) {
+				parked = append(parked, t)
+			}
+		}
+		s.mu.Unlock()
+		for _, t := range parked {
+			s.tryUnpark(ctx, t)
+		}
+	}
+}
+
+// tryUnpark unparks a target when nothing waits in its held subject, nothing from there is in
+// flight, and nothing was moved there since it looked.
+func (s *Service) tryUnpark(ctx context.Context, t *target) {
+	def := t.def.Load()
+	t.ccMu.Lock()
+	parks, moving := t.parks, t.moving
+	t.ccMu.Unlock()
+	if moving > 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cons, err := s.js.Consumer(ctx, proto.StreamOutbox, HeldConsumerName(def.ID))
+	if err != nil {
+		return // not created yet, or the server is busy: next time
+	}
+	info := cons.CachedInfo()
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return
+	}
+	t.ccMu.Lock()
+	defer t.ccMu.Unlock()
+	if t.parks != parks || t.def.Load() != def {
+		return
+	}
+	t.parked.Store(false)
+	if t.cc != nil {
+		t.cc.Stop()
+		t.cc = nil
+	}
+}
+
+// keepUnacked keeps a delivery from being redelivered while its attempt may outlast ackWait
+// (it waited long for its slot, its timeout is long, or its rate limit makes it wait): it sends
+// in-progress acks until the returned stop is called.
+func keepUnacked(m jetstream.Msg, since time.Time, timeout time.Duration, limited bool) (stop func()) {
+	if time.Since(since)+timeout < ackWait/2 && !limited {
+		return func() {}
+	}
+	_ = m.InProgress()
+	tick := time.NewTicker(ackWait / 3)
+	done := make(chan struct{})
+	go func() {
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				_ = m.InProgress()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,317 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/proto"
+)
+
+// fixture is a delivery service on a real embedded JetStream server.
+type fixture struct {
+	t    *testing.T
+	conn *bus.Conn
+	svc  *Service
+	kv   jetstream.KeyValue
+	stop func()
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	conn, err := bus.Connect("", srv, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	ctx := context.Background()
+	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := conn.JS.KeyValue(ctx, proto.BucketStreams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, conn: conn, kv: kv}
+}
+
+// start runs the delivery service until the test ends (or stop is called).
+func (f *fixture) start() {
+	f.t.Helper()
+	svc, err := New(Config{Conn: f.conn, RetryScale: 0.0001})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.svc = svc
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	var once sync.Once
+	f.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				f.t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	f.t.Cleanup(f.stop)
+}
+
+func (f *fixture) putStream(def proto.StreamDef) {
+	f.t.Helper()
+	def.V, def.Partition, def.Type, def.Status = proto.Version, "p", "point-stream", proto.StatusActive
+	def.MaxRetry = 15
+	data, err := proto.Marshal(&def)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.kv.Put(context.Background(), proto.StreamKey("p", def.ID), data); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// publish stores n deliveries for a stream on subject (its outbox or held subject); each body
+// is its number.
+func (f *fixture) publish(subject, streamID, url string, from, n int) {
+	f.t.Helper()
+	for i := from; i < from+n; i++ {
+		d := proto.Delivery{V: proto.Version, ID: fmt.Sprintf("%s-%d", streamID, i), Partition: "p", StreamID: streamID,
+			URL: url, Method: http.MethodPost, Body: []byte(strconv.Itoa(i)), IngestedAt: time.Now().UnixNano()}
+		data, err := proto.Marshal(&d)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if _, err := f.conn.JS.PublishMsg(context.Background(), bus.NewMsg(subject, d.ID, data)); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+func (f *fixture) subjectMsgs(subject string) uint64 {
+	f.t.Helper()
+	st, err := f.conn.JS.Stream(context.Background(), proto.StreamOutbox)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+func (f *fixture) target(id string) *target {
+	f.svc.mu.Lock()
+	defer f.svc.mu.Unlock()
+	return f.svc.targets[proto.StreamKey("p", id)]
+}
+
+// receiver records request bodies in arrival order; gate, when set, holds every request until
+// it is closed.
+type receiver struct {
+	mu     sync.Mutex
+	bodies []string
+	url    string
+}
+
+func newReceiver(t *testing.T, gate <-chan struct{}, status func(body string) int) *receiver {
+	rc := &receiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		buf := make([]byte, 64)
+		n, _ := r.Body.Read(buf)
+		body := string(buf[:n])
+		code := http.StatusOK
+		if status != nil {
+			code = status(body)
+		}
+		if code < 300 {
+			rc.mu.Lock()
+			rc.bodies = append(rc.bodies, body)
+			rc.mu.Unlock()
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(srv.Close)
+	rc.url = srv.URL
+	return rc
+}
+
+func (rc *receiver) got() []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]string(nil), rc.bodies...)
+}
+
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func wantCount(rc *receiver, n int) func() error {
+	return func() error {
+		if got := len(rc.got()); got != n {
+			return fmt.Errorf("%d of %d delivered", got, n)
+		}
+		return nil
+	}
+}
+
+// A target that cannot keep up is parked (its overflow moves to its held subject) without
+// holding back another target, every delivery arrives exactly once, and once its held subject
+// is empty it is unparked.
+func TestSlowTargetIsParkedAndUnparked(t *testing.T) {
+	f := newFixture(t)
+	gate := make(chan struct{})
+	slow := newReceiver(t, gate, nil)
+	fast := newReceiver(t, nil, nil)
+	f.putStream(proto.StreamDef{ID: "slow", WebhookURL: slow.url, MaxInFlight: 2, TimeoutMs: 30_000})
+	f.putStream(proto.StreamDef{ID: "fast", WebhookURL: fast.url})
+	f.start()
+	waitFor(t, "targets loaded", func() error {
+		if f.target("slow") == nil || f.target("fast") == nil {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// Mark the slow target's attempts as slow (as a hanging endpoint's would be measured).
+	f.target("slow").latency.Store(int64(time.Second))
+
+	f.publish(proto.OutboxSubject("p", "slow"), "slow", slow.url, 0, 50)
+	f.publish(proto.OutboxSubject("p", "fast"), "fast", fast.url, 0, 50)
+	waitFor(t, "fast target delivered beside the slow one", wantCount(fast, 50))
+	if !f.target("slow").parked.Load() {
+		t.Fatal("slow target not parked")
+	}
+	if n := f.subjectMsgs(proto.HeldSubject("p", "slow")); n == 0 {
+		t.Fatal("nothing moved to the slow target's held subject")
+	}
+	if got := len(slow.got()); got != 0 {
+		t.Fatalf("%d deliveries passed the closed gate", got)
+	}
+
+	close(gate)
+	waitFor(t, "slow target delivered", wantCount(slow, 50))
+	seen := map[string]bool{}
+	for _, b := range slow.got() {
+		if seen[b] {
+			t.Errorf("delivery %s arrived twice", b)
+		}
+		seen[b] = true
+	}
+	f.target("slow").latency.Store(0)
+	waitFor(t, "slow target unparked", func() error {
+		if f.target("slow").parked.Load() {
+			return errors.New("still parked")
+		}
+		return nil
+	})
+	// Unparked, it takes deliveries straight from the shared consumer again.
+	f.publish(proto.OutboxSubject("p", "slow"), "slow", slow.url, 50, 5)
+	waitFor(t, "slow target delivers after unparking", wantCount(slow, 55))
+	if n := f.subjectMsgs(proto.HeldSubject("p", "slow")); n != 0 {
+		t.Errorf("%d deliveries left in the held subject", n)
+	}
+}
+
+// Deliveries found in a held subject at start are delivered.
+func TestHeldDeliveriesAtStartAreDelivered(t *testing.T) {
+	f := newFixture(t)
+	rc := newReceiver(t, nil, nil)
+	f.putStream(proto.StreamDef{ID: "s1", WebhookURL: rc.url})
+	f.publish(proto.HeldSubject("p", "s1"), "s1", rc.url, 0, 10)
+	f.start()
+	waitFor(t, "held deliveries delivered", wantCount(rc, 10))
+}
+
+// An ordered stream delivers in publish order even when an attempt fails and is retried.
+func TestOrderedStreamKeepsOrderThroughRetries(t *testing.T) {
+	f := newFixture(t)
+	var failed sync.Once
+	flaky := newReceiver(t, nil, func(body string) int {
+		code := http.StatusOK
+		if body == "3" {
+			failed.Do(func() { code = http.StatusServiceUnavailable })
+		}
+		return code
+	})
+	f.putStream(proto.StreamDef{ID: "ord", WebhookURL: flaky.url, Ordered: true})
+	f.start()
+	f.publish(proto.OutboxSubject("p", "ord"), "ord", flaky.url, 0, 10)
+	waitFor(t, "ordered deliveries", wantCount(flaky, 10))
+	for i, b := range flaky.got() {
+		if b != strconv.Itoa(i) {
+			t.Fatalf("delivery %d is %q; order %v", i, b, flaky.got())
+		}
+	}
+}
+
+// A disabled stream's deliveries are held, not attempted, and flow once it is enabled.
+func TestDisabledStreamHoldsItsDeliveries(t *testing.T) {
+	f := newFixture(t)
+	rc := newReceiver(t, nil, nil)
+	def := proto.StreamDef{ID: "d1", WebhookURL: rc.url}
+	f.putStream(def)
+	f.start()
+	waitFor(t, "target loaded", func() error {
+		if f.target("d1") == nil {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	disabled := def
+	disabled.V, disabled.Partition, disabled.Type, disabled.Status, disabled.MaxRetry = proto.Version, "p", "point-stream", proto.StatusDisabled, 15
+	data, _ := proto.Marshal(&disabled)
+	if _, err := f.kv.Put(context.Background(), proto.StreamKey("p", "d1"), data); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "target disabled", func() error {
+		if d := f.target("d1").def.Load(); d.Status != proto.StatusDisabled {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	f.publish(proto.OutboxSubject("p", "d1"), "d1", rc.url, 0, 5)
+	waitFor(t, "deliveries held", func() error {
+		if n := f.subjectMsgs(proto.HeldSubject("p", "d1")); n != 5 {
+			return fmt.Errorf("%d held", n)
+		}
+		return nil
+	})
+	if n := len(rc.got()); n != 0 {
+		t.Fatalf("%d deliveries to a disabled stream", n)
+	}
+	f.putStream(def) // enabled again
+	waitFor(t, "held deliveries delivered after enabling", wantCount(rc, 5))
+}
