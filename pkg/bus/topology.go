@@ -37,6 +37,10 @@ func (r *Retention) setDefaults() {
 // MaxDLQRetention is the longest dead letters may be kept.
 const MaxDLQRetention = 183 * 24 * time.Hour
 
+// IngestMaxMsgSize is the largest message (headers and payload) the INGEST stream stores;
+// JetStream refuses a larger publish before any service sees it.
+const IngestMaxMsgSize = 2 << 20
+
 // dedupWindow is how long JetStream remembers Nats-Msg-Id values; a re-publish after a crash
 // within it is dropped.
 const dedupWindow = 10 * time.Minute
@@ -50,9 +54,12 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 	}
 	streams := []jetstream.StreamConfig{
 		{
+			// Ingest enforces its own 1 MiB payload limit (terminating, logging and counting a
+			// larger message); MaxMsgSize, headers included, is the outer guard above it and
+			// leaves room for the headers of a full 1 MiB HTTP request.
 			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-			Duplicates: dedupWindow, MaxMsgSize: 1 << 20, Replicas: r.Replicas,
+			Duplicates: dedupWindow, MaxMsgSize: IngestMaxMsgSize, Replicas: r.Replicas,
 		},
 		{
 			Name: proto.StreamEvents, Subjects: []string{proto.SubjectEventsAll},

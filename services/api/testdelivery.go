@@ -38,7 +38,8 @@ type testResult struct {
 func (s *Service) testStream(w http.ResponseWriter, r *http.Request, partition string) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if _, _, err := s.load(ctx, partition, id); err != nil {
+	def, _, err := s.load(ctx, partition, id)
+	if err != nil {
 		return err
 	}
 	data, err := proto.Marshal(&proto.TestRequest{V: proto.Version, Partition: partition, StreamID: id})
@@ -58,7 +59,9 @@ func (s *Service) testStream(w http.ResponseWriter, r *http.Request, partition s
 	if rep.Error != "" {
 		return &web.Error{Status: http.StatusBadGateway, Code: "render_failed", Message: rep.Error}
 	}
-	web.WriteJSON(w, http.StatusOK, s.sendTest(ctx, &rep))
+	res := s.sendTest(ctx, &rep)
+	res.Body = outbound.RedactAuth(res.Body, def, rep.Headers)
+	web.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 

@@ -68,7 +68,7 @@ func (s *Service) sendSigned(ctx context.Context, d *proto.Delivery, def *proto.
 	if def.PropagateTrace {
 		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
 	}
-	res := send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def))
+	res := redactAuth(send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def)), def, headers)
 	if res.status == http.StatusUnauthorized && d.Fresh && def.AuthType == proto.AuthOAuth2 && ctx.Err() == nil {
 		if headers, err = s.attemptHeaders(ctx, d, true); err != nil {
 			return result{err: err}
@@ -76,7 +76,7 @@ func (s *Service) sendSigned(ctx context.Context, d *proto.Delivery, def *proto.
 		if def.PropagateTrace {
 			otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
 		}
-		res = send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def))
+		res = redactAuth(send(ctx, s.client, d.Method, d.URL, headers, d.Body, timeout(def)), def, headers)
 	}
 	return res
 }

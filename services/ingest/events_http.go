@@ -27,13 +27,14 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, web.BadRequest("Idempotency-Key", "longer than 200 characters"))
 		return
 	}
-	body, err := web.ReadBody(w, r)
+	body, err := s.readBody(w, r)
 	if err != nil {
 		web.WriteError(w, err)
 		return
 	}
 	events, err := ParseEvents(body, "")
 	if err != nil {
+		countRejected(r.Context(), "http", reasonInvalid)
 		web.WriteError(w, web.BadRequest("", "%s", err.Error()))
 		return
 	}
@@ -58,6 +59,13 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		data, err := json.Marshal(groups[typ])
 		if err != nil {
 			web.WriteError(w, err)
+			return
+		}
+		if len(data) > MaxPayload {
+			// Re-encoding can lengthen events (occurredAt as RFC 3339): refuse rather than store a
+			// message that ingest would drop after this request was answered 202.
+			countRejected(r.Context(), "http", reasonTooLarge)
+			web.WriteError(w, tooLarge(len(data)))
 			return
 		}
 		msg := nats.NewMsg(proto.IngestEventSubject(partition, typ))

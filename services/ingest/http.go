@@ -8,8 +8,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -64,14 +62,14 @@ func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, web.BadRequest("pointId", "invalid point id: use letters, digits and -_:@~+=%% only"))
 		return
 	}
-	body, err := web.ReadBody(w, r)
+	body, err := s.readBody(w, r)
 	if err != nil {
 		web.WriteError(w, err)
 		return
 	}
 	readings, err := ParseReadings(body)
 	if err != nil {
-		metrics.rejected.Add(r.Context(), 1, metric.WithAttributes(attribute.String("source", "http")))
+		countRejected(r.Context(), "http", reasonInvalid)
 		web.WriteError(w, web.BadRequest("", "%s", err.Error()))
 		return
 	}

@@ -90,12 +90,10 @@ func (s *Service) Run(ctx context.Context) error {
 	return stage.Run(ctx)
 }
 
-func (s *Service) reject(msg jetstream.Msg, err error) {
-	s.log.Warn("reading rejected", "subject", msg.Subject(), "error", err.Error())
-	metrics.rejected.Add(context.Background(), 1, metric.WithAttributes(attribute.String("source", "nats")))
-}
-
 func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
+	if err := checkSize(msg); err != nil {
+		return nil, err
+	}
 	partition, kind, last, ok := proto.ParseIngestSubject(msg.Subject())
 	if !ok || !proto.ValidToken(partition) || !proto.ValidToken(last) {
 		return nil, fmt.Errorf("%w: malformed subject", bus.ErrTerm)
@@ -249,6 +247,6 @@ var metrics = func() (m struct {
 }) {
 	meter := otel.Meter("hookstream/ingest")
 	m.readings, _ = meter.Int64Counter("hookstream_ingest_readings", metric.WithDescription("Readings and events accepted by ingest, by kind."))
-	m.rejected, _ = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source."))
+	m.rejected, _ = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source (nats, http) and reason (too_large, invalid)."))
 	return m
 }()

@@ -66,7 +66,7 @@ func (t *tokens) token(ctx context.Context, def *proto.StreamDef, clientSecret s
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return "", fmt.Errorf("oauth2 token: %w", r.err)
+			return "", redactOAuth2(fmt.Errorf("oauth2 token: %w", r.err), def.OAuth2ClientID, clientSecret)
 		}
 		return r.tok.AccessToken, nil
 	case <-ctx.Done():

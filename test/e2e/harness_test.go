@@ -97,8 +97,17 @@ func (p *proc) Logs() string {
 
 func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, name, nil, args...)
+}
+
+// startProcEnv starts the binary with env added to the test's environment.
+func startProcEnv(t testing.TB, name string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(binPath, args...)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -164,6 +173,7 @@ type options struct {
 	natsAddr   string
 	retryScale string
 	extra      []string
+	env        []string // KEY=value added to the process's environment
 }
 
 func startAllInOne(t testing.TB, o options) *instance {
@@ -182,7 +192,7 @@ func startAllInOne(t testing.TB, o options) *instance {
 	}
 	args := append([]string{"--dev", "--data", o.data, "--http-addr", o.apiAddr, "--nats-listen", o.natsAddr,
 		"--retry-scale", o.retryScale}, o.extra...)
-	p := startProc(t, "hookstream", args...)
+	p := startProcEnv(t, "hookstream", o.env, args...)
 	in := &instance{t: t, api: "http://" + o.apiAddr, nats: "nats://" + o.natsAddr, data: o.data, procs: []*proc{p}, tokens: map[string]string{}}
 	in.waitReady(in.api)
 	return in

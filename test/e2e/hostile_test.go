@@ -8,12 +8,16 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// web1MiB is the HTTP body limit (pkg/web.MaxBody).
+const web1MiB = 1 << 20
 
 // msgpackReading hand-encodes {"value": f} as msgpack (fixmap, fixstr, float64), so the test
 // needs no msgpack library.
@@ -85,8 +89,17 @@ func TestHostileInput(t *testing.T) {
 		t.Errorf("list after rejected creates: %d %s", code, out)
 	}
 
-	// NATS ingest: INGEST takes at most 1 MiB per message; a larger one is refused to the
-	// publisher, which learns it from the PubAck, and the service carries on.
+	// A body of exactly the 1 MiB limit is stored: INGEST leaves room for the headers.
+	full := `[{"value":"` + strings.Repeat("x", 60_000) + `"}` + strings.Repeat(`,{"value":"`+strings.Repeat("x", 60_000)+`"}`, 16)
+	full += strings.Repeat(" ", web1MiB-len(full)-1) + "]"
+	if code, out := in.call("POST", ingest, tok, full); code != http.StatusAccepted {
+		t.Errorf("reading body of exactly 1 MiB: %d %.300s, want 202", code, out)
+	}
+
+	// NATS ingest: ingest takes at most 1 MiB of payload per message, like HTTP. A larger one
+	// that INGEST still stores (up to 2 MiB with headers) is acknowledged to the publisher, then
+	// terminated by ingest, logged and counted; over 2 MiB, JetStream refuses it to the
+	// publisher, which learns it from the PubAck. The service carries on.
 	js, err := jetstream.New(in.connect())
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +107,12 @@ func TestHostileInput(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	big := []byte(`{"value":"` + strings.Repeat("x", 3<<19) + `"}`)
-	if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", big); err == nil {
-		t.Error("a 1.5 MiB NATS reading was accepted")
+	if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", big); err != nil {
+		t.Errorf("a 1.5 MiB NATS reading was not stored for ingest to reject: %v", err)
+	}
+	huge := []byte(`{"value":"` + strings.Repeat("x", 3<<20) + `"}`)
+	if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", huge); err == nil {
+		t.Error("a 3 MiB NATS reading was accepted")
 	} else if !strings.Contains(err.Error(), "maximum") {
 		t.Errorf("oversize NATS publish: %v, want the size limit named", err)
 	}
@@ -122,6 +139,25 @@ func TestHostileInput(t *testing.T) {
 	})
 	if _, err := js.Publish(ctx, "hookstream.ingest.A.points.p1", []byte(`{"value":2}`)); err != nil {
 		t.Errorf("normal NATS reading after the oversize one: %v", err)
+	}
+	// The oversize inputs are counted, by source, and the NATS one is logged naming the limit.
+	checkFor(t, 10*time.Second, func() error {
+		m := scrape(t, in.api)
+		nats := sum(m, "hookstream_ingest_rejected_total", `source="nats"`, `reason="too_large"`)
+		httpTL := sum(m, "hookstream_ingest_rejected_total", `source="http"`, `reason="too_large"`)
+		invalid := sum(m, "hookstream_ingest_rejected_total", `source="nats"`, `reason="invalid"`)
+		if nats != 1 || httpTL != 1 || invalid != 2 {
+			return fmt.Errorf("rejected too_large nats %v, http %v, invalid nats %v; want 1, 1, 2", nats, httpTL, invalid)
+		}
+		return nil
+	})
+	logged := false
+	for _, l := range strings.Split(in.procs[0].Logs(), "\n") {
+		logged = logged || strings.Contains(l, `"ingest message too large"`) && strings.Contains(l, `"subject":"hookstream.ingest.A.points.p1"`) &&
+			strings.Contains(l, `"size_bytes":`+strconv.Itoa(len(big))) && strings.Contains(l, `"limit_bytes":1048576`)
+	}
+	if !logged {
+		t.Errorf("no log line names the oversize message's subject, its size and the limit")
 	}
 	in.waitReady(in.api)
 	select {

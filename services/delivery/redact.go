@@ -1,0 +1,13 @@
+package delivery
+
+import (
+	"hookstream/pkg/outbound"
+	"hookstream/proto"
+)
+
+// redactAuth removes from an attempt's result the outbound credential the attempt sent, which
+// an endpoint may echo in its answer (see outbound.RedactAuth).
+func redactAuth(res result, def *proto.StreamDef, headers map[string]string) result {
+	res.excerpt = outbound.RedactAuth(res.excerpt, def, headers)
+	return res
+}
