@@ -30,11 +30,14 @@ const (
 	// sharedMaxAckPending bounds deliveries taken from the shared consumer and not yet settled:
 	// attempts in flight, queued arrivals and moves to held subjects.
 	sharedMaxAckPending = 20_000
-	sharedBatch         = 1024
+	sharedBatch         = 256
 	// A target whose queue is full is waited for (holding back the shared consumer) only when
-	// one of its slots is expected to free within fastSlot, and then at most blockFor.
-	fastSlot = time.Millisecond
-	blockFor = 100 * time.Millisecond
+	// one of its slots is expected to free within fastSlot, and then for at most blockSlots
+	// such expected waits and never longer than blockFor. With sharedBatch deliveries buffered,
+	// that bounds how long the last of them waits for route to well below ackWait.
+	fastSlot   = time.Millisecond
+	blockSlots = 20
+	blockFor   = 50 * time.Millisecond
 	// unparkEvery is how often parked targets are checked for an empty held subject.
 	unparkEvery = 2 * time.Second
 	// heldInactive is how long the consumer of an unparked target's held subject outlives its
@@ -161,10 +164,11 @@ func (s *Service) offer(t *target, in inbound) bool {
 	select {
 	case t.queue <- in:
 	default:
-		if time.Duration(t.latency.Load())/time.Duration(cap(t.sem)) > fastSlot {
+		slot := time.Duration(t.latency.Load()) / time.Duration(cap(t.sem))
+		if slot > fastSlot {
 			return false
 		}
-		timer := time.NewTimer(blockFor)
+		timer := time.NewTimer(min(blockFor, max(blockSlots*slot, time.Millisecond)))
 		defer timer.Stop()
 		select {
 		case t.queue <- in:
