@@ -192,9 +192,9 @@ func (l Limits) CheckStreams(n int) (Breach, bool) {
 func (b Breach) Message(partition, period string) string {
 	switch b.Limit {
 	case LimitStreams:
-		return fmt.Sprintf("partition %s has %d streams; its limit maxStreams is %d", partition, b.Used, b.Max)
+		return fmt.Sprintf("partition %s has %d %s; its limit maxStreams is %d", partition, b.Used, plural(b.Used, "stream", "streams"), b.Max)
 	case LimitDeliveries:
-		return fmt.Sprintf("partition %s made %d deliveries this %s; its limit maxDeliveries is %d", partition, b.Used, period, b.Max)
+		return fmt.Sprintf("partition %s made %d %s this %s; its limit maxDeliveries is %d", partition, b.Used, plural(b.Used, "delivery", "deliveries"), period, b.Max)
 	default:
 		if b.Used >= b.Max {
 			return fmt.Sprintf("partition %s sent %d payload bytes this %s; its limit maxBytes is %d", partition, b.Used, period, b.Max)
@@ -226,4 +226,11 @@ func Apply(defaults Limits, q *proto.QuotaLimits) Limits {
 	}
 	l.SetDefaults()
 	return l
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

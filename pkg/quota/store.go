@@ -114,6 +114,7 @@ type Table struct {
 	mu       sync.RWMutex
 	stored   map[string]Limits
 	ready    chan struct{}
+	readyOne sync.Once
 	// OnChange, when set before Run, is called with a partition whose settings changed (not for
 	// the initial load), from Run's goroutine, after Limits answers the new values.
 	OnChange func(partition string)
@@ -141,7 +142,8 @@ func (t *Table) Limits(partition string) Limits {
 // Ready is closed once the bucket's initial contents are loaded.
 func (t *Table) Ready() <-chan struct{} { return t.ready }
 
-// Run watches the bucket until ctx is cancelled, then returns nil.
+// Run watches the bucket until ctx is cancelled, then returns nil. After an error it may be run
+// again.
 func (t *Table) Run(ctx context.Context, kv jetstream.KeyValue) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
@@ -163,7 +165,7 @@ func (t *Table) Run(ctx context.Context, kv jetstream.KeyValue) error {
 			if e == nil {
 				if initial {
 					initial = false
-					close(t.ready)
+					t.readyOne.Do(func() { close(t.ready) })
 				}
 				continue
 			}

@@ -41,6 +41,9 @@ func (s *Service) testStream(w http.ResponseWriter, r *http.Request, partition s
 	if _, _, err := s.load(ctx, partition, id); err != nil {
 		return err
 	}
+	if err := s.checkDeliveryQuota(ctx, w, partition); err != nil { // quota.go
+		return err
+	}
 	data, err := proto.Marshal(&proto.TestRequest{V: proto.Version, Partition: partition, StreamID: id})
 	if err != nil {
 		return err
@@ -58,7 +61,9 @@ func (s *Service) testStream(w http.ResponseWriter, r *http.Request, partition s
 	if rep.Error != "" {
 		return &web.Error{Status: http.StatusBadGateway, Code: "render_failed", Message: rep.Error}
 	}
-	web.WriteJSON(w, http.StatusOK, s.sendTest(ctx, &rep))
+	res := s.sendTest(ctx, &rep)
+	s.countTestDelivery(context.WithoutCancel(ctx), partition, len(rep.Body)) // quota.go
+	web.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
