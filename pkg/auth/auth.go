@@ -22,6 +22,9 @@ const (
 	ScopeStreamsWrite     = "streams:write"
 	ScopeIngestWrite      = "ingest:write"
 	ScopeDeadLettersWrite = "deadletters:write"
+	// ScopeQuotasWrite sets partitions' quotas; it is honoured only in operator tokens
+	// (partitions "*") and is not among AllScopes.
+	ScopeQuotasWrite = "quotas:write"
 )
 
 // AllScopes is what a development token gets by default.

@@ -104,5 +104,5 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			return fmt.Errorf("ensure bucket %s: %w", b, err)
 		}
 	}
-	return nil
+	return ensureQuotaBuckets(ctx, js, r.Replicas) // quota.go
 }

@@ -20,6 +20,7 @@ import (
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
 	"hookstream/pkg/outbound"
+	"hookstream/pkg/quota"
 	"hookstream/pkg/retry"
 	"hookstream/pkg/secretbox"
 	"hookstream/pkg/web"
@@ -47,6 +48,8 @@ type Config struct {
 	Mounts []func(*http.ServeMux)
 	// Ready, when set, is consulted by /readyz besides the API's own checks.
 	Ready func() error
+	// Quota is the quota of partitions without limits of their own (quota.go; zero: unlimited).
+	Quota quota.Limits
 }
 
 // Service is the API.
@@ -61,6 +64,7 @@ type Service struct {
 	mux     *http.ServeMux
 	// outbound sends test deliveries (testdelivery.go).
 	outbound *http.Client
+	quota    quotaBuckets // quota.go
 }
 
 // New validates cfg and returns the API.
@@ -137,6 +141,8 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
 	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
 	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
+	mux.HandleFunc("GET "+base+"/usage", s.guard(auth.ScopeStreamsRead, s.getUsage))    // quota.go
+	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota)) // quota.go
 	web.Health(mux, s.ready)
 	for _, m := range s.cfg.Mounts {
 		m(mux)
@@ -227,6 +233,9 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	}
 	key := proto.StreamKey(partition, def.ID)
 	ctx := r.Context()
+	if err := s.checkStreamQuota(ctx, w, partition); err != nil { // quota.go
+		return err
+	}
 	shown, err := s.writeSecrets(ctx, def, &body, "") // secrets.go
 	if err != nil {
 		return err

@@ -197,6 +197,9 @@ func (s *Service) resendDeadLetters(w http.ResponseWriter, r *http.Request, part
 	case len(body.IDs) == 0 && !(body.All && body.StreamID != ""):
 		return web.BadRequest("ids", "give ids, or streamId with all: true")
 	}
+	if err := s.checkDeliveryQuota(ctx, w, partition); err != nil { // quota.go
+		return err
+	}
 	dlq, err := s.js.Stream(ctx, proto.StreamDLQ)
 	if err != nil {
 		return err

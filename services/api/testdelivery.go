@@ -42,6 +42,9 @@ func (s *Service) testStream(w http.ResponseWriter, r *http.Request, partition s
 	if err != nil {
 		return err
 	}
+	if err := s.checkDeliveryQuota(ctx, w, partition); err != nil { // quota.go
+		return err
+	}
 	data, err := proto.Marshal(&proto.TestRequest{V: proto.Version, Partition: partition, StreamID: id})
 	if err != nil {
 		return err
@@ -61,6 +64,7 @@ func (s *Service) testStream(w http.ResponseWriter, r *http.Request, partition s
 	}
 	res := s.sendTest(ctx, &rep)
 	res.Body = outbound.RedactAuth(res.Body, def, rep.Headers)
+	s.countTestDelivery(context.WithoutCancel(ctx), partition, len(rep.Body)) // quota.go
 	web.WriteJSON(w, http.StatusOK, res)
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
 	"hookstream/pkg/outbound"
+	"hookstream/pkg/quota"
 	"hookstream/pkg/retry"
 	"hookstream/pkg/telemetry"
 	"hookstream/proto"
@@ -43,6 +44,8 @@ type Config struct {
 	// ShutdownGrace is how long in-flight attempts may finish after Run's context ends before
 	// they are abandoned and left for redelivery (default 5 s).
 	ShutdownGrace time.Duration
+	// Quota is the quota of partitions without limits of their own (quota.go; zero: unlimited).
+	Quota quota.Limits
 }
 
 // Defaults of per-stream settings.
@@ -80,6 +83,8 @@ type Service struct {
 	pending   map[string]catalog.Change
 	scheduled map[string]bool
 	changes   chan string
+
+	quota *quotas // quota.go
 }
 
 // reconcileWorkers bounds how many streams are reconciled at once: creating 10,000 durable
@@ -128,6 +133,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("delivery: %w", err)
 	}
 	s.streamsKV = kv
+	if err := s.startQuota(ctx); err != nil { // quota.go
+		return fmt.Errorf("delivery quotas: %w", err)
+	}
+	defer s.stopQuota()
 	if err := s.registerGauges(); err != nil {
 		return fmt.Errorf("delivery metrics: %w", err)
 	}
@@ -419,6 +428,9 @@ func (s *Service) attempt(t *target, in inbound) {
 	if err := proto.Unmarshal(m.Data(), &d); err != nil {
 		s.log.ErrorContext(ctx, "undecodable delivery dropped", "subject", m.Subject(), "error", err.Error())
 		_ = m.Term()
+		return
+	}
+	if s.overQuota(ctx, m, &d, def) { // quota.go: held or refused, and counted when admitted
 		return
 	}
 	if def.Ordered {

@@ -43,6 +43,8 @@ type Config struct {
 	MasterKeyFile string
 	// PprofAddr serves net/http/pprof on this loopback address when set (off by default).
 	PprofAddr string
+
+	quotaConfig // quota.go
 }
 
 // flags registers the flags of cfg on fs, with defaults taken from the environment.
@@ -66,6 +68,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.JWTAudience, "jwt-audience", env("JWT_AUDIENCE", ""), "required token audience")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "required token issuer")
 	c.securityFlags(fs)
+	c.quotaFlags(fs)
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this loopback address (off when empty)")
 }
 
@@ -84,6 +87,9 @@ func (c *Config) validate() error {
 	}
 	if err := validatePprofAddr(c.PprofAddr); err != nil {
 		return fmt.Errorf("--pprof-addr: %w", err)
+	}
+	if err := c.validateQuota(); err != nil {
+		return err
 	}
 	return c.validateSecurity()
 }

@@ -144,7 +144,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale, Dial: guard.DialContext})
+		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale, Dial: guard.DialContext, Quota: cfg.Quota})
 		if err != nil {
 			return err
 		}
@@ -158,6 +158,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		svc, err := api.New(api.Config{
 			Logger: log.With("component", "api"), Conn: c, Verifier: verifier, Addr: cfg.HTTPAddr,
 			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts, Ready: readiness(admin, role), Guard: guard, Secrets: box,
+			Quota: cfg.Quota,
 		})
 		if err != nil {
 			return err

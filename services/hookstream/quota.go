@@ -1,0 +1,42 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+
+	"hookstream/pkg/quota"
+)
+
+// quotaConfig holds the default quota of every partition without limits of its own.
+type quotaConfig struct {
+	Quota quota.Limits
+}
+
+// quotaFlags registers --quota-*. Every limit defaults to 0, unlimited.
+func (c *quotaConfig) quotaFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Quota.MaxStreams, "quota-streams", int(envInt("QUOTA_STREAMS")), "default maximum streams per partition (0: unlimited)")
+	fs.Int64Var(&c.Quota.MaxDeliveries, "quota-deliveries", envInt("QUOTA_DELIVERIES"), "default maximum deliveries (HTTP calls) per partition and period (0: unlimited)")
+	fs.Int64Var(&c.Quota.MaxBytes, "quota-bytes", envInt("QUOTA_BYTES"), "default maximum payload bytes per partition and period (0: unlimited)")
+	fs.StringVar(&c.Quota.Period, "quota-period", env("QUOTA_PERIOD", quota.PeriodDay), "quota period: hour, day or month (UTC)")
+	fs.StringVar(&c.Quota.OnExceed, "quota-exceeded", env("QUOTA_EXCEEDED", quota.Hold), "over quota, deliveries are: hold (kept until the period resets) or refuse (dead-lettered)")
+}
+
+func (c *quotaConfig) validateQuota() error {
+	if err := c.Quota.Validate(); err != nil {
+		names := map[string]string{quota.LimitStreams: "streams", quota.LimitDeliveries: "deliveries", quota.LimitBytes: "bytes", "period": "period", "onExceed": "exceeded"}
+		if fe, ok := err.(*quota.FieldError); ok {
+			return fmt.Errorf("--quota-%s: %s", names[fe.Field], fe.Message)
+		}
+		return err
+	}
+	return nil
+}
+
+func envInt(name string) int64 {
+	n, err := strconv.ParseInt(env(name, ""), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
