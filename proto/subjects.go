@@ -92,6 +92,16 @@ func HeldSubject(partition, streamID string) string {
 	return prefix + "held." + partition + "." + streamID
 }
 
+// DeliverySubject is where the signer stores a rendered delivery: the stream's held subject
+// when it is ordered (so that its order never depends on the shared delivery consumer), its
+// outbox subject otherwise.
+func DeliverySubject(partition, streamID string, ordered bool) string {
+	if ordered {
+		return HeldSubject(partition, streamID)
+	}
+	return OutboxSubject(partition, streamID)
+}
+
 // RetrySubject holds the schedule message of one pending retry; when it fires, the server
 // publishes its content to OutboxSubject of the same stream.
 func RetrySubject(partition, streamID, deliveryID string) string {

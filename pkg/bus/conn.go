@@ -18,6 +18,9 @@ type Conn struct {
 // maxAsyncPending bounds JetStream publishes awaiting their PubAck per connection.
 const maxAsyncPending = 8192
 
+// publishAsyncTimeout is how long an asynchronous publish waits for its PubAck.
+const publishAsyncTimeout = 10 * time.Second
+
 // Connect dials a NATS server by URL, or the given embedded server in-process when srv is not
 // nil. The connection reconnects forever; Close drains it.
 func Connect(url string, srv *server.Server, name string) (*Conn, error) {
@@ -35,7 +38,10 @@ func Connect(url string, srv *server.Server, name string) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxAsyncPending))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxAsyncPending),
+		// A PubAck that never comes (lost in a leader change) fails the publish instead of
+		// holding its input forever.
+		jetstream.WithPublishAsyncTimeout(publishAsyncTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)

@@ -194,7 +194,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	s.mu.Lock()
 	for _, t := range s.targets {
-		t.stop()
+		t.lane.stop()
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -219,15 +219,27 @@ type target struct {
 	health  health
 	limiter atomic.Pointer[rate.Limiter] // nil: no maxRate
 	latency atomic.Int64                 // moving average of attempt durations, ns
+	// lane is the target's parking state and held consumer. A target replaced after a
+	// maxInFlight change hands its lane on, so moves still in flight stay counted.
+	lane *lane
+}
 
-	// parked: arrivals are moved to the held subject and delivered by the target's own
-	// consumer. parks counts moves, so that the janitor unparks only a target nothing was
-	// moved for since it looked.
+// lane is a target's parking state. While parked, arrivals are moved to the target's held
+// subject and delivered by its own consumer; parks counts moves and moving those not yet stored,
+// so that the janitor unparks only a target nothing was moved for since it looked.
+type lane struct {
 	parked atomic.Bool
-	ccMu   sync.Mutex
+	mu     sync.Mutex
 	parks  uint64
-	moving int // moves not yet stored
+	moving int
 	cc     jetstream.ConsumeContext
+	ccKey  laneKey // the settings cc was started with
+}
+
+// laneKey is what a running held consumer depends on: its target (slots) and the stream's status.
+type laneKey struct {
+	t      *target
+	active bool
 }
 
 // inbound is a message with the time it reached the delivery service.
@@ -236,18 +248,25 @@ type inbound struct {
 	at  time.Time
 }
 
-func (t *target) setConsume(cc jetstream.ConsumeContext) {
-	t.ccMu.Lock()
-	t.cc = cc
-	t.ccMu.Unlock()
+// running reports whether the held consumer runs with these settings.
+func (l *lane) running(k laneKey) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cc != nil && l.ccKey == k
 }
 
-func (t *target) stop() {
-	t.ccMu.Lock()
-	defer t.ccMu.Unlock()
-	if t.cc != nil {
-		t.cc.Stop()
-		t.cc = nil
+func (l *lane) setConsume(cc jetstream.ConsumeContext, k laneKey) {
+	l.mu.Lock()
+	l.cc, l.ccKey = cc, k
+	l.mu.Unlock()
+}
+
+func (l *lane) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cc != nil {
+		l.cc.Stop()
+		l.cc = nil
 	}
 }
 
@@ -323,12 +342,12 @@ func (s *Service) apply(c catalog.Change) {
 	s.mu.Lock()
 	ctx := s.runCtx
 	key := proto.StreamKey(c.Partition, c.ID)
-	t := s.targets[key]
+	old := s.targets[key]
 	s.mu.Unlock()
-	if t != nil {
-		t.stop()
-	}
 	if c.Def == nil {
+		if old != nil {
+			old.lane.stop()
+		}
 		s.mu.Lock()
 		delete(s.targets, key)
 		s.mu.Unlock()
@@ -345,33 +364,43 @@ func (s *Service) apply(c catalog.Change) {
 	if def.Ordered {
 		maxInFlight = 1
 	}
+	t := old
 	if t == nil || cap(t.sem) != maxInFlight {
-		nt := &target{key: key, sem: make(chan struct{}, maxInFlight), queue: make(chan inbound, maxInFlight)}
-		if t != nil {
-			nt.health.consecutive, nt.health.failingSince = t.health.consecutive, t.health.failingSince
-			nt.parked.Store(t.parked.Load())
+		// A new target is complete before route can see it. Work queued on a replaced one is
+		// finished by that one's workers.
+		t = &target{key: key, sem: make(chan struct{}, maxInFlight), queue: make(chan inbound, maxInFlight), lane: &lane{}}
+		if old != nil {
+			t.health.consecutive, t.health.failingSince = old.health.consecutive, old.health.failingSince
+			t.lane = old.lane
+			t.def.Store(old.def.Load())
 		}
-		t = nt
-		s.mu.Lock()
-		s.targets[key] = t
-		s.mu.Unlock()
 	}
-	if old := t.def.Load(); old != nil && old.Status != proto.StatusActive && def.Status == proto.StatusActive {
+	if prev := t.def.Load(); prev != nil && prev.Status != proto.StatusActive && def.Status == proto.StatusActive {
 		t.health.reset() // re-enabled: failures start over
 	}
-	t.def.Store(def)
 	if def.MaxRate > 0 {
 		t.limiter.Store(rate.NewLimiter(rate.Limit(def.MaxRate), max(1, int(def.MaxRate))))
 	} else {
 		t.limiter.Store(nil)
 	}
+	t.def.Store(def)
 	active := def.Status == "" || def.Status == proto.StatusActive
-	if def.Ordered || !active || s.heldAtStart(key) {
-		t.parked.Store(true)
+	if def.Ordered || !active || s.takeHeldAtStart(key) {
+		t.lane.parked.Store(true)
 	}
-	if !t.parked.Load() {
+	if t != old {
+		s.mu.Lock()
+		s.targets[key] = t
+		s.mu.Unlock()
+	}
+	if !t.lane.parked.Load() {
 		return
 	}
+	lk := laneKey{t: t, active: active}
+	if t.lane.running(lk) {
+		return // restarting would drop what its consumer has buffered until AckWait
+	}
+	t.lane.stop()
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
 		Durable: HeldConsumerName(def.ID), FilterSubject: proto.HeldSubject(def.Partition, def.ID),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,
@@ -392,10 +421,16 @@ func (s *Service) apply(c catalog.Change) {
 	cc, err := cons.Consume(func(m jetstream.Msg) { s.dispatch(t, inbound{msg: m, at: time.Now()}) },
 		jetstream.PullMaxMessages(maxInFlight), jetstream.PullExpiry(30*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			// The client recovers from these by itself (missed heartbeats, a server restart);
-			// they are logged so that a stalled target can be explained.
-			if ctx.Err() == nil {
-				s.log.Warn("held consumer error", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+			if ctx.Err() != nil {
+				return
+			}
+			// The client recovers from most of these by itself (missed heartbeats, a server
+			// restart); they are logged so that a stalled target can be explained. A deleted
+			// consumer ends consumption for good: it is created again.
+			s.log.Warn("held consumer error", "partition", def.Partition, "stream_id", def.ID, "error", err.Error())
+			if errors.Is(err, jetstream.ErrConsumerDeleted) {
+				t.lane.stop()
+				s.retryLater(def.Partition, def.ID)
 			}
 		}))
 	if err != nil {
@@ -403,7 +438,7 @@ func (s *Service) apply(c catalog.Change) {
 		s.retryLater(def.Partition, def.ID)
 		return
 	}
-	t.setConsume(cc)
+	t.lane.setConsume(cc, lk)
 }
 
 func timeout(def *proto.StreamDef) time.Duration {

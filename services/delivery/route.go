@@ -114,11 +114,13 @@ func (s *Service) loadHeld(ctx context.Context) error {
 	return nil
 }
 
-// heldAtStart reports whether a stream had held deliveries when the service started.
-func (s *Service) heldAtStart(key string) bool {
+// takeHeldAtStart reports whether a stream had held deliveries when the service started, once.
+func (s *Service) takeHeldAtStart(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.held[key]
+	held := s.held[key]
+	delete(s.held, key)
+	return held
 }
 
 // route is the shared consumer's callback: it hands a delivery to its target's attempts or
@@ -138,7 +140,7 @@ func (s *Service) route(m jetstream.Msg) {
 		s.unknown(m, partition, id)
 		return
 	}
-	if !t.parked.Load() && s.offer(t, in) {
+	if !t.lane.parked.Load() && s.offer(t, in) {
 		return
 	}
 	s.park(t, in)
@@ -239,17 +241,18 @@ func (t *target) noteLatency(d time.Duration) {
 // markParked parks the target and counts a move in flight. It reports whether the target was
 // not parked before, in which case its held consumer must be started.
 func (t *target) markParked() (first bool) {
-	t.ccMu.Lock()
-	defer t.ccMu.Unlock()
-	t.parks++
-	t.moving++
-	return !t.parked.Swap(true)
+	l := t.lane
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.parks++
+	l.moving++
+	return !l.parked.Swap(true)
 }
 
 func (t *target) moved() {
-	t.ccMu.Lock()
-	t.moving--
-	t.ccMu.Unlock()
+	t.lane.mu.Lock()
+	t.lane.moving--
+	t.lane.mu.Unlock()
 }
 
 // heldMsg is the copy of a delivery for the target's held subject. Its de-duplication id is
@@ -338,14 +341,16 @@ func (s *Service) settleParked(ctx context.Context) {
 	}
 }
 
-// startHeld has the target's held consumer started (by a reconcile worker, as any change).
+// startHeld has the target's held consumer started by a reconcile worker, with the stream's
+// latest definition (a change not applied yet is not overtaken).
 func (s *Service) startHeld(t *target) {
-	if def := t.def.Load(); def != nil {
-		go s.reconcile(catalog.Change{Partition: def.Partition, ID: def.ID, Def: def})
+	def := t.def.Load()
+	if latest, ok := s.cat.Get(def.Partition, def.ID); ok {
+		go s.reconcile(catalog.Change{Partition: def.Partition, ID: def.ID, Def: latest})
 	}
 }
 
-// unparkLoop unparks, every unparkEvery, the active parked targets whose held subject is empty.
+// unparkLoop looks at every active, unordered target with a lane in use, every unparkEvery.
 func (s *Service) unparkLoop(ctx context.Context) {
 	tick := time.NewTicker(unparkEvery)
 	defer tick.Stop()
@@ -356,48 +361,71 @@ func (s *Service) unparkLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		s.mu.Lock()
-		var parked []*target
+		var lanes []*target
 		for _, t := range s.targets {
-			if def := t.def.Load(); t.parked.Load() && !def.Ordered && (def.Status == "" || def.Status == proto.StatusActive) {
-				parked = append(parked, t)
+			if def := t.def.Load(); !def.Ordered && (def.Status == "" || def.Status == proto.StatusActive) && t.lane.inUse() {
+				lanes = append(lanes, t)
 			}
 		}
 		s.mu.Unlock()
-		for _, t := range parked {
+		for _, t := range lanes {
 			s.tryUnpark(ctx, t)
 		}
 	}
 }
 
-// tryUnpark unparks a target when nothing waits in its held subject, nothing from there is in
-// flight, and nothing was moved there since it looked.
+// inUse reports whether the lane is parked or its held consumer runs.
+func (l *lane) inUse() bool {
+	if l.parked.Load() {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cc != nil
+}
+
+// tryUnpark unparks a target that is fast again (a slot is expected to free within fastSlot),
+// so that its arrivals stop being moved, and stops its held consumer once nothing waits in the
+// held subject, nothing from there is in flight, and nothing was moved there since it looked.
+// A target whose held consumer is gone (removed by hand, or by the server while the target was
+// being parked again) gets it back.
 func (s *Service) tryUnpark(ctx context.Context, t *target) {
-	def := t.def.Load()
-	t.ccMu.Lock()
-	parks, moving := t.parks, t.moving
-	t.ccMu.Unlock()
+	def, l := t.def.Load(), t.lane
+	if time.Duration(t.latency.Load())/time.Duration(cap(t.sem)) <= fastSlot {
+		l.parked.Store(false)
+	}
+	l.mu.Lock()
+	parks, moving := l.parks, l.moving
+	l.mu.Unlock()
 	if moving > 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	cons, err := s.js.Consumer(ctx, proto.StreamOutbox, HeldConsumerName(def.ID))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		l.stop()
+		if l.parked.Load() {
+			s.startHeld(t)
+		}
+		return
+	}
 	if err != nil {
-		return // not created yet, or the server is busy: next time
+		return // the server is busy: next time
 	}
 	info := cons.CachedInfo()
 	if info.NumPending > 0 || info.NumAckPending > 0 {
 		return
 	}
-	t.ccMu.Lock()
-	defer t.ccMu.Unlock()
-	if t.parks != parks || t.def.Load() != def {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parks != parks || t.def.Load() != def {
 		return
 	}
-	t.parked.Store(false)
-	if t.cc != nil {
-		t.cc.Stop()
-		t.cc = nil
+	l.parked.Store(false)
+	if l.cc != nil {
+		l.cc.Stop()
+		l.cc = nil
 	}
 }
 

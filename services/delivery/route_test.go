@@ -211,7 +211,7 @@ func TestSlowTargetIsParkedAndUnparked(t *testing.T) {
 	f.publish(proto.OutboxSubject("p", "slow"), "slow", slow.url, 0, 50)
 	f.publish(proto.OutboxSubject("p", "fast"), "fast", fast.url, 0, 50)
 	waitFor(t, "fast target delivered beside the slow one", wantCount(fast, 50))
-	if !f.target("slow").parked.Load() {
+	if !f.target("slow").lane.parked.Load() {
 		t.Fatal("slow target not parked")
 	}
 	if n := f.subjectMsgs(proto.HeldSubject("p", "slow")); n == 0 {
@@ -232,14 +232,23 @@ func TestSlowTargetIsParkedAndUnparked(t *testing.T) {
 	}
 	f.target("slow").latency.Store(0)
 	waitFor(t, "slow target unparked", func() error {
-		if f.target("slow").parked.Load() {
+		if f.target("slow").lane.parked.Load() {
 			return errors.New("still parked")
 		}
 		return nil
 	})
-	// Unparked, it takes deliveries straight from the shared consumer again.
+	// Unparked, it takes deliveries straight from the shared consumer again: none is moved.
+	l := f.target("slow").lane
+	l.mu.Lock()
+	parks := l.parks
+	l.mu.Unlock()
 	f.publish(proto.OutboxSubject("p", "slow"), "slow", slow.url, 50, 5)
 	waitFor(t, "slow target delivers after unparking", wantCount(slow, 55))
+	l.mu.Lock()
+	if l.parks != parks {
+		t.Errorf("%d deliveries moved after unparking", l.parks-parks)
+	}
+	l.mu.Unlock()
 	if n := f.subjectMsgs(proto.HeldSubject("p", "slow")); n != 0 {
 		t.Errorf("%d deliveries left in the held subject", n)
 	}
@@ -255,21 +264,25 @@ func TestHeldDeliveriesAtStartAreDelivered(t *testing.T) {
 	waitFor(t, "held deliveries delivered", wantCount(rc, 10))
 }
 
-// An ordered stream delivers in publish order even when an attempt fails and is retried.
-func TestOrderedStreamKeepsOrderThroughRetries(t *testing.T) {
+// An ordered stream delivers in publish order even when an attempt fails and is retried, and
+// when its first deliveries were stored before delivery knew the stream. The signer stores an
+// ordered stream's deliveries on its held subject (proto.DeliverySubject).
+func TestOrderedStreamKeepsOrder(t *testing.T) {
 	f := newFixture(t)
 	var failed sync.Once
 	flaky := newReceiver(t, nil, func(body string) int {
 		code := http.StatusOK
-		if body == "3" {
+		if body == "7" {
 			failed.Do(func() { code = http.StatusServiceUnavailable })
 		}
 		return code
 	})
-	f.putStream(proto.StreamDef{ID: "ord", WebhookURL: flaky.url, Ordered: true})
+	subject := proto.DeliverySubject("p", "ord", true)
 	f.start()
-	f.publish(proto.OutboxSubject("p", "ord"), "ord", flaky.url, 0, 10)
-	waitFor(t, "ordered deliveries", wantCount(flaky, 10))
+	f.publish(subject, "ord", flaky.url, 0, 5) // before the stream exists
+	f.putStream(proto.StreamDef{ID: "ord", WebhookURL: flaky.url, Ordered: true})
+	f.publish(subject, "ord", flaky.url, 5, 10)
+	waitFor(t, "ordered deliveries", wantCount(flaky, 15))
 	for i, b := range flaky.got() {
 		if b != strconv.Itoa(i) {
 			t.Fatalf("delivery %d is %q; order %v", i, b, flaky.got())

@@ -309,7 +309,7 @@ func (b *batcher) store(bt *batch, recovered bool) {
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	out := bus.NewMsg(proto.OutboxSubject(bt.part, bt.sid), id, data)
+	out := bus.NewMsg(proto.DeliverySubject(bt.part, bt.sid, def.Ordered), id, data)
 	telemetry.Inject(ctx, out)
 	_, err = b.s.cfg.Conn.JS.PublishMsg(pctx, out)
 	cancel()

@@ -152,5 +152,5 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode delivery: %v", bus.ErrTerm, err)
 	}
-	return []*nats.Msg{bus.NewMsg(proto.OutboxSubject(job.Partition, job.StreamID), d.ID, data)}, nil
+	return []*nats.Msg{bus.NewMsg(proto.DeliverySubject(job.Partition, job.StreamID, def.Ordered), d.ID, data)}, nil
 }
