@@ -225,11 +225,14 @@ type target struct {
 }
 
 // lane is a target's parking state. While parked, arrivals are moved to the target's held
-// subject and delivered by its own consumer; parks counts moves and moving those not yet stored,
-// so that the janitor unparks only a target nothing was moved for since it looked.
+// subject. While open, the held subject has a consumer delivering from it: a lane opens when
+// the target is parked and closes only when the janitor finds its held subject empty, nothing
+// from there in flight and nothing moved there since it looked (parks counts moves, moving
+// those not yet stored).
 type lane struct {
 	parked atomic.Bool
 	mu     sync.Mutex
+	open   bool
 	parks  uint64
 	moving int
 	cc     jetstream.ConsumeContext
@@ -248,11 +251,20 @@ type inbound struct {
 	at  time.Time
 }
 
-// running reports whether the held consumer runs with these settings.
-func (l *lane) running(k laneKey) bool {
+// park parks the lane and opens it.
+func (l *lane) park() {
+	l.mu.Lock()
+	l.open = true
+	l.parked.Store(true)
+	l.mu.Unlock()
+}
+
+// wanted reports whether the lane is open and its held consumer does not run with these
+// settings.
+func (l *lane) wanted(k laneKey) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.cc != nil && l.ccKey == k
+	return l.open && (l.cc == nil || l.ccKey != k)
 }
 
 func (l *lane) setConsume(cc jetstream.ConsumeContext, k laneKey) {
@@ -386,19 +398,16 @@ func (s *Service) apply(c catalog.Change) {
 	t.def.Store(def)
 	active := def.Status == "" || def.Status == proto.StatusActive
 	if def.Ordered || !active || s.takeHeldAtStart(key) {
-		t.lane.parked.Store(true)
+		t.lane.park()
 	}
 	if t != old {
 		s.mu.Lock()
 		s.targets[key] = t
 		s.mu.Unlock()
 	}
-	if !t.lane.parked.Load() {
-		return
-	}
 	lk := laneKey{t: t, active: active}
-	if t.lane.running(lk) {
-		return // restarting would drop what its consumer has buffered until AckWait
+	if !t.lane.wanted(lk) {
+		return // closed, or running as it should: restarting would drop what it buffered
 	}
 	t.lane.stop()
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{

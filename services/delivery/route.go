@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
 	"hookstream/proto"
 )
@@ -83,7 +84,8 @@ func (s *Service) consumeShared(ctx context.Context) (jetstream.ConsumeContext, 
 	if err != nil {
 		return nil, err
 	}
-	return cons.Consume(s.route, jetstream.PullMaxMessages(sharedBatch), jetstream.PullExpiry(30*time.Second),
+	return cons.Consume(s.route, jetstream.PullMaxMessages(sharedBatch),
+		jetstream.PullExpiry(bus.PullExpiry), jetstream.PullHeartbeat(bus.PullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if ctx.Err() == nil {
 				s.log.Warn("delivery consumer error", "error", err.Error())
@@ -246,7 +248,10 @@ func (t *target) markParked() (first bool) {
 	defer l.mu.Unlock()
 	l.parks++
 	l.moving++
-	return !l.parked.Swap(true)
+	l.parked.Store(true)
+	first = !l.open
+	l.open = true
+	return first
 }
 
 func (t *target) moved() {
@@ -374,44 +379,36 @@ func (s *Service) unparkLoop(ctx context.Context) {
 	}
 }
 
-// inUse reports whether the lane is parked or its held consumer runs.
+// inUse reports whether the lane is parked or open.
 func (l *lane) inUse() bool {
 	if l.parked.Load() {
 		return true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.cc != nil
+	return l.open
 }
 
 // tryUnpark unparks a target that is fast again (a slot is expected to free within fastSlot),
-// so that its arrivals stop being moved, and stops its held consumer once nothing waits in the
-// held subject, nothing from there is in flight, and nothing was moved there since it looked.
-// A target whose held consumer is gone (removed by hand, or by the server while the target was
-// being parked again) gets it back.
+// so that its arrivals stop being moved, and closes its lane (stops its held consumer) once
+// nothing waits in the held subject, nothing from there is in flight, and nothing was moved
+// there since it looked.
 func (s *Service) tryUnpark(ctx context.Context, t *target) {
 	def, l := t.def.Load(), t.lane
 	if time.Duration(t.latency.Load())/time.Duration(cap(t.sem)) <= fastSlot {
 		l.parked.Store(false)
 	}
 	l.mu.Lock()
-	parks, moving := l.parks, l.moving
+	parks, moving, running := l.parks, l.moving, l.cc != nil
 	l.mu.Unlock()
-	if moving > 0 {
-		return
+	if moving > 0 || !running {
+		return // moves in flight, or the consumer is being (re)created by a reconcile
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	cons, err := s.js.Consumer(ctx, proto.StreamOutbox, HeldConsumerName(def.ID))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		l.stop()
-		if l.parked.Load() {
-			s.startHeld(t)
-		}
-		return
-	}
 	if err != nil {
-		return // the server is busy: next time
+		return // the server is busy, or the consumer was removed (its consumer error re-creates it)
 	}
 	info := cons.CachedInfo()
 	if info.NumPending > 0 || info.NumAckPending > 0 {
@@ -419,14 +416,13 @@ func (s *Service) tryUnpark(ctx context.Context, t *target) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.parks != parks || t.def.Load() != def {
+	if l.parks != parks || t.def.Load() != def || l.cc == nil {
 		return
 	}
 	l.parked.Store(false)
-	if l.cc != nil {
-		l.cc.Stop()
-		l.cc = nil
-	}
+	l.open = false
+	l.cc.Stop()
+	l.cc = nil
 }
 
 // keepUnacked keeps a delivery from being redelivered while its attempt may outlast ackWait

@@ -40,13 +40,16 @@ type scenario struct {
 	Fsync string
 	// Hanging adds a stream on the same points whose endpoint never answers.
 	Hanging bool
+	// MemLimit, when set, runs hookstream with GOMEMLIMIT set to it (unless the environment sets
+	// GOMEMLIMIT already): the README's advice for a memory budget.
+	MemLimit string
 }
 
 var scenarios = []scenario{
 	{Name: "a-max", Desc: "1 reading -> 1 stream, max rate", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "interval"},
 	{Name: "b-fanout", Desc: "1 reading -> 10 streams, max rate", Streams: 10, Points: 1, Fanout: 10, Batch: 1, Fsync: "interval"},
 	{Name: "c-latency", Desc: "1,000 readings/s -> 1 stream", Streams: 1, Points: 1, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval"},
-	{Name: "d-10k-streams", Desc: "10,000 streams, 100 active, max rate", Streams: 10_000, Points: 100, Fanout: 1, Batch: 1, Fsync: "interval"},
+	{Name: "d-10k-streams", Desc: "10,000 streams, 100 active, max rate, GOMEMLIMIT=256MiB", Streams: 10_000, Points: 100, Fanout: 1, Batch: 1, Fsync: "interval", MemLimit: "256MiB"},
 	{Name: "e-fsync-always", Desc: "(a) with --fsync always, 20 readings per NATS message", Streams: 1, Points: 1, Fanout: 1, Batch: 20, Fsync: "always"},
 	{Name: "f-hanging", Desc: "1,000 readings/s -> healthy stream + hanging stream", Streams: 2, Points: 1, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", Hanging: true},
 }

@@ -24,8 +24,9 @@ type child struct {
 	stdin   io.WriteCloser
 }
 
-// startChild starts this executable with args; stderr (and stdout unless captured) go to logPath.
-func startChild(name, logPath string, args []string, stdout io.Writer) (*child, error) {
+// startChild starts this executable with args and, added to this process's environment, env;
+// stderr (and stdout unless captured) go to logPath.
+func startChild(name, logPath string, args, env []string, stdout io.Writer) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -36,6 +37,9 @@ func startChild(name, logPath string, args []string, stdout io.Writer) (*child, 
 	}
 	c := &child{name: name, logPath: logPath, done: make(chan struct{})}
 	c.cmd = exec.Command(self, args...)
+	if len(env) > 0 {
+		c.cmd.Env = append(os.Environ(), env...)
+	}
 	c.cmd.Stderr = logf
 	c.cmd.Stdout = logf
 	if stdout != nil {
@@ -100,7 +104,7 @@ func (c *child) logTail(n int) string {
 // startReceiverProc starts `hookstream bench-receiver` and returns it with its base URL.
 func startReceiverProc(ctx context.Context, logPath string) (*child, string, error) {
 	pr, pw := io.Pipe()
-	c, err := startChild("receiver", logPath, []string{"bench-receiver", "--addr", "127.0.0.1:0", "--exit-on-stdin-eof"}, pw)
+	c, err := startChild("receiver", logPath, []string{"bench-receiver", "--addr", "127.0.0.1:0", "--exit-on-stdin-eof"}, nil, pw)
 	if err != nil {
 		return nil, "", err
 	}

@@ -176,7 +176,11 @@ func (b *bencher) startHookstream(ctx context.Context) error {
 		args = append(args, "--pprof-addr", pprofAddr)
 		b.pprof = "http://" + pprofAddr
 	}
-	hs, err := startChild("hookstream", filepath.Join(b.dir, "hookstream.log"), args, nil)
+	var env []string
+	if b.sc.MemLimit != "" && os.Getenv("GOMEMLIMIT") == "" {
+		env = append(env, "GOMEMLIMIT="+b.sc.MemLimit)
+	}
+	hs, err := startChild("hookstream", filepath.Join(b.dir, "hookstream.log"), args, env, nil)
 	if err != nil {
 		return err
 	}
