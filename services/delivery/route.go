@@ -44,11 +44,16 @@ const (
 	// heldInactive is how long the consumer of an unparked target's held subject outlives its
 	// last pull before the server removes it.
 	heldInactive = 5 * time.Minute
-	// A delivery for a stream this service does not know is retried for a while (the stream may
-	// have been created a moment ago and not reached this service yet), then dropped.
-	unknownRetry  = time.Second
-	unknownGiveUp = 60
-	legacyPrefix  = "dlv_" // per-stream consumers of earlier versions
+	legacyPrefix = "dlv_" // per-stream consumers of earlier versions
+)
+
+// A delivery for a stream this service does not know is retried every unknownRetry (the stream
+// may have been created a moment ago and not reached this service yet); from the unknownGiveUp-th
+// delivery on, it is dropped if the streams bucket does not have the stream either. Variables
+// so that tests can shorten them.
+var (
+	unknownRetry         = time.Second
+	unknownGiveUp uint64 = 60
 )
 
 // parkedMsg is a delivery being moved to its held subject, acknowledged once the move is stored.
@@ -148,13 +153,19 @@ func (s *Service) route(m jetstream.Msg) {
 	s.park(t, in)
 }
 
-// unknown retries a delivery for a stream this service does not know yet for about a minute,
-// then drops it: its stream was deleted.
+// unknown retries a delivery for a stream this service does not know yet (it may have been
+// created a moment ago). After about a minute it asks the streams bucket itself, and drops the
+// delivery only when the stream is gone (deleted while the delivery was being rendered).
 func (s *Service) unknown(m jetstream.Msg, partition, id string) {
 	if meta, err := m.Metadata(); err == nil && meta.NumDelivered >= unknownGiveUp {
-		s.log.Warn("delivery for an unknown stream dropped", "partition", partition, "stream_id", id)
-		_ = m.Term()
-		return
+		ctx, cancel := context.WithTimeout(s.runCtx, 2*time.Second)
+		_, err := s.streamsKV.Get(ctx, proto.StreamKey(partition, id))
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			s.log.Warn("delivery for a deleted stream dropped", "partition", partition, "stream_id", id)
+			_ = m.Term()
+			return
+		}
 	}
 	_ = m.NakWithDelay(unknownRetry)
 }

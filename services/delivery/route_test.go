@@ -328,3 +328,29 @@ func TestDisabledStreamHoldsItsDeliveries(t *testing.T) {
 	f.putStream(def) // enabled again
 	waitFor(t, "held deliveries delivered after enabling", wantCount(rc, 5))
 }
+
+// A delivery for a stream that does not exist is retried while the stream may still be on its
+// way, then dropped once the streams bucket confirms it is gone; one for a stream created late is
+// delivered.
+func TestDeliveryForUnknownStream(t *testing.T) {
+	retry, giveUp := unknownRetry, unknownGiveUp
+	unknownRetry, unknownGiveUp = 20*time.Millisecond, 5
+	t.Cleanup(func() { unknownRetry, unknownGiveUp = retry, giveUp })
+
+	f := newFixture(t)
+	rc := newReceiver(t, nil, nil)
+	f.start()
+	f.publish(proto.OutboxSubject("p", "gone"), "gone", rc.url, 0, 1)
+	f.publish(proto.OutboxSubject("p", "late"), "late", rc.url, 0, 1)
+	f.putStream(proto.StreamDef{ID: "late", WebhookURL: rc.url})
+	waitFor(t, "delivery for the missing stream dropped", func() error {
+		if n := f.subjectMsgs(proto.OutboxSubject("p", "gone")); n != 0 {
+			return fmt.Errorf("%d still in OUTBOX", n)
+		}
+		return nil
+	})
+	waitFor(t, "delivery for the late stream", wantCount(rc, 1))
+	if got := rc.got(); got[0] != "0" {
+		t.Errorf("delivered %v", got)
+	}
+}
