@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/telemetry"
@@ -18,6 +20,10 @@ import (
 
 // tracer is looked up per use so that a provider installed later (a test's) takes effect.
 func tracer() trace.Tracer { return otel.Tracer("hookstream") }
+
+// stalls counts pulls re-issued after missed heartbeats (see PullExpiry), by stage.
+var stalls, _ = otel.Meter("hookstream/bus").Int64Counter("hookstream_consumer_stalls",
+	metric.WithDescription("Pull requests re-issued because the server sent no heartbeat for two intervals, by stage."))
 
 // ErrTerm marks a message that can never be processed (it is malformed, or refers to something
 // that no longer exists). A stage terminates such a message instead of redelivering it.
@@ -47,6 +53,8 @@ type Stage struct {
 	Batch int
 	// MaxPending bounds inputs whose outputs await their PubAcks (default 4096).
 	MaxPending int
+	// Logger, when set, is told about pulls re-issued after missed heartbeats.
+	Logger *slog.Logger
 	// SpanName names the span of each message (the stage's name: "ingest", "match", "sign").
 	// The span continues the trace carried in the input's headers, and its context is
 	// injected into every output that does not carry one already.
@@ -69,7 +77,8 @@ func (s *Stage) Run(ctx context.Context) error {
 	if maxPending <= 0 {
 		maxPending = 4096
 	}
-	iter, err := s.Consumer.Messages(jetstream.PullMaxMessages(batch), jetstream.PullExpiry(PullExpiry), jetstream.PullHeartbeat(PullHeartbeat))
+	iter, err := s.Consumer.Messages(jetstream.PullMaxMessages(batch), jetstream.PullExpiry(PullExpiry),
+		jetstream.PullHeartbeat(PullHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
@@ -101,6 +110,13 @@ func (s *Stage) Run(ctx context.Context) error {
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				break
+			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// The iterator has dropped the request it counted on and pulls again.
+				stalls.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.SpanName)))
+				if s.Logger != nil {
+					s.Logger.Warn("no heartbeat from the server; pull re-issued", "stage", s.SpanName)
+				}
 			}
 			continue
 		}

@@ -86,7 +86,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest"}
+	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest", Logger: s.log}
 	return stage.Run(ctx)
 }
 

@@ -85,7 +85,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("matcher consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "match", Reject: func(m jetstream.Msg, err error) {
+	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "match", Logger: s.log, Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("event rejected", "subject", m.Subject(), "error", err.Error())
 	}}
 	runErr := stage.Run(ctx)

@@ -115,7 +115,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Reject: func(m jetstream.Msg, err error) {
+	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Logger: s.log, Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("job dropped", "subject", m.Subject(), "error", err.Error())
 	}}
 	runErr := stage.Run(ctx)
