@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,6 +30,15 @@ func Connect(url string, srv *server.Server, name string) (*Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
+		// Asynchronous errors (a subscription that fell behind and lost messages, a permissions
+		// violation) would otherwise go unseen.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			slog.Warn("nats asynchronous error", "connection", name, "subject", subject, "error", err.Error())
+		}),
 	}
 	if srv != nil {
 		opts = append(opts, nats.InProcessServer(srv))

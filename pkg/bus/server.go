@@ -5,6 +5,7 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -27,6 +28,8 @@ type ServerConfig struct {
 	Fsync string
 	// SyncInterval overrides the interval of FsyncInterval (default 1 s).
 	SyncInterval time.Duration
+	// Logger, when set, receives the server's warnings and errors (notices at debug level).
+	Logger *slog.Logger
 }
 
 // ErrInvalidConfig wraps every configuration error of this package.
@@ -82,6 +85,10 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	if cfg.Logger != nil {
+		opts.NoLog = false
+		srv.SetLoggerV2(serverLogger{cfg.Logger.With("component", "nats")}, false, false, false)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {

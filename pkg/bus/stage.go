@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -77,11 +76,6 @@ func (s *Stage) Run(ctx context.Context) error {
 	if maxPending <= 0 {
 		maxPending = 4096
 	}
-	iter, err := s.Consumer.Messages(jetstream.PullMaxMessages(batch), jetstream.PullExpiry(PullExpiry),
-		jetstream.PullHeartbeat(PullHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
-	}
 	acks := make(chan pending, maxPending)
 	done := make(chan struct{})
 	go func() {
@@ -103,77 +97,122 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	stop := context.AfterFunc(ctx, iter.Stop)
-	defer stop()
-	for {
-		msg, err := iter.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				break
-			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) {
-				// The iterator has dropped the request it counted on and pulls again.
-				stalls.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.SpanName)))
-				if s.Logger != nil {
-					s.Logger.Warn("no heartbeat from the server; pull re-issued", "stage", s.SpanName)
-				}
-			}
-			continue
+	Pull(ctx, s.Consumer, batch, func(msg jetstream.Msg) {
+		if p, ok := s.process(ctx, msg); ok {
+			acks <- p
 		}
-		mctx, span := tracer().Start(telemetry.Extract(ctx, msg.Headers()), s.SpanName,
-			trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject())))
-		outs, err := s.Handle(mctx, msg)
-		if err != nil {
-			if errors.Is(err, ErrHeld) {
-				span.End()
-				continue
-			}
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-			span.End()
-			if errors.Is(err, ErrTerm) {
-				if s.Reject != nil {
-					s.Reject(msg, err)
-				}
-				_ = msg.Term()
-			} else {
-				_ = msg.NakWithDelay(time.Second)
-			}
-			continue
+	}, func() {
+		stalls.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.SpanName)))
+		if s.Logger != nil {
+			go s.logStall(ctx)
 		}
-		for _, out := range outs {
-			if out.Header.Get("traceparent") == "" {
-				telemetry.Inject(mctx, out)
-			}
-		}
-		span.End()
-		p := pending{msg: msg}
-		failed := false
-		for _, out := range outs {
-			f, err := s.JS.PublishMsgAsync(out)
-			if err != nil {
-				failed = true
-				break
-			}
-			p.futures = append(p.futures, f)
-		}
-		if failed {
-			// The outputs already sent will be de-duplicated when the input comes back.
-			_ = msg.NakWithDelay(time.Second)
-			continue
-		}
-		acks <- p
-	}
+	}, s.Logger)
 	close(acks)
 	<-done
 	return nil
 }
 
-// Pull settings of the pipeline's consumers. A pull request the client still counts on but the
-// server no longer holds (seen under load: a consumer idle with messages pending and no request
-// waiting) is only noticed by a missed heartbeat or the request's expiry; with nats.go's
-// defaults (30 s, heartbeat 15 s) that stalls a stage for 30 s, with these for about 2 s.
+// Pull hands the messages of cons to handle, one at a time and in order, until ctx ends; a
+// message fetched but not handled by then stays unacknowledged and is redelivered. It keeps one
+// pull request of up to batch messages at a time, each ending on its own (filled, or expired
+// after PullExpiry): nats.go's continuous pulls (Consume, Messages) were seen to lose count of
+// their outstanding requests under bursts — the server holding no request while messages
+// waited — and then to wait for two missed heartbeats (2 s) before pulling again. stalled is
+// called when a pull still goes unanswered for two heartbeats. log may be nil.
+func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), stalled func(), log *slog.Logger) {
+	var backoff time.Duration // after failed pulls: 100 ms, doubling up to 5 s
+	var logged time.Time
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, PullExpiry)
+		b, err := cons.Fetch(batch, jetstream.FetchHeartbeat(PullHeartbeat), jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				break
+			}
+			if log != nil && time.Since(logged) >= time.Minute {
+				logged = time.Now()
+				log.Warn("pull failed, retrying", "consumer", cons.CachedInfo().Name, "error", err.Error())
+			}
+			backoff = min(5*time.Second, max(100*time.Millisecond, 2*backoff))
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		for msg := range b.Messages() {
+			if ctx.Err() == nil {
+				handle(msg)
+			}
+		}
+		cancel()
+		if errors.Is(b.Error(), jetstream.ErrNoHeartbeat) && ctx.Err() == nil && stalled != nil {
+			stalled()
+		}
+	}
+}
+
+// logStall logs a pull re-issued after missed heartbeats, with what the server says of the
+// consumer (a request lost on the server shows as no request waiting with messages pending).
+func (s *Stage) logStall(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	attrs := []any{"stage", s.SpanName}
+	if info, err := s.Consumer.Info(ctx); err == nil {
+		attrs = append(attrs, "num_waiting", info.NumWaiting, "num_pending", info.NumPending,
+			"num_ack_pending", info.NumAckPending, "num_redelivered", info.NumRedelivered)
+	}
+	s.Logger.Warn("no heartbeat from the server; pull re-issued", attrs...)
+}
+
+// process handles one input and publishes its outputs. It reports false when the input was
+// settled (or kept by the handler) and nothing is left to acknowledge.
+func (s *Stage) process(ctx context.Context, msg jetstream.Msg) (pending, bool) {
+	mctx, span := tracer().Start(telemetry.Extract(ctx, msg.Headers()), s.SpanName,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject())))
+	outs, err := s.Handle(mctx, msg)
+	if err != nil {
+		if errors.Is(err, ErrHeld) {
+			span.End()
+			return pending{}, false
+		}
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		span.End()
+		if errors.Is(err, ErrTerm) {
+			if s.Reject != nil {
+				s.Reject(msg, err)
+			}
+			_ = msg.Term()
+		} else {
+			_ = msg.NakWithDelay(time.Second)
+		}
+		return pending{}, false
+	}
+	for _, out := range outs {
+		if out.Header.Get("traceparent") == "" {
+			telemetry.Inject(mctx, out)
+		}
+	}
+	span.End()
+	p := pending{msg: msg}
+	for _, out := range outs {
+		f, err := s.JS.PublishMsgAsync(out)
+		if err != nil {
+			// The outputs already sent will be de-duplicated when the input comes back.
+			_ = msg.NakWithDelay(time.Second)
+			return pending{}, false
+		}
+		p.futures = append(p.futures, f)
+	}
+	return p, true
+}
+
+// Pull settings of the pipeline's consumers (see Pull): a pull request lasts at most PullExpiry,
+// and one the server stops answering is given up after two missed heartbeats.
 const (
 	PullExpiry    = 3 * time.Second
 	PullHeartbeat = time.Second

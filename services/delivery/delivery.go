@@ -75,6 +75,7 @@ type Service struct {
 	targets map[string]*target
 	held    map[string]bool // streams with held deliveries at start (route.go)
 	parking chan parkedMsg  // moves to held subjects awaiting their store
+	peers   peers           // the fastest targets lately active, as the janitor last saw them
 
 	// Stream changes are applied by reconcileWorkers goroutines, at most one per stream at a
 	// time and always with its latest definition: pending holds the latest unapplied change of
@@ -163,7 +164,7 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { defer workers.Done(); s.unparkLoop(ctx) }()
 	// The shared consumer starts once every stream is known, so that nothing is routed to a
 	// stream this service has not loaded yet.
-	shared := make(chan jetstream.ConsumeContext, 1)
+	shared := make(chan func(), 1)
 	go func() {
 		defer close(shared)
 		select {
@@ -172,9 +173,9 @@ func (s *Service) Run(ctx context.Context) error {
 			return
 		}
 		for ctx.Err() == nil {
-			cc, err := s.consumeShared(ctx)
+			wait, err := s.consumeShared(ctx)
 			if err == nil {
-				shared <- cc
+				shared <- wait
 				return
 			}
 			if ctx.Err() == nil {
@@ -188,8 +189,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	err = s.cat.Run(ctx, kv)
 	workers.Wait() // they stop with ctx; changes left queued are moot now
-	if cc, ok := <-shared; ok {
-		cc.Stop()
+	if wait, ok := <-shared; ok {
+		wait() // the shared pull ends with ctx
 	}
 
 	s.mu.Lock()
@@ -219,6 +220,9 @@ type target struct {
 	health  health
 	limiter atomic.Pointer[rate.Limiter] // nil: no maxRate
 	latency atomic.Int64                 // moving average of attempt durations, ns
+	routed  atomic.Int64                 // when route last handed it a delivery, unix ns
+	// progress is when an attempt of the target last started or ended, unix ns.
+	progress atomic.Int64
 	// lane is the target's parking state and held consumer. A target replaced after a
 	// maxInFlight change hands its lane on, so moves still in flight stay counted.
 	lane *lane
@@ -428,7 +432,10 @@ func (s *Service) apply(c catalog.Change) {
 		return // pending deliveries stay in OUTBOX until the stream is active again
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { s.dispatch(t, inbound{msg: m, at: time.Now()}) },
-		jetstream.PullMaxMessages(maxInFlight), jetstream.PullExpiry(30*time.Second),
+		// A continuous pull, unlike the shared consumer's bus.Pull: it must follow a consumer
+		// deleted under it. Its requests are long; a lost one is noticed after two missed
+		// heartbeats (2 s) instead of nats.go's default 30 s.
+		jetstream.PullMaxMessages(maxInFlight), jetstream.PullExpiry(30*time.Second), jetstream.PullHeartbeat(bus.PullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if ctx.Err() != nil {
 				return

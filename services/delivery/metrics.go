@@ -30,6 +30,8 @@ var (
 	e2eSeconds, _ = meter.Float64Histogram("hookstream_end_to_end_latency_seconds", metric.WithUnit("s"),
 		metric.WithDescription("From ingest accepting a reading to its endpoint answering 2xx."),
 		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 600, 3600, 86400))
+	parkedMoves, _ = meter.Int64Counter("hookstream_delivery_parked",
+		metric.WithDescription("Deliveries moved to their target's held subject (a slow, ordered or disabled target)."))
 )
 
 // statusClass maps a status to its class label; 0 (no response) is "error".

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,13 +33,22 @@ const (
 	// attempts in flight, queued arrivals and moves to held subjects.
 	sharedMaxAckPending = 20_000
 	sharedBatch         = 256
-	// A target whose queue is full is waited for (holding back the shared consumer) only when
-	// one of its slots is expected to free within fastSlot, and then for at most blockSlots
-	// such expected waits and never longer than blockFor. With sharedBatch deliveries buffered,
-	// that bounds how long the last of them waits for route to well below ackWait.
-	fastSlot   = time.Millisecond
-	blockSlots = 20
-	blockFor   = 50 * time.Millisecond
+	// A target whose queue is full is waited for (holding back the shared consumer) when one of
+	// its slots is expected to free within fastSlot, for at most blockSlots such expected waits.
+	// A slower one, up to slowSlot, is waited for only when parking it would help nobody: no
+	// other target routed to within peerWindow is slowerBy times faster (as the janitor last saw
+	// them), and fewer than hiddenBacklog deliveries wait behind it in the shared consumer
+	// (other targets' may be among them). Parking costs a second write per delivery, which a
+	// target that is merely saturated, as fast as its peers, need not pay. No wait is longer
+	// than blockFor; with sharedBatch deliveries buffered, that bounds how long the last of them
+	// waits for route to well below ackWait.
+	fastSlot      = time.Millisecond
+	slowSlot      = 20 * time.Millisecond
+	slowerBy      = 8
+	peerWindow    = 5 * time.Second
+	hiddenBacklog = 2_000
+	blockSlots    = 20
+	blockFor      = 50 * time.Millisecond
 	// unparkEvery is how often parked targets are checked for an empty held subject.
 	unparkEvery = 2 * time.Second
 	// heldInactive is how long the consumer of an unparked target's held subject outlives its
@@ -65,7 +75,7 @@ type parkedMsg struct {
 
 // consumeShared removes the per-stream consumers of earlier versions (they would overlap the
 // shared one on the work-queue stream) and starts the shared consumer.
-func (s *Service) consumeShared(ctx context.Context) (jetstream.ConsumeContext, error) {
+func (s *Service) consumeShared(ctx context.Context) (wait func(), err error) {
 	st, err := s.js.Stream(ctx, proto.StreamOutbox)
 	if err != nil {
 		return nil, err
@@ -89,13 +99,14 @@ func (s *Service) consumeShared(ctx context.Context) (jetstream.ConsumeContext, 
 	if err != nil {
 		return nil, err
 	}
-	return cons.Consume(s.route, jetstream.PullMaxMessages(sharedBatch),
-		jetstream.PullExpiry(bus.PullExpiry), jetstream.PullHeartbeat(bus.PullHeartbeat),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if ctx.Err() == nil {
-				s.log.Warn("delivery consumer error", "error", err.Error())
-			}
-		}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bus.Pull(ctx, cons, sharedBatch, s.route, func() {
+			s.log.Warn("no heartbeat from the server; delivery pull re-issued")
+		}, s.log)
+	}()
+	return func() { <-done }, nil
 }
 
 // loadHeld notes the streams that have deliveries in their held subjects, so that they start
@@ -147,10 +158,124 @@ func (s *Service) route(m jetstream.Msg) {
 		s.unknown(m, partition, id)
 		return
 	}
-	if !t.lane.parked.Load() && s.offer(t, in) {
+	slot := t.slot()
+	t.routed.Store(in.at.UnixNano())
+	if !t.lane.parked.Load() && s.offer(t, in, slot) {
 		return
 	}
 	s.park(t, in)
+}
+
+// slot is how long one of the target's slots is expected to take to free: the moving average
+// of its attempts shared among its slots, or, when every slot is taken, at least as long as none
+// has freed (attempts that hang have not been measured yet).
+func (t *target) slot() time.Duration {
+	slot := time.Duration(t.latency.Load()) / time.Duration(cap(t.sem))
+	if len(t.sem) == cap(t.sem) {
+		slot = max(slot, time.Since(time.Unix(0, t.progress.Load())))
+	}
+	return slot
+}
+
+// peers is the janitor's snapshot of the two fastest targets (by their current slot) that route
+// handed deliveries to within the last peerWindow, so that a target is compared with others,
+// not with itself.
+type peers struct {
+	mu      sync.Mutex
+	fastest fastest
+}
+
+// fastest holds the two fastest distinct targets; an empty key is no target.
+type fastest struct {
+	key  [2]string
+	slot [2]time.Duration
+}
+
+func (f *fastest) note(key string, slot time.Duration) {
+	switch {
+	case f.key[0] == "" || slot < f.slot[0]:
+		f.key[1], f.slot[1] = f.key[0], f.slot[0]
+		f.key[0], f.slot[0] = key, slot
+	case f.key[1] == "" || slot < f.slot[1]:
+		f.key[1], f.slot[1] = key, slot
+	}
+}
+
+// other is the slot of the fastest target other than key, if there is one.
+func (f *fastest) other(key string) (time.Duration, bool) {
+	for i := range f.key {
+		if f.key[i] != "" && f.key[i] != key {
+			return f.slot[i], true
+		}
+	}
+	return 0, false
+}
+
+func (p *peers) set(f fastest) {
+	p.mu.Lock()
+	p.fastest = f
+	p.mu.Unlock()
+}
+
+// fasterThan reports whether a target other than key and at least slowerBy times faster than
+// slot was active lately.
+func (p *peers) fasterThan(key string, slot time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o, ok := p.fastest.other(key)
+	return ok && o*slowerBy < slot
+}
+
+// notePeers takes the snapshot of the fastest active targets, each target once.
+func (s *Service) notePeers(now time.Time) {
+	var f fastest
+	s.mu.Lock()
+	for _, t := range s.targets {
+		if now.Sub(time.Unix(0, t.routed.Load())) < peerWindow {
+			f.note(t.key, t.slot())
+		}
+	}
+	s.mu.Unlock()
+	s.peers.set(f)
+}
+
+// await waits for room in the full queue of target t, for as long as parking t would help no
+// other target, and at most blockFor. A slot that does not free for longer than expected makes
+// the target as slow as that wait (see slot). It reports whether in was queued.
+func (s *Service) await(t *target, in inbound, slot time.Duration) bool {
+	backlog := func() uint64 {
+		meta, err := in.msg.Metadata()
+		if err != nil {
+			return hiddenBacklog
+		}
+		return meta.NumPending
+	}
+	var waited time.Duration
+	for waited < blockFor {
+		wait := min(blockFor-waited, max(blockSlots*slot, time.Millisecond))
+		if slot := max(slot, waited, t.slot()); slot > fastSlot {
+			if s.parkingHelps(t, slot, backlog) {
+				return false
+			}
+			wait = min(blockFor-waited, max(slot, time.Millisecond))
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case t.queue <- in:
+			timer.Stop()
+			return true
+		case <-timer.C:
+		}
+		waited += wait
+	}
+	return false
+}
+
+// parkingHelps reports whether parking a target whose slot frees in slot, more than fastSlot,
+// helps other targets: it is slow outright, a much faster target was routed lately, or so many
+// deliveries wait in the shared consumer (backlog) that other targets' may be among them.
+func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uint64) bool {
+	return slot >= slowSlot || s.peers.fasterThan(t.key, slot) || backlog() >= hiddenBacklog
 }
 
 // unknown retries a delivery for a stream this service does not know yet (it may have been
@@ -172,22 +297,14 @@ func (s *Service) unknown(m jetstream.Msg, partition, id string) {
 
 // offer starts an attempt at once or queues the delivery, and reports false when the target
 // cannot take it without holding back other targets.
-func (s *Service) offer(t *target, in inbound) bool {
+func (s *Service) offer(t *target, in inbound, slot time.Duration) bool {
 	if s.tryStart(t, in) {
 		return true
 	}
 	select {
 	case t.queue <- in:
 	default:
-		slot := time.Duration(t.latency.Load()) / time.Duration(cap(t.sem))
-		if slot > fastSlot {
-			return false
-		}
-		timer := time.NewTimer(min(blockFor, max(blockSlots*slot, time.Millisecond)))
-		defer timer.Stop()
-		select {
-		case t.queue <- in:
-		case <-timer.C:
+		if !s.await(t, in, slot) {
 			return false
 		}
 	}
@@ -202,6 +319,7 @@ func (s *Service) offer(t *target, in inbound) bool {
 func (s *Service) tryStart(t *target, in inbound) bool {
 	select {
 	case t.sem <- struct{}{}:
+		t.progress.Store(time.Now().UnixNano())
 		s.inflight.Add(1)
 		go s.work(t, in)
 		return true
@@ -214,6 +332,7 @@ func (s *Service) tryStart(t *target, in inbound) bool {
 // consumer: blocking here holds back only this target.
 func (s *Service) dispatch(t *target, in inbound) {
 	t.sem <- struct{}{}
+	t.progress.Store(time.Now().UnixNano())
 	s.inflight.Add(1)
 	go s.work(t, in)
 }
@@ -249,6 +368,7 @@ func (s *Service) work(t *target, in inbound) {
 func (t *target) noteLatency(d time.Duration) {
 	old := t.latency.Load()
 	t.latency.Store(old + (int64(d)-old)/8)
+	t.progress.Store(time.Now().UnixNano())
 }
 
 // markParked parks the target and counts a move in flight. It reports whether the target was
@@ -259,6 +379,7 @@ func (t *target) markParked() (first bool) {
 	defer l.mu.Unlock()
 	l.parks++
 	l.moving++
+	parkedMoves.Add(context.Background(), 1)
 	l.parked.Store(true)
 	first = !l.open
 	l.open = true
@@ -376,6 +497,7 @@ func (s *Service) unparkLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		s.notePeers(time.Now())
 		s.mu.Lock()
 		var lanes []*target
 		for _, t := range s.targets {
@@ -400,13 +522,13 @@ func (l *lane) inUse() bool {
 	return l.open
 }
 
-// tryUnpark unparks a target that is fast again (a slot is expected to free within fastSlot),
+// tryUnpark unparks a target that route would now wait for rather than park (see await),
 // so that its arrivals stop being moved, and closes its lane (stops its held consumer) once
 // nothing waits in the held subject, nothing from there is in flight, and nothing was moved
 // there since it looked.
 func (s *Service) tryUnpark(ctx context.Context, t *target) {
 	def, l := t.def.Load(), t.lane
-	if time.Duration(t.latency.Load())/time.Duration(cap(t.sem)) <= fastSlot {
+	if slot := t.slot(); slot <= fastSlot || !s.parkingHelps(t, slot, func() uint64 { return s.sharedBacklog(ctx) }) {
 		l.parked.Store(false)
 	}
 	l.mu.Lock()
@@ -434,6 +556,18 @@ func (s *Service) tryUnpark(ctx context.Context, t *target) {
 	l.open = false
 	l.cc.Stop()
 	l.cc = nil
+}
+
+// sharedBacklog is the number of deliveries the shared consumer has not been given yet, or
+// hiddenBacklog when the server does not say.
+func (s *Service) sharedBacklog(ctx context.Context) uint64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cons, err := s.js.Consumer(ctx, proto.StreamOutbox, ConsumerName)
+	if err != nil {
+		return hiddenBacklog
+	}
+	return cons.CachedInfo().NumPending
 }
 
 // keepUnacked keeps a delivery from being redelivered while its attempt may outlast ackWait

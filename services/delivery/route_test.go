@@ -354,3 +354,113 @@ func TestDeliveryForUnknownStream(t *testing.T) {
 		t.Errorf("delivered %v", got)
 	}
 }
+
+// pendingMsg is a delivery whose metadata says how many deliveries wait behind it.
+type pendingMsg struct {
+	jetstream.Msg
+	pending uint64
+}
+
+func (m pendingMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{NumPending: m.pending}, nil
+}
+
+// A target whose queue is full is parked only when that helps another target: it is slow
+// outright, a much faster target is active, or deliveries that may be other targets' wait
+// behind it. One merely saturated, as fast as its peers, is waited for; a slot that does not
+// free for longer than slowSlot makes it slow.
+func TestAwait(t *testing.T) {
+	cases := []struct {
+		name    string
+		slot    time.Duration
+		peer    time.Duration // another active target; 0: none
+		pending uint64
+		stuck   bool          // no slot frees
+		stalled time.Duration // since a slot last freed
+		park    bool
+	}{
+		{name: "fast target is waited for", slot: 500 * time.Microsecond, peer: time.Microsecond},
+		{name: "saturated target alone is waited for", slot: 5 * time.Millisecond},
+		{name: "saturated target beside peers as fast is waited for", slot: 5 * time.Millisecond, peer: 3 * time.Millisecond},
+		{name: "slower than an active peer is parked", slot: 5 * time.Millisecond, peer: 500 * time.Microsecond, park: true},
+		{name: "a little slower than an active peer is waited for", slot: 5 * time.Millisecond, peer: time.Millisecond},
+		{name: "a backlog behind it is not held back", slot: 5 * time.Millisecond, pending: hiddenBacklog, park: true},
+		{name: "slow target is parked", slot: slowSlot, park: true},
+		{name: "stuck target alone is parked", slot: 0, stuck: true, park: true},
+		{name: "stuck target beside a faster one is parked", slot: 0, peer: time.Microsecond, stuck: true, park: true},
+		{name: "target whose slots have not freed for long is parked", slot: 0, stuck: true, stalled: time.Second, park: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Service{}
+			var f fastest
+			f.note("target", c.slot/10) // the target itself, faster a moment ago: not a peer
+			if c.peer > 0 {
+				f.note("peer", c.peer)
+			}
+			s.peers.set(f)
+			tg := &target{key: "target", sem: make(chan struct{}, 1), queue: make(chan inbound, 1)}
+			tg.latency.Store(int64(c.slot)) // one slot
+			tg.progress.Store(time.Now().Add(-c.slot/2 - c.stalled).UnixNano())
+			tg.sem <- struct{}{}
+			tg.queue <- inbound{}
+			if !c.stuck {
+				go func() { time.Sleep(2 * time.Millisecond); <-tg.queue }()
+			}
+			began := time.Now()
+			queued := s.await(tg, inbound{msg: pendingMsg{pending: c.pending}}, tg.slot())
+			if queued == c.park {
+				t.Fatalf("queued %v after %v, want parked %v", queued, time.Since(began), c.park)
+			}
+			if took := time.Since(began); c.park && (!c.stuck || c.stalled > 0) && took > 2*time.Millisecond {
+				t.Errorf("parked after waiting %v, not at once", took)
+			}
+		})
+	}
+}
+
+// The janitor's snapshot of peers holds the fastest targets routed to lately, by current slot.
+func TestNotePeers(t *testing.T) {
+	now := time.Now()
+	s := &Service{targets: map[string]*target{}}
+	add := func(key string, latency time.Duration, routedAgo time.Duration) {
+		tg := &target{key: key, sem: make(chan struct{}, 10)}
+		tg.latency.Store(int64(latency))
+		tg.routed.Store(now.Add(-routedAgo).UnixNano())
+		s.targets[key] = tg
+	}
+	add("slow", 100*time.Millisecond, 0)          // slot 10 ms
+	add("fast", 10*time.Millisecond, time.Second) // slot 1 ms
+	add("idle", time.Millisecond, peerWindow+time.Second)
+	add("mid", 30*time.Millisecond, 0) // slot 3 ms
+	s.notePeers(now)
+	for key, want := range map[string]bool{"slow": true, "mid": false, "fast": false, "idle": false} {
+		if got := s.peers.fasterThan(key, s.targets[key].slot()); got != want {
+			t.Errorf("fasterThan(%s) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+// fastest keeps the two fastest distinct targets, so each is compared with the fastest other.
+func TestFastestOther(t *testing.T) {
+	var f fastest
+	for _, n := range []struct {
+		key  string
+		slot time.Duration
+	}{{"a", 5}, {"b", 9}, {"c", 4}, {"d", 1}} {
+		f.note(n.key, n.slot)
+	}
+	for key, want := range map[string]time.Duration{"a": 1, "b": 1, "c": 1, "d": 4, "e": 1} {
+		if got, ok := f.other(key); !ok || got != want {
+			t.Errorf("other(%q) = %v, %v; want %v", key, got, ok, want)
+		}
+	}
+	var g fastest
+	g.note("a", 7)
+	if _, ok := g.other("a"); ok {
+		t.Error("a alone has a faster other")
+	}
+	if got, _ := g.other("b"); got != 7 {
+		t.Errorf("other(b) = %v, want 7", got)
+	}
+}

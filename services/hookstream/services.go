@@ -61,7 +61,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if role != "all" {
 			return fmt.Errorf("%s: --nats-url is required (only the all-in-one embeds NATS)", role)
 		}
-		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync})
+		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -269,7 +269,7 @@ func runNATS(ctx context.Context, args []string) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync})
+	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: cfg.logger()})
 	if err != nil {
 		return err
 	}
