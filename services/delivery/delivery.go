@@ -76,6 +76,10 @@ type Service struct {
 	held    map[string]bool // streams with held deliveries at start (route.go)
 	parking chan parkedMsg  // moves to held subjects awaiting their store
 	peers   peers           // the fastest targets lately active, as the janitor last saw them
+	// lastKey is the target route handed the last delivery to (route only); switched is when
+	// route last handed one to a different target than the one before, unix ns.
+	lastKey  string
+	switched atomic.Int64
 
 	// Stream changes are applied by reconcileWorkers goroutines, at most one per stream at a
 	// time and always with its latest definition: pending holds the latest unapplied change of

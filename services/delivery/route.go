@@ -33,22 +33,25 @@ const (
 	// attempts in flight, queued arrivals and moves to held subjects.
 	sharedMaxAckPending = 20_000
 	sharedBatch         = 256
-	// A target whose queue is full is waited for (holding back the shared consumer) when one of
-	// its slots is expected to free within fastSlot, for at most blockSlots such expected waits.
-	// A slower one, up to slowSlot, is waited for only when parking it would help nobody: no
-	// other target routed to within peerWindow is slowerBy times faster (as the janitor last saw
-	// them), and fewer than hiddenBacklog deliveries wait behind it in the shared consumer
-	// (other targets' may be among them). Parking costs a second write per delivery, which a
-	// target that is merely saturated, as fast as its peers, need not pay. No wait is longer
-	// than blockFor; with sharedBatch deliveries buffered, that bounds how long the last of them
-	// waits for route to well below ackWait.
+	// A target whose queue is full is waited for (holding back the shared consumer) as long as
+	// parking it would help nobody: its slots free within slowSlot on average, no other target
+	// routed to within peerWindow is slowerBy times faster (as the janitor last saw them), and
+	// fewer than hiddenBacklog deliveries wait behind it in the shared consumer (other targets'
+	// may be among them). Parking costs a second write per delivery, which a target that is
+	// merely saturated, as fast as its peers, need not pay. While other targets are active, a
+	// target none of whose slots frees for stallSlots expected slots (at least slowSlot, at most
+	// stallCap) is parked: its endpoint hangs, and the moving average learns that only when its
+	// attempts time out. Alone, it is parked after stuckAfter. Route thus waits at most stallCap
+	// per target while others are active: with sharedBatch deliveries buffered, the last of them
+	// waits well below ackWait even if every one is for a different hanging target.
 	fastSlot      = time.Millisecond
 	slowSlot      = 20 * time.Millisecond
 	slowerBy      = 8
 	peerWindow    = 5 * time.Second
 	hiddenBacklog = 2_000
-	blockSlots    = 20
-	blockFor      = 50 * time.Millisecond
+	stuckAfter    = 500 * time.Millisecond
+	stallSlots    = 32
+	stallCap      = 100 * time.Millisecond
 	// unparkEvery is how often parked targets are checked for an empty held subject.
 	unparkEvery = 2 * time.Second
 	// heldInactive is how long the consumer of an unparked target's held subject outlives its
@@ -160,6 +163,10 @@ func (s *Service) route(m jetstream.Msg) {
 	}
 	slot := t.slot()
 	t.routed.Store(in.at.UnixNano())
+	if t.key != s.lastKey {
+		s.lastKey = t.key
+		s.switched.Store(in.at.UnixNano())
+	}
 	if !t.lane.parked.Load() && s.offer(t, in, slot) {
 		return
 	}
@@ -167,14 +174,18 @@ func (s *Service) route(m jetstream.Msg) {
 }
 
 // slot is how long one of the target's slots is expected to take to free: the moving average
-// of its attempts shared among its slots, or, when every slot is taken, at least as long as none
-// has freed (attempts that hang have not been measured yet).
+// of its attempts, shared among its slots.
 func (t *target) slot() time.Duration {
-	slot := time.Duration(t.latency.Load()) / time.Duration(cap(t.sem))
-	if len(t.sem) == cap(t.sem) {
-		slot = max(slot, time.Since(time.Unix(0, t.progress.Load())))
+	return time.Duration(t.latency.Load()) / time.Duration(cap(t.sem))
+}
+
+// stalled is how long every slot of the target has been taken with none freeing: attempts that
+// hang are not in the moving average until they end.
+func (t *target) stalled() time.Duration {
+	if len(t.sem) < cap(t.sem) {
+		return 0
 	}
-	return slot
+	return time.Since(time.Unix(0, t.progress.Load()))
 }
 
 // peers is the janitor's snapshot of the two fastest targets (by their current slot) that route
@@ -239,9 +250,9 @@ func (s *Service) notePeers(now time.Time) {
 	s.peers.set(f)
 }
 
-// await waits for room in the full queue of target t, for as long as parking t would help no
-// other target, and at most blockFor. A slot that does not free for longer than expected makes
-// the target as slow as that wait (see slot). It reports whether in was queued.
+// await waits for room in the full queue of target t for as long as parking t would help no
+// other target (see parkingHelps), and at most stuckAfter: a target none of whose slots frees
+// for that long is stuck (its endpoint hangs). It reports whether in was queued.
 func (s *Service) await(t *target, in inbound, slot time.Duration) bool {
 	backlog := func() uint64 {
 		meta, err := in.msg.Metadata()
@@ -250,15 +261,12 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) bool {
 		}
 		return meta.NumPending
 	}
-	var waited time.Duration
-	for waited < blockFor {
-		wait := min(blockFor-waited, max(blockSlots*slot, time.Millisecond))
-		if slot := max(slot, waited, t.slot()); slot > fastSlot {
-			if s.parkingHelps(t, slot, backlog) {
-				return false
-			}
-			wait = min(blockFor-waited, max(slot, time.Millisecond))
+	for waited := time.Duration(0); waited < stuckAfter; {
+		eff := max(slot, t.stalled())
+		if eff >= stuckAfter || (eff > fastSlot && s.parkingHelps(t, slot, backlog)) {
+			return false
 		}
+		wait := min(stuckAfter-waited, max(eff, time.Millisecond))
 		timer := time.NewTimer(wait)
 		select {
 		case t.queue <- in:
@@ -271,11 +279,19 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) bool {
 	return false
 }
 
-// parkingHelps reports whether parking a target whose slot frees in slot, more than fastSlot,
-// helps other targets: it is slow outright, a much faster target was routed lately, or so many
-// deliveries wait in the shared consumer (backlog) that other targets' may be among them.
+// parkingHelps reports whether parking target t helps other targets: its slots are slow (slot,
+// their moving average, is slowSlot or more; or, while other targets are active, none has freed
+// for stallSlots times slot, within [slowSlot, stallCap]), another active target is slowerBy
+// times faster, or so many deliveries wait in the shared consumer (backlog) that other targets'
+// may be among them.
 func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uint64) bool {
-	return slot >= slowSlot || s.peers.fasterThan(t.key, slot) || backlog() >= hiddenBacklog
+	return slot >= slowSlot || s.peers.fasterThan(t.key, slot) ||
+		(t.stalled() >= max(slowSlot, min(stallSlots*slot, stallCap)) && s.mixed()) || backlog() >= hiddenBacklog
+}
+
+// mixed reports whether route handed deliveries to more than one target within peerWindow.
+func (s *Service) mixed() bool {
+	return time.Since(time.Unix(0, s.switched.Load())) < peerWindow
 }
 
 // unknown retries a delivery for a stream this service does not know yet (it may have been
@@ -528,7 +544,8 @@ func (l *lane) inUse() bool {
 // there since it looked.
 func (s *Service) tryUnpark(ctx context.Context, t *target) {
 	def, l := t.def.Load(), t.lane
-	if slot := t.slot(); slot <= fastSlot || !s.parkingHelps(t, slot, func() uint64 { return s.sharedBacklog(ctx) }) {
+	if slot := t.slot(); t.stalled() < stuckAfter &&
+		(slot <= fastSlot || !s.parkingHelps(t, slot, func() uint64 { return s.sharedBacklog(ctx) })) {
 		l.parked.Store(false)
 	}
 	l.mu.Lock()

@@ -367,8 +367,8 @@ func (m pendingMsg) Metadata() (*jetstream.MsgMetadata, error) {
 
 // A target whose queue is full is parked only when that helps another target: it is slow
 // outright, a much faster target is active, or deliveries that may be other targets' wait
-// behind it. One merely saturated, as fast as its peers, is waited for; a slot that does not
-// free for longer than slowSlot makes it slow.
+// behind it. One merely saturated, as fast as its peers, is waited for; one none of whose slots
+// frees for stuckAfter is parked.
 func TestAwait(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -379,15 +379,15 @@ func TestAwait(t *testing.T) {
 		stalled time.Duration // since a slot last freed
 		park    bool
 	}{
-		{name: "fast target is waited for", slot: 500 * time.Microsecond, peer: time.Microsecond},
+		{name: "fast target is waited for", slot: 500 * time.Microsecond, peer: 100 * time.Microsecond},
 		{name: "saturated target alone is waited for", slot: 5 * time.Millisecond},
 		{name: "saturated target beside peers as fast is waited for", slot: 5 * time.Millisecond, peer: 3 * time.Millisecond},
 		{name: "slower than an active peer is parked", slot: 5 * time.Millisecond, peer: 500 * time.Microsecond, park: true},
 		{name: "a little slower than an active peer is waited for", slot: 5 * time.Millisecond, peer: time.Millisecond},
 		{name: "a backlog behind it is not held back", slot: 5 * time.Millisecond, pending: hiddenBacklog, park: true},
 		{name: "slow target is parked", slot: slowSlot, park: true},
-		{name: "stuck target alone is parked", slot: 0, stuck: true, park: true},
-		{name: "stuck target beside a faster one is parked", slot: 0, peer: time.Microsecond, stuck: true, park: true},
+		{name: "stuck target alone is parked after stuckAfter", slot: 0, stuck: true, park: true},
+		{name: "stuck target beside another is parked after slowSlot", slot: 0, peer: time.Millisecond, stuck: true, park: true},
 		{name: "target whose slots have not freed for long is parked", slot: 0, stuck: true, stalled: time.Second, park: true},
 	}
 	for _, c := range cases {
@@ -397,6 +397,7 @@ func TestAwait(t *testing.T) {
 			f.note("target", c.slot/10) // the target itself, faster a moment ago: not a peer
 			if c.peer > 0 {
 				f.note("peer", c.peer)
+				s.switched.Store(time.Now().UnixNano()) // route hands deliveries to both
 			}
 			s.peers.set(f)
 			tg := &target{key: "target", sem: make(chan struct{}, 1), queue: make(chan inbound, 1)}
@@ -412,8 +413,12 @@ func TestAwait(t *testing.T) {
 			if queued == c.park {
 				t.Fatalf("queued %v after %v, want parked %v", queued, time.Since(began), c.park)
 			}
-			if took := time.Since(began); c.park && (!c.stuck || c.stalled > 0) && took > 2*time.Millisecond {
+			took := time.Since(began)
+			if c.park && !c.stuck && took > 2*time.Millisecond {
 				t.Errorf("parked after waiting %v, not at once", took)
+			}
+			if c.stuck && c.stalled == 0 && c.peer > 0 && took >= stuckAfter {
+				t.Errorf("stuck beside another target, parked only after %v", took)
 			}
 		})
 	}

@@ -13,9 +13,9 @@ import (
 
 // TestIsolationHangingEndpoint: one endpoint never answers and has 10,000 deliveries pending; a
 // healthy endpoint beside it receives 1,000 readings with p99 latency under 250 ms. Held back by
-// the hanging one, it would wait seconds (2-s timeouts, 10,000 deliveries ahead); on a loaded
-// 2-core machine its p99 measured 58–230 ms (the first readings of a new stream, and the bursts
-// of work when the hanging endpoint's 16 attempts time out together). It runs alone (not in
+// the hanging one, it would wait seconds (2-s timeouts, 10,000 deliveries ahead); on a 2-core
+// machine its p99 measured 46–230 ms (the first readings of a new stream, and the bursts of work
+// when the hanging endpoint's 16 attempts time out together). It runs alone (not in
 // parallel) so that the latency it measures is hookstream's, not the other tests'.
 func TestIsolationHangingEndpoint(t *testing.T) {
 	if testing.Short() {
