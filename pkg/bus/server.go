@@ -87,7 +87,6 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
 	if cfg.Logger != nil {
-		opts.NoLog = false
 		srv.SetLoggerV2(serverLogger{cfg.Logger.With("component", "nats")}, false, false, false)
 	}
 	srv.Start()

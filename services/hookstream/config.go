@@ -104,7 +104,11 @@ func (c *Config) logger() *slog.Logger {
 	if c.LogFormat == "text" {
 		h = slog.NewTextHandler(os.Stderr, opts)
 	}
-	return slog.New(telemetry.LogHandler(h))
+	l := slog.New(telemetry.LogHandler(h))
+	// Libraries that log through slog's default (the NATS client's asynchronous errors) log
+	// in the same format and at the same level.
+	slog.SetDefault(l)
+	return l
 }
 
 // verifier builds the token verifier: a JWKS or a public key when configured, else the dev HS256
