@@ -97,16 +97,17 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	log := s.Logger
+	if log != nil {
+		log = log.With("stage", s.SpanName)
+	}
 	Pull(ctx, s.Consumer, batch, func(msg jetstream.Msg) {
 		if p, ok := s.process(ctx, msg); ok {
 			acks <- p
 		}
 	}, func() {
 		stalls.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.SpanName)))
-		if s.Logger != nil {
-			go s.logStall(ctx)
-		}
-	}, s.Logger)
+	}, log)
 	close(acks)
 	<-done
 	return nil
@@ -117,8 +118,9 @@ func (s *Stage) Run(ctx context.Context) error {
 // pull request of up to batch messages at a time, each ending on its own (filled, or expired
 // after PullExpiry): nats.go's continuous pulls (Consume, Messages) were seen to lose count of
 // their outstanding requests under bursts — the server holding no request while messages
-// waited — and then to wait for two missed heartbeats (2 s) before pulling again. stalled is
-// called when a pull still goes unanswered for two heartbeats. log may be nil.
+// waited — and then to wait for two missed heartbeats (2 s) before pulling again. A pull that
+// still goes unanswered for two heartbeats is logged (see logStall) and reported to stalled.
+// stalled and log may be nil.
 func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), stalled func(), log *slog.Logger) {
 	var backoff time.Duration // after failed pulls: 100 ms, doubling up to 5 s
 	var logged time.Time
@@ -148,23 +150,28 @@ func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(j
 			}
 		}
 		cancel()
-		if errors.Is(b.Error(), jetstream.ErrNoHeartbeat) && ctx.Err() == nil && stalled != nil {
-			stalled()
+		if errors.Is(b.Error(), jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+			if stalled != nil {
+				stalled()
+			}
+			if log != nil {
+				go logStall(ctx, cons, log)
+			}
 		}
 	}
 }
 
-// logStall logs a pull re-issued after missed heartbeats, with what the server says of the
+// logStall logs a pull given up after missed heartbeats, with what the server says of the
 // consumer (a request lost on the server shows as no request waiting with messages pending).
-func (s *Stage) logStall(ctx context.Context) {
+func logStall(ctx context.Context, cons jetstream.Consumer, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	attrs := []any{"stage", s.SpanName}
-	if info, err := s.Consumer.Info(ctx); err == nil {
+	attrs := []any{"consumer", cons.CachedInfo().Name}
+	if info, err := cons.Info(ctx); err == nil {
 		attrs = append(attrs, "num_waiting", info.NumWaiting, "num_pending", info.NumPending,
 			"num_ack_pending", info.NumAckPending, "num_redelivered", info.NumRedelivered)
 	}
-	s.Logger.Warn("no heartbeat from the server; pull re-issued", attrs...)
+	log.Warn("no heartbeat from the server; pull re-issued", attrs...)
 }
 
 // process handles one input and publishes its outputs. It reports false when the input was

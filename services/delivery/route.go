@@ -105,9 +105,7 @@ func (s *Service) consumeShared(ctx context.Context) (wait func(), err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		bus.Pull(ctx, cons, sharedBatch, s.route, func() {
-			s.log.Warn("no heartbeat from the server; delivery pull re-issued")
-		}, s.log)
+		bus.Pull(ctx, cons, sharedBatch, s.route, nil, s.log)
 	}()
 	return func() { <-done }, nil
 }
@@ -522,8 +520,10 @@ func (s *Service) unparkLoop(ctx context.Context) {
 			}
 		}
 		s.mu.Unlock()
+		// Asked of the server at most once per round, and only if some lane needs it.
+		backlog := sync.OnceValue(func() uint64 { return s.sharedBacklog(ctx) })
 		for _, t := range lanes {
-			s.tryUnpark(ctx, t)
+			s.tryUnpark(ctx, t, backlog)
 		}
 	}
 }
@@ -542,10 +542,9 @@ func (l *lane) inUse() bool {
 // so that its arrivals stop being moved, and closes its lane (stops its held consumer) once
 // nothing waits in the held subject, nothing from there is in flight, and nothing was moved
 // there since it looked.
-func (s *Service) tryUnpark(ctx context.Context, t *target) {
+func (s *Service) tryUnpark(ctx context.Context, t *target, backlog func() uint64) {
 	def, l := t.def.Load(), t.lane
-	if slot := t.slot(); t.stalled() < stuckAfter &&
-		(slot <= fastSlot || !s.parkingHelps(t, slot, func() uint64 { return s.sharedBacklog(ctx) })) {
+	if slot := t.slot(); t.stalled() < stuckAfter && (slot <= fastSlot || !s.parkingHelps(t, slot, backlog)) {
 		l.parked.Store(false)
 	}
 	l.mu.Lock()
