@@ -50,7 +50,25 @@ type Job struct {
 	Partition string  `msgpack:"p"`
 	StreamID  string  `msgpack:"sid"`
 	Events    []Event `msgpack:"ev"`
+	// TraceParent and TraceState are the W3C trace context of the job's event, set when the job
+	// travels in a JobGroup (whose message headers cannot carry one per job).
+	TraceParent string `msgpack:"tp,omitempty"`
+	TraceState  string `msgpack:"ts,omitempty"`
 }
+
+// JobGroup is one JOBS message holding several jobs for one stream, in event order. The matcher
+// writes one when the events it took from EVENTS together match a stream more than once, so that
+// a burst costs JOBS one write (and one ack and removal) per stream instead of one per job. Its
+// message carries the header HdrJobGroup.
+type JobGroup struct {
+	V         uint8  `msgpack:"v"`
+	Partition string `msgpack:"p"`
+	StreamID  string `msgpack:"sid"`
+	Jobs      []Job  `msgpack:"jobs"`
+}
+
+// HdrJobGroup marks a JOBS message that holds a JobGroup; its value is the number of jobs.
+const HdrJobGroup = "Hookstream-Job-Group"
 
 // Attempt is one delivery attempt, kept in the delivery's history.
 type Attempt struct {

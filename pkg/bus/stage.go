@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/telemetry"
+	"hookstream/proto"
 )
 
 // tracer is looked up per use so that a provider installed later (a test's) takes effect.
@@ -37,6 +39,21 @@ var ErrHeld = errors.New("message held by the handler")
 // one goroutine at a time, in delivery order, so it may keep state across calls.
 type Handler func(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error)
 
+// Input is one message of a group handed to a GroupHandler, with the context of its stage span.
+type Input struct {
+	Msg jetstream.Msg
+	Ctx context.Context
+	// Err is set by the handler when the input cannot be processed (its outputs, if any, must
+	// then not be returned): an error wrapping ErrTerm terminates it, any other naks it.
+	Err error
+}
+
+// GroupHandler turns the messages pulled together (in delivery order) into the outputs to publish
+// for them; one output may stand for several inputs. Every output must carry a Nats-Msg-Id and
+// its own trace context (the stage cannot tell whose it is). A handler is called from one
+// goroutine at a time.
+type GroupHandler func(ctx context.Context, in []Input) []*nats.Msg
+
 // RejectFunc is told about every message a stage terminates, with the reason.
 type RejectFunc func(msg jetstream.Msg, err error)
 
@@ -47,10 +64,16 @@ type Stage struct {
 	JS       jetstream.JetStream
 	Consumer jetstream.Consumer
 	Handle   Handler
-	Reject   RejectFunc
+	// Group, when set instead of Handle, is handed the inputs in groups: those that arrived
+	// together, up to Batch. The group's inputs are acknowledged once every output of the group
+	// is stored, and nak'd together if one fails.
+	Group  GroupHandler
+	Reject RejectFunc
 	// Batch is how many messages are pulled at once (default 256).
 	Batch int
-	// MaxPending bounds inputs whose outputs await their PubAcks (default 4096).
+	// MaxPending bounds the outputs awaiting their PubAcks, and the inputs awaiting their
+	// acknowledgement (default 4096; below the connection's limit of asynchronous publishes, which
+	// would otherwise stall and fail publishes when one input has many outputs).
 	MaxPending int
 	// Logger, when set, is told about pulls re-issued after missed heartbeats.
 	Logger *slog.Logger
@@ -58,10 +81,44 @@ type Stage struct {
 	// The span continues the trace carried in the input's headers, and its context is
 	// injected into every output that does not carry one already.
 	SpanName string
+
+	flow *flow
+}
+
+// flow bounds what a stage has sent and not yet settled.
+type flow struct {
+	max      int64
+	outputs  atomic.Int64  // outputs awaiting their PubAcks
+	freed    chan struct{} // outputs fell below max
+	inflight atomic.Int64  // inputs (or groups) awaiting their acknowledgement
+	settled  chan struct{} // inflight fell to zero
+}
+
+// reserve waits while max outputs or more are outstanding, then counts n more (and one input
+// entry). It lets n through even when n alone exceeds max.
+func (f *flow) reserve(ctx context.Context, n int) {
+	for f.outputs.Load() >= f.max && ctx.Err() == nil {
+		select {
+		case <-f.freed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	f.outputs.Add(int64(n))
+	f.inflight.Add(1)
+}
+
+// release undoes a reserve of n.
+func (f *flow) release(n int) {
+	if f.outputs.Add(-int64(n)) < f.max {
+		notify(f.freed)
+	}
+	if f.inflight.Add(-1) == 0 {
+		notify(f.settled)
+	}
 }
 
 type pending struct {
-	msg     jetstream.Msg
+	msgs    []jetstream.Msg
 	futures []jetstream.PubAckFuture
 }
 
@@ -78,6 +135,8 @@ func (s *Stage) Run(ctx context.Context) error {
 	}
 	acks := make(chan pending, maxPending)
 	done := make(chan struct{})
+	s.flow = &flow{max: int64(maxPending), freed: make(chan struct{}, 1), settled: make(chan struct{}, 1)}
+	fl := s.flow
 	go func() {
 		defer close(done)
 		for p := range acks {
@@ -90,24 +149,72 @@ func (s *Stage) Run(ctx context.Context) error {
 					ok = false
 				}
 			}
-			if ok {
-				_ = p.msg.Ack()
-			} else {
-				_ = p.msg.NakWithDelay(time.Second)
+			for _, m := range p.msgs {
+				if ok {
+					_ = m.Ack()
+				} else {
+					_ = m.NakWithDelay(time.Second)
+				}
 			}
+			fl.release(len(p.futures))
 		}
 	}()
 	log := s.Logger
 	if log != nil {
 		log = log.With("stage", s.SpanName)
 	}
-	Pull(ctx, s.Consumer, batch, func(msg jetstream.Msg) {
-		if p, ok := s.process(ctx, msg); ok {
-			acks <- p
-		}
-	}, func() {
+	stalled := func() {
 		stalls.Add(ctx, 1, metric.WithAttributes(attribute.String("stage", s.SpanName)))
-	}, log)
+	}
+	if s.Group == nil {
+		Pull(ctx, s.Consumer, batch, func(msg jetstream.Msg) {
+			if p, ok := s.process(ctx, msg); ok {
+				acks <- p
+			}
+		}, nil, stalled, log)
+	} else {
+		group := make([]jetstream.Msg, 0, batch)
+		flush := func() {
+			if len(group) > 0 {
+				if p, ok := s.processGroup(ctx, group); ok {
+					acks <- p
+				}
+				group = make([]jetstream.Msg, 0, batch)
+			}
+		}
+		// Group commit: while the previous group's outputs are being stored, inputs arriving
+		// meanwhile join the next group (for at most maxLinger), so that a busy stage writes
+		// fewer, larger outputs and an idle one adds no delay.
+		var timer *time.Timer
+		idle := func(arrived func() bool) {
+			deadline := time.Now().Add(maxLinger)
+			for len(group) < batch && fl.inflight.Load() > 0 && !arrived() && ctx.Err() == nil {
+				wait := time.Until(deadline)
+				if wait <= 0 {
+					break
+				}
+				if timer == nil {
+					timer = time.NewTimer(min(wait, lingerPoll))
+				} else {
+					timer.Reset(min(wait, lingerPoll))
+				}
+				select {
+				case <-fl.settled:
+				case <-timer.C:
+				}
+			}
+			if !arrived() {
+				flush()
+			}
+		}
+		Pull(ctx, s.Consumer, batch, func(msg jetstream.Msg) {
+			group = append(group, msg)
+			if len(group) == batch {
+				flush()
+			}
+		}, idle, stalled, log)
+		flush()
+	}
 	close(acks)
 	<-done
 	return nil
@@ -120,8 +227,10 @@ func (s *Stage) Run(ctx context.Context) error {
 // their outstanding requests under bursts — the server holding no request while messages
 // waited — and then to wait for two missed heartbeats (2 s) before pulling again. A pull that
 // still goes unanswered for two heartbeats is logged (see logStall) and reported to stalled.
-// stalled and log may be nil.
-func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), stalled func(), log *slog.Logger) {
+// idle, when set, is called whenever no further message of the pull is at hand, with a function
+// that reports whether one has arrived since (so that a caller gathering messages can wait a
+// little for more). idle, stalled and log may be nil.
+func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), idle func(arrived func() bool), stalled func(), log *slog.Logger) {
 	var backoff time.Duration // after failed pulls: 100 ms, doubling up to 5 s
 	var logged time.Time
 	for ctx.Err() == nil {
@@ -144,9 +253,17 @@ func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(j
 			continue
 		}
 		backoff = 0
-		for msg := range b.Messages() {
+		msgs := b.Messages()
+		for {
+			msg, ok := <-msgs
+			if !ok {
+				break
+			}
 			if ctx.Err() == nil {
 				handle(msg)
+			}
+			if idle != nil && len(msgs) == 0 {
+				idle(func() bool { return len(msgs) > 0 })
 			}
 		}
 		cancel()
@@ -177,26 +294,18 @@ func logStall(ctx context.Context, cons jetstream.Consumer, log *slog.Logger) {
 // process handles one input and publishes its outputs. It reports false when the input was
 // settled (or kept by the handler) and nothing is left to acknowledge.
 func (s *Stage) process(ctx context.Context, msg jetstream.Msg) (pending, bool) {
-	mctx, span := tracer().Start(telemetry.Extract(ctx, msg.Headers()), s.SpanName,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject())))
+	// A job group's jobs have a trace each; the handler makes their spans.
+	mctx, span := ctx, trace.SpanFromContext(context.Background()) // a no-op span
+	if msg.Headers().Get(proto.HdrJobGroup) == "" {
+		mctx, span = s.startSpan(ctx, msg)
+	}
 	outs, err := s.Handle(mctx, msg)
 	if err != nil {
 		if errors.Is(err, ErrHeld) {
 			span.End()
 			return pending{}, false
 		}
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		span.End()
-		if errors.Is(err, ErrTerm) {
-			if s.Reject != nil {
-				s.Reject(msg, err)
-			}
-			_ = msg.Term()
-		} else {
-			_ = msg.NakWithDelay(time.Second)
-		}
+		s.fail(span, msg, err)
 		return pending{}, false
 	}
 	for _, out := range outs {
@@ -205,18 +314,80 @@ func (s *Stage) process(ctx context.Context, msg jetstream.Msg) (pending, bool) 
 		}
 	}
 	span.End()
-	p := pending{msg: msg}
+	return s.publish(ctx, pending{msgs: []jetstream.Msg{msg}}, outs)
+}
+
+// processGroup handles a group of inputs (see GroupHandler) and publishes its outputs.
+func (s *Stage) processGroup(ctx context.Context, msgs []jetstream.Msg) (pending, bool) {
+	in := make([]Input, len(msgs))
+	spans := make([]trace.Span, len(msgs))
+	for i, msg := range msgs {
+		in[i].Msg = msg
+		in[i].Ctx, spans[i] = s.startSpan(ctx, msg)
+	}
+	outs := s.Group(ctx, in)
+	p := pending{msgs: make([]jetstream.Msg, 0, len(msgs))}
+	for i := range in {
+		if in[i].Err != nil {
+			s.fail(spans[i], in[i].Msg, in[i].Err)
+			continue
+		}
+		spans[i].End()
+		p.msgs = append(p.msgs, in[i].Msg)
+	}
+	return s.publish(ctx, p, outs)
+}
+
+// startSpan starts the stage's span of msg, continuing the trace in its headers.
+func (s *Stage) startSpan(ctx context.Context, msg jetstream.Msg) (context.Context, trace.Span) {
+	return tracer().Start(telemetry.Extract(ctx, msg.Headers()), s.SpanName,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject())))
+}
+
+// fail records err on the span, ends it and settles msg: terminated for ErrTerm (and reported
+// to Reject), nak'd otherwise.
+func (s *Stage) fail(span trace.Span, msg jetstream.Msg, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	span.End()
+	if errors.Is(err, ErrTerm) {
+		if s.Reject != nil {
+			s.Reject(msg, err)
+		}
+		_ = msg.Term()
+	} else {
+		_ = msg.NakWithDelay(time.Second)
+	}
+}
+
+// publish sends outs asynchronously; p's inputs are acknowledged once all are stored.
+func (s *Stage) publish(ctx context.Context, p pending, outs []*nats.Msg) (pending, bool) {
+	if len(p.msgs) == 0 {
+		return pending{}, false
+	}
+	s.flow.reserve(ctx, len(outs))
 	for _, out := range outs {
 		f, err := s.JS.PublishMsgAsync(out)
 		if err != nil {
-			// The outputs already sent will be de-duplicated when the input comes back.
-			_ = msg.NakWithDelay(time.Second)
+			// The outputs already sent will be de-duplicated when the inputs come back.
+			for _, m := range p.msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			s.flow.release(len(outs))
 			return pending{}, false
 		}
 		p.futures = append(p.futures, f)
 	}
 	return p, true
 }
+
+// A stage in group mode waits at most maxLinger for the previous group to be stored before it
+// hands over the inputs gathered meanwhile, looking for more every lingerPoll.
+const (
+	maxLinger  = 5 * time.Millisecond
+	lingerPoll = 250 * time.Microsecond
+)
 
 // Pull settings of the pipeline's consumers (see Pull): a pull request lasts at most PullExpiry,
 // and one the server stops answering is given up after two missed heartbeats.
@@ -231,4 +402,12 @@ func NewMsg(subject, msgID string, data []byte) *nats.Msg {
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	return m
+}
+
+// notify signals c without blocking (c has room for one signal).
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,7 +106,7 @@ func (s *Service) consumeShared(ctx context.Context) (wait func(), err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		bus.Pull(ctx, cons, sharedBatch, s.route, nil, s.log)
+		bus.Pull(ctx, cons, sharedBatch, s.route, nil, nil, s.log)
 	}()
 	return func() { <-done }, nil
 }
@@ -161,14 +162,14 @@ func (s *Service) route(m jetstream.Msg) {
 	}
 	slot := t.slot()
 	t.routed.Store(in.at.UnixNano())
-	if t.key != s.lastKey {
-		s.lastKey = t.key
-		s.switched.Store(in.at.UnixNano())
+	s.noteSwitch(t.key, in.at)
+	reason := "parked"
+	if !t.lane.parked.Load() {
+		if reason = s.offer(t, in, slot); reason == "" {
+			return
+		}
 	}
-	if !t.lane.parked.Load() && s.offer(t, in, slot) {
-		return
-	}
-	s.park(t, in)
+	s.park(t, in, reason)
 }
 
 // slot is how long one of the target's slots is expected to take to free: the moving average
@@ -250,8 +251,9 @@ func (s *Service) notePeers(now time.Time) {
 
 // await waits for room in the full queue of target t for as long as parking t would help no
 // other target (see parkingHelps), and at most stuckAfter: a target none of whose slots frees
-// for that long is stuck (its endpoint hangs). It reports whether in was queued.
-func (s *Service) await(t *target, in inbound, slot time.Duration) bool {
+// for that long is stuck (its endpoint hangs). It returns "" when in was queued, otherwise why
+// t is to be parked.
+func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 	backlog := func() uint64 {
 		meta, err := in.msg.Metadata()
 		if err != nil {
@@ -261,35 +263,67 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) bool {
 	}
 	for waited := time.Duration(0); waited < stuckAfter; {
 		eff := max(slot, t.stalled())
-		if eff >= stuckAfter || (eff > fastSlot && s.parkingHelps(t, slot, backlog)) {
-			return false
+		if eff >= stuckAfter {
+			return fmt.Sprintf("no slot freed for %v (average %v)", t.stalled().Round(time.Millisecond), slot)
+		}
+		if eff > fastSlot {
+			if why := s.parkingHelps(t, slot, backlog); why != "" {
+				return why
+			}
 		}
 		wait := min(stuckAfter-waited, max(eff, time.Millisecond))
 		timer := time.NewTimer(wait)
 		select {
 		case t.queue <- in:
 			timer.Stop()
-			return true
+			return ""
 		case <-timer.C:
 		}
 		waited += wait
 	}
-	return false
+	return fmt.Sprintf("queue full for %v", stuckAfter)
 }
 
-// parkingHelps reports whether parking target t helps other targets: its slots are slow (slot,
-// their moving average, is slowSlot or more; or, while other targets are active, none has freed
-// for stallSlots times slot, within [slowSlot, stallCap]), another active target is slowerBy
-// times faster, or so many deliveries wait in the shared consumer (backlog) that other targets'
-// may be among them.
-func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uint64) bool {
-	return slot >= slowSlot || s.peers.fasterThan(t.key, slot) ||
-		(t.stalled() >= max(slowSlot, min(stallSlots*slot, stallCap)) && s.mixed()) || backlog() >= hiddenBacklog
+// parkingHelps says why parking target t helps other targets, or "" when it does not: its slots
+// are slow (slot, their moving average, is slowSlot or more; or, while other targets are active,
+// none has freed for stallSlots times slot, within [slowSlot, stallCap]), another active target
+// is slowerBy times faster, or so many deliveries wait in the shared consumer (backlog) that other
+// targets' may be among them.
+func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uint64) string {
+	switch stalled := t.stalled(); {
+	case slot >= slowSlot:
+		return fmt.Sprintf("slots take %v on average", slot)
+	case s.peers.fasterThan(t.key, slot):
+		return fmt.Sprintf("slots take %v on average, another stream's %d× less", slot, slowerBy)
+	case stalled >= max(slowSlot, min(stallSlots*slot, stallCap)) && s.mixed():
+		return fmt.Sprintf("no slot freed for %v (average %v) while other streams are active", stalled.Round(time.Millisecond), slot)
+	}
+	if n := backlog(); n >= hiddenBacklog {
+		return fmt.Sprintf("%d deliveries wait in the shared consumer", n)
+	}
+	return ""
 }
 
-// mixed reports whether route handed deliveries to more than one target within peerWindow.
+// noteSwitch notes that route hands a delivery to target key at time at (route only).
+func (s *Service) noteSwitch(key string, at time.Time) {
+	if key != s.lastKey {
+		if s.lastKey != "" { // the first target is no switch
+			s.switched.Store(at.UnixNano())
+		}
+		s.lastKey = key
+	}
+}
+
+// mixed reports whether other targets' deliveries may wait behind one target's: route handed
+// deliveries to more than one target within peerWindow, or the service has other targets, whose
+// deliveries route cannot see while it waits (they are behind in the shared consumer).
 func (s *Service) mixed() bool {
-	return time.Since(time.Unix(0, s.switched.Load())) < peerWindow
+	if time.Since(time.Unix(0, s.switched.Load())) < peerWindow {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.targets) > 1
 }
 
 // unknown retries a delivery for a stream this service does not know yet (it may have been
@@ -310,23 +344,23 @@ func (s *Service) unknown(m jetstream.Msg, partition, id string) {
 }
 
 // offer starts an attempt at once or queues the delivery, and reports false when the target
-// cannot take it without holding back other targets.
-func (s *Service) offer(t *target, in inbound, slot time.Duration) bool {
+// cannot take it without holding back other targets: then it returns why, else "".
+func (s *Service) offer(t *target, in inbound, slot time.Duration) string {
 	if s.tryStart(t, in) {
-		return true
+		return ""
 	}
 	select {
 	case t.queue <- in:
 	default:
-		if !s.await(t, in, slot) {
-			return false
+		if why := s.await(t, in, slot); why != "" {
+			return why
 		}
 	}
 	// Every worker may have finished between tryStart and the enqueue: make sure one runs.
 	if len(t.queue) > 0 {
 		s.tryStart(t, inbound{})
 	}
-	return true
+	return ""
 }
 
 // tryStart starts a worker on a free slot of the target, if there is one.
@@ -427,7 +461,7 @@ func heldMsg(t *target, m jetstream.Msg) (*nats.Msg, error) {
 
 // park moves a delivery to its target's held subject without waiting for the store; the parker
 // goroutine acknowledges the original once the move is stored.
-func (s *Service) park(t *target, in inbound) {
+func (s *Service) park(t *target, in inbound, reason string) {
 	out, err := heldMsg(t, in.msg)
 	if err != nil {
 		s.log.Error("undecodable delivery metadata", "subject", in.msg.Subject(), "error", err.Error())
@@ -435,6 +469,8 @@ func (s *Service) park(t *target, in inbound) {
 		return
 	}
 	if t.markParked() {
+		def := t.def.Load()
+		s.log.Info("stream parked: its deliveries wait on a subject of their own", "partition", def.Partition, "stream_id", def.ID, "reason", reason)
 		s.startHeld(t)
 	}
 	f, err := s.js.PublishMsgAsync(out)
@@ -544,7 +580,7 @@ func (l *lane) inUse() bool {
 // there since it looked.
 func (s *Service) tryUnpark(ctx context.Context, t *target, backlog func() uint64) {
 	def, l := t.def.Load(), t.lane
-	if slot := t.slot(); t.stalled() < stuckAfter && (slot <= fastSlot || !s.parkingHelps(t, slot, backlog)) {
+	if slot := t.slot(); t.stalled() < stuckAfter && (slot <= fastSlot || s.parkingHelps(t, slot, backlog) == "") {
 		l.parked.Store(false)
 	}
 	l.mu.Lock()

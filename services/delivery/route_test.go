@@ -409,7 +409,8 @@ func TestAwait(t *testing.T) {
 				go func() { time.Sleep(2 * time.Millisecond); <-tg.queue }()
 			}
 			began := time.Now()
-			queued := s.await(tg, inbound{msg: pendingMsg{pending: c.pending}}, tg.slot())
+			why := s.await(tg, inbound{msg: pendingMsg{pending: c.pending}}, tg.slot())
+			queued := why == ""
 			if queued == c.park {
 				t.Fatalf("queued %v after %v, want parked %v", queued, time.Since(began), c.park)
 			}
@@ -467,5 +468,30 @@ func TestFastestOther(t *testing.T) {
 	}
 	if got, _ := g.other("b"); got != 7 {
 		t.Errorf("other(b) = %v, want 7", got)
+	}
+}
+
+// TestMixed: deliveries of several targets are mixed once route has switched from one to
+// another, or when the service has more than one target; the first target alone is not (it
+// was, and one stream alone was parked on a hiccup of 20 ms in its first 5 s).
+func TestMixed(t *testing.T) {
+	s := &Service{targets: map[string]*target{"p/a": {key: "p/a"}}}
+	now := time.Now()
+	s.noteSwitch("p/a", now)
+	s.noteSwitch("p/a", now)
+	if s.mixed() {
+		t.Fatal("one target alone counts as mixed")
+	}
+	s.noteSwitch("p/b", now)
+	if !s.mixed() {
+		t.Fatal("a switch to a second target does not count as mixed")
+	}
+	s.switched.Store(now.Add(-peerWindow).UnixNano())
+	if s.mixed() {
+		t.Fatalf("mixed %v after the last switch", peerWindow)
+	}
+	s.targets["p/b"] = &target{key: "p/b"} // its deliveries may be hidden behind p/a's
+	if !s.mixed() {
+		t.Fatal("a second target does not count as mixed")
 	}
 }

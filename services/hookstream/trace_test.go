@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -30,29 +31,10 @@ import (
 // first attempt) and checks that every stage and both attempts are spans of that one trace,
 // each the child of the one before, with the attributes SREs look for.
 func TestOneTraceAcrossThePipeline(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
-	otel.SetTextMapPropagator(propagation.TraceContext{})
+	rec := recordSpans()
 
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn := func(name string) *bus.Conn {
-		c, err := bus.Connect("", srv, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
-	admin := conn("admin")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := bus.EnsureTopology(ctx, admin.JS, bus.Retention{}); err != nil {
-		t.Fatal(err)
-	}
+	pl := newPipeline(t)
+	ctx := pl.ctx
 
 	var mu sync.Mutex
 	var parents []string
@@ -69,43 +51,10 @@ func TestOneTraceAcrossThePipeline(t *testing.T) {
 	}))
 	defer receiver.Close()
 
-	kv, err := admin.JS.KeyValue(ctx, proto.BucketStreams)
-	if err != nil {
-		t.Fatal(err)
-	}
-	def := proto.StreamDef{V: proto.Version, ID: "s1", Partition: "p1", Type: proto.TypePointStream,
+	pl.putDef(proto.StreamDef{V: proto.Version, ID: "s1", Partition: "p1", Type: proto.TypePointStream,
 		WebhookURL: receiver.URL + "/hook?token=secret-in-query", PointIDs: []string{"pt"}, Method: "POST", Format: proto.FormatPoint,
-		MaxRetry: 3, FailureLimit: 10, MaxInFlight: 4, TimeoutMs: 5000, PropagateTrace: true, Status: proto.StatusActive}
-	data, _ := proto.Marshal(&def)
-	if _, err := kv.Put(ctx, proto.StreamKey("p1", "s1"), data); err != nil {
-		t.Fatal(err)
-	}
-
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	start := func(run func(context.Context) error) {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = run(runCtx) }()
-	}
-	in, _ := ingest.New(ingest.Config{Conn: conn("ingest")})
-	ma, _ := matcher.New(matcher.Config{Conn: conn("matcher")})
-	key, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := secretbox.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	si, err := signer.New(signer.Config{Conn: conn("signer"), Secrets: box})
-	if err != nil {
-		t.Fatal(err)
-	}
-	de, _ := delivery.New(delivery.Config{Conn: conn("delivery"), RetryScale: 0.001})
-	for _, r := range []func(context.Context) error{in.Run, ma.Run, si.Run, de.Run} {
-		start(r)
-	}
-	defer func() { stop(); wg.Wait() }()
+		MaxRetry: 3, FailureLimit: 10, MaxInFlight: 4, TimeoutMs: 5000, PropagateTrace: true, Status: proto.StatusActive})
+	pl.start(pl.ingest, pl.matcher, pl.signer, pl.delivery)
 
 	// The sensor's own span: the reading continues its trace.
 	sensorCtx, sensor := otel.Tracer("sensor").Start(ctx, "sensor.read")
@@ -113,7 +62,7 @@ func TestOneTraceAcrossThePipeline(t *testing.T) {
 	msg.Data = []byte(`{"value": 21.5}`)
 	otel.GetTextMapPropagator().Inject(sensorCtx, propagation.HeaderCarrier(msg.Header))
 	sensor.End()
-	pub := conn("sensor")
+	pub := pl.conn("sensor")
 	// The stage consumers appear asynchronously; publish once JetStream stores the reading.
 	if _, err := pub.JS.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
@@ -205,4 +154,92 @@ func attrMap(kvs []attribute.KeyValue) map[string]attribute.Value {
 		m[string(kv.Key)] = kv.Value
 	}
 	return m
+}
+
+// recordSpans installs a global tracer provider that records every span (tests using it must not
+// run in parallel).
+func recordSpans() *tracetest.SpanRecorder {
+	rec := tracetest.NewSpanRecorder()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	return rec
+}
+
+// pipeline is the four stage services in process over an embedded JetStream server.
+type pipeline struct {
+	t     *testing.T
+	ctx   context.Context
+	admin *bus.Conn
+	srv   *server.Server
+	run   context.Context
+	wg    sync.WaitGroup
+
+	ingest, matcher, signer, delivery func(context.Context) error
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	pl := &pipeline{t: t, ctx: ctx, srv: srv}
+	pl.admin = pl.conn("admin")
+	if err := bus.EnsureTopology(ctx, pl.admin.JS, bus.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	pl.run = run
+
+	in, _ := ingest.New(ingest.Config{Conn: pl.conn("ingest")})
+	ma, _ := matcher.New(matcher.Config{Conn: pl.conn("matcher")})
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secretbox.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := signer.New(signer.Config{Conn: pl.conn("signer"), Secrets: box})
+	if err != nil {
+		t.Fatal(err)
+	}
+	de, _ := delivery.New(delivery.Config{Conn: pl.conn("delivery"), RetryScale: 0.001})
+	pl.ingest, pl.matcher, pl.signer, pl.delivery = in.Run, ma.Run, si.Run, de.Run
+	t.Cleanup(func() { stop(); pl.wg.Wait() }) // before the connections close
+	return pl
+}
+
+func (pl *pipeline) conn(name string) *bus.Conn {
+	pl.t.Helper()
+	c, err := bus.Connect("", pl.srv, name)
+	if err != nil {
+		pl.t.Fatal(err)
+	}
+	pl.t.Cleanup(c.Close)
+	return c
+}
+
+func (pl *pipeline) putDef(def proto.StreamDef) {
+	pl.t.Helper()
+	kv, err := pl.admin.JS.KeyValue(pl.ctx, proto.BucketStreams)
+	if err != nil {
+		pl.t.Fatal(err)
+	}
+	data, _ := proto.Marshal(&def)
+	if _, err := kv.Put(pl.ctx, proto.StreamKey(def.Partition, def.ID), data); err != nil {
+		pl.t.Fatal(err)
+	}
+}
+
+// start runs services until the test ends.
+func (pl *pipeline) start(runs ...func(context.Context) error) {
+	for _, run := range runs {
+		pl.wg.Add(1)
+		go func() { defer pl.wg.Done(); _ = run(pl.run) }()
+	}
 }

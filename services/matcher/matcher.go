@@ -4,10 +4,12 @@
 package matcher
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +22,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
 	"hookstream/pkg/match"
+	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
 
@@ -85,7 +88,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("matcher consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "match", Logger: s.log, Reject: func(m jetstream.Msg, err error) {
+	stage := &bus.Stage{JS: js, Consumer: cons, Group: s.handleGroup, SpanName: "match", Logger: s.log, Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("event rejected", "subject", m.Subject(), "error", err.Error())
 	}}
 	runErr := stage.Run(ctx)
@@ -100,30 +103,131 @@ func (s *Service) Run(ctx context.Context) error {
 // every attempt carries. It is match.DeliveryID, which replay shares.
 func DeliveryID(eventID, streamID string) string { return match.DeliveryID(eventID, streamID) }
 
-func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
-	var ev proto.Event
-	if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
-		return nil, fmt.Errorf("%w: decode event: %v", bus.ErrTerm, err)
-	}
-	results := s.idx.Match(match.NewInput(&ev), nil)
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", ev.Partition),
-		attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
-		attribute.Int("hookstream.fanout", len(results)))
-	fanout.Record(ctx, int64(len(results)))
-	outs := make([]*nats.Msg, 0, len(results))
-	for _, r := range results {
-		sid := r.StreamID
-		job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, sid), Partition: ev.Partition, StreamID: sid, Events: []proto.Event{*r.Event}}
-		data, err := proto.Marshal(&job)
-		if err != nil {
-			return nil, fmt.Errorf("%w: encode job: %v", bus.ErrTerm, err)
+// maxGroupBytes bounds the events of one JobGroup (an estimate, see jobSize), well below the
+// server's 8 MiB message limit.
+const maxGroupBytes = 1 << 20
+
+// handleGroup matches the events pulled together and writes their jobs: one Job message for a
+// stream matched once, one JobGroup message per stream matched more than once (up to
+// maxGroupBytes each), jobs in event order. A stream that batches events into deliveries gets
+// single jobs, which its batcher in the signer holds one message at a time.
+func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
+	type key struct{ partition, stream string }
+	var order []key
+	jobs := map[key][]proto.Job{}
+	var results []Result
+	for i := range in {
+		var ev proto.Event
+		if err := proto.Unmarshal(in[i].Msg.Data(), &ev); err != nil {
+			in[i].Err = fmt.Errorf("%w: decode event: %v", bus.ErrTerm, err)
+			continue
 		}
-		outs = append(outs, bus.NewMsg(proto.JobSubject(ev.Partition, sid), job.ID, data))
+		results = s.idx.Match(match.NewInput(&ev), results[:0])
+		trace.SpanFromContext(in[i].Ctx).SetAttributes(attribute.String("hookstream.partition", ev.Partition),
+			attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
+			attribute.Int("hookstream.fanout", len(results)))
+		fanout.Record(ctx, int64(len(results)))
+		var tc nats.Header
+		if len(results) > 0 {
+			tc = nats.Header{}
+			telemetry.Inject(in[i].Ctx, &nats.Msg{Header: tc})
+		}
+		for _, r := range results {
+			k := key{ev.Partition, r.StreamID}
+			if _, ok := jobs[k]; !ok {
+				order = append(order, k)
+			}
+			jobs[k] = append(jobs[k], proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, r.StreamID), Partition: ev.Partition,
+				StreamID: r.StreamID, Events: []proto.Event{*r.Event},
+				TraceParent: tc.Get("traceparent"), TraceState: tc.Get("tracestate")})
+		}
 	}
-	return outs, nil
+	var outs []*nats.Msg
+	var failed error
+	add := func(m *nats.Msg, err error) {
+		outs = append(outs, m)
+		failed = cmp.Or(failed, err)
+	}
+	for _, k := range order {
+		js := jobs[k]
+		if def, ok := s.cat.Get(k.partition, k.stream); ok && def.Batch != nil {
+			for i := range js {
+				add(jobMsg(&js[i]))
+				jobsPerMessage.Record(ctx, 1)
+			}
+			continue
+		}
+		for len(js) > 0 {
+			n, size := 1, jobSize(&js[0])
+			for n < len(js) && size+jobSize(&js[n]) <= maxGroupBytes {
+				size += jobSize(&js[n])
+				n++
+			}
+			if n == 1 {
+				add(jobMsg(&js[0]))
+			} else {
+				add(groupMsg(k.partition, k.stream, js[:n]))
+			}
+			jobsPerMessage.Record(ctx, int64(n))
+			js = js[n:]
+		}
+	}
+	if failed != nil {
+		// Not expected of plain structs; the inputs come back and are matched again.
+		for i := range in {
+			in[i].Err = cmp.Or(in[i].Err, failed)
+		}
+		return nil
+	}
+	return outs
+}
+
+// jobMsg is the JOBS message of one job, with the job's trace context in its headers.
+func jobMsg(job *proto.Job) (*nats.Msg, error) {
+	tp, ts := job.TraceParent, job.TraceState
+	job.TraceParent, job.TraceState = "", ""
+	data, err := proto.Marshal(job)
+	if err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	m := bus.NewMsg(proto.JobSubject(job.Partition, job.StreamID), job.ID, data)
+	if tp != "" {
+		m.Header.Set("traceparent", tp)
+		if ts != "" {
+			m.Header.Set("tracestate", ts)
+		}
+	}
+	return m, nil
+}
+
+// groupMsg is the JOBS message of several jobs for one stream. Its id names its first job and
+// its size; should the inputs come back grouped differently, the signer's deliveries, whose ids
+// are the jobs', are still de-duplicated by OUTBOX.
+func groupMsg(partition, stream string, jobs []proto.Job) (*nats.Msg, error) {
+	data, err := proto.Marshal(&proto.JobGroup{V: proto.Version, Partition: partition, StreamID: stream, Jobs: jobs})
+	if err != nil {
+		return nil, fmt.Errorf("encode job group: %w", err)
+	}
+	m := bus.NewMsg(proto.JobSubject(partition, stream), fmt.Sprintf("%s+%d", jobs[0].ID, len(jobs)), data)
+	m.Header.Set(proto.HdrJobGroup, strconv.Itoa(len(jobs)))
+	return m, nil
+}
+
+// jobSize estimates a job's encoded size.
+func jobSize(job *proto.Job) int {
+	n := 128 + len(job.ID) + len(job.TraceParent) + len(job.TraceState)
+	for _, ev := range job.Events {
+		n += 256 + len(ev.Value) + len(ev.PrevValue) + len(ev.Data) + len(ev.Subject) + len(ev.ID) + len(ev.Source)
+	}
+	return n
 }
 
 // fanout records how many streams each event matched.
 var fanout, _ = otel.Meter("hookstream/matcher").Int64Histogram("hookstream_match_fanout",
 	metric.WithDescription("Streams matched per event."),
 	metric.WithExplicitBucketBoundaries(0, 1, 2, 5, 10, 20, 50, 100, 1000))
+
+// jobsPerMessage records how many jobs each JOBS message carries (see JobGroup).
+var jobsPerMessage, _ = otel.Meter("hookstream/matcher").Int64Histogram("hookstream_match_jobs_per_message",
+	metric.WithDescription("Jobs per JOBS message: more than one when the matcher groups a stream's jobs."),
+	metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 256))

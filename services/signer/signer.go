@@ -13,12 +13,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
 	"hookstream/pkg/secretbox"
+	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
 
@@ -127,6 +130,9 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
+	if msg.Headers().Get(proto.HdrJobGroup) != "" {
+		return s.handleGroup(ctx, msg)
+	}
 	var job proto.Job
 	if err := proto.Unmarshal(msg.Data(), &job); err != nil {
 		return nil, fmt.Errorf("%w: decode job: %v", bus.ErrTerm, err)
@@ -144,6 +150,15 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 			return nil, bus.ErrHeld
 		}
 	}
+	out, err := s.deliveryMsg(ctx, def, &job)
+	if err != nil {
+		return nil, err
+	}
+	return []*nats.Msg{out}, nil
+}
+
+// deliveryMsg renders and signs one job into its OUTBOX message.
+func (s *Service) deliveryMsg(ctx context.Context, def *proto.StreamDef, job *proto.Job) (*nats.Msg, error) {
 	d, err := s.build(ctx, def, job.ID, job.Events)
 	if err != nil {
 		return nil, err
@@ -152,5 +167,48 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode delivery: %v", bus.ErrTerm, err)
 	}
-	return []*nats.Msg{bus.NewMsg(proto.DeliverySubject(job.Partition, job.StreamID, def.Ordered), d.ID, data)}, nil
+	return bus.NewMsg(proto.DeliverySubject(job.Partition, job.StreamID, def.Ordered), d.ID, data), nil
+}
+
+// handleGroup renders the jobs of a JobGroup, each in a "sign" span of its own trace. A job that
+// can never be rendered is dropped and logged, as a single job's message would be terminated;
+// any other failure sends the whole group back (the deliveries already stored are de-duplicated
+// by their ids). A stream that batches deliveries gets no groups from the matcher; one that
+// started to since the group was written has its jobs rendered one delivery each.
+func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
+	var g proto.JobGroup
+	if err := proto.Unmarshal(msg.Data(), &g); err != nil {
+		return nil, fmt.Errorf("%w: decode job group: %v", bus.ErrTerm, err)
+	}
+	def, ok := s.cat.Get(g.Partition, g.StreamID)
+	if !ok {
+		return nil, fmt.Errorf("%w: stream %s/%s no longer exists (%d jobs)", bus.ErrTerm, g.Partition, g.StreamID, len(g.Jobs))
+	}
+	outs := make([]*nats.Msg, 0, len(g.Jobs))
+	for i := range g.Jobs {
+		job := &g.Jobs[i]
+		jctx := ctx
+		if job.TraceParent != "" {
+			jctx = telemetry.Extract(ctx, nats.Header{"traceparent": {job.TraceParent}, "tracestate": {job.TraceState}})
+		}
+		jctx, span := otel.Tracer("hookstream").Start(jctx, "sign", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject()),
+				attribute.String("hookstream.partition", g.Partition), attribute.String("hookstream.stream_id", g.StreamID),
+				attribute.String("hookstream.delivery_id", job.ID), attribute.String("hookstream.format", def.Format)))
+		out, err := s.deliveryMsg(jctx, def, job)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.End()
+			if !errors.Is(err, bus.ErrTerm) {
+				return nil, err
+			}
+			s.log.Warn("job dropped", "subject", msg.Subject(), "delivery_id", job.ID, "error", err.Error())
+			continue
+		}
+		telemetry.Inject(jctx, out)
+		span.End()
+		outs = append(outs, out)
+	}
+	return outs, nil
 }

@@ -9,14 +9,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"hookstream/proto"
 )
 
-// TestIsolationHangingEndpoint: one endpoint never answers and has 10,000 deliveries pending; a
-// healthy endpoint beside it receives 1,000 readings with p99 latency under 250 ms. Held back by
-// the hanging one, it would wait seconds (2-s timeouts, 10,000 deliveries ahead); on a 2-core
-// machine its p99 measured 46–230 ms (the first readings of a new stream, and the bursts of work
-// when the hanging endpoint's 16 attempts time out together). It runs alone (not in
-// parallel) so that the latency it measures is hookstream's, not the other tests'.
+// TestIsolationHangingEndpoint: one endpoint never answers and has 10,000 deliveries pending,
+// parked on its held subject; a healthy endpoint beside it receives 1,000 readings with p99
+// latency under 150 ms. Held back by the hanging one, it would wait seconds (2-s timeouts,
+// 10,000 deliveries ahead); on a 2-core machine its p99 measured 10–54 ms. Readings for the
+// healthy endpoint that arrive while the hanging endpoint's burst is still being moved to its
+// held subject wait for the move (150–300 ms for 10,000 deliveries; see README, Isolation), so
+// the readings start once the burst is parked. It runs alone (not in parallel) so that the
+// latency it measures is hookstream's, not the other tests'.
 func TestIsolationHangingEndpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("isolation run skipped in -short mode")
@@ -56,12 +60,12 @@ func TestIsolationHangingEndpoint(t *testing.T) {
 		publishReading(t, nc, "iso", "slow", batch)
 	}
 	checkFor(t, 60*time.Second, func() error {
-		n, err := pendingDeliveries(nc, "iso", slowID)
+		n, err := jsStreamMsgs(nc, proto.StreamOutbox, proto.HeldSubject("iso", slowID))
 		if err != nil {
 			return err
 		}
 		if n < 9_000 {
-			return fmt.Errorf("%d deliveries pending for the hanging endpoint", n)
+			return fmt.Errorf("%d deliveries for the hanging endpoint parked", n)
 		}
 		return nil
 	})
@@ -86,8 +90,8 @@ func TestIsolationHangingEndpoint(t *testing.T) {
 	hangHits.Range(func(any, any) bool { hits++; return true })
 	t.Logf("healthy endpoint beside a hanging one: p50 %s, p99 %s, max %s over %d readings; hanging endpoint saw %d attempts",
 		p50.Round(time.Microsecond), p99.Round(time.Microsecond), worst.Round(time.Microsecond), len(sorted), hits)
-	if p99 >= 250*time.Millisecond {
-		t.Errorf("healthy endpoint p99 = %s, want < 250 ms", p99)
+	if p99 >= 150*time.Millisecond {
+		t.Errorf("healthy endpoint p99 = %s, want < 150 ms", p99)
 	}
 	if hits == 0 {
 		t.Error("the hanging endpoint was never attempted")
