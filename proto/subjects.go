@@ -67,6 +67,12 @@ func JobSubject(partition, streamID string) string {
 	return prefix + "jobs." + partition + "." + streamID
 }
 
+// JobGroupSubject addresses a JobGroup: jobs for any streams of a partition. It has a token more
+// than a JobSubject, so that purging one stream's jobs never touches a group.
+func JobGroupSubject(partition string) string {
+	return prefix + "jobs." + partition + ".group.jobs"
+}
+
 // OutboxSubject addresses a rendered delivery for one stream (target).
 func OutboxSubject(partition, streamID string) string {
 	return prefix + "outbox." + partition + "." + streamID

@@ -56,14 +56,13 @@ type Job struct {
 	TraceState  string `msgpack:"ts,omitempty"`
 }
 
-// JobGroup is one JOBS message holding several jobs for one stream, in event order. The matcher
-// writes one when the events it took from EVENTS together match a stream more than once, so that
-// a burst costs JOBS one write (and one ack and removal) per stream instead of one per job. Its
-// message carries the header HdrJobGroup.
+// JobGroup is one JOBS message holding several jobs of one partition, for any of its streams, in
+// event order. The matcher writes one when the events it took from EVENTS together make more
+// than one job, so that a burst costs JOBS one write (and one ack and removal) instead of one per
+// job. Its message, on JobGroupSubject, carries the header HdrJobGroup.
 type JobGroup struct {
 	V         uint8  `msgpack:"v"`
 	Partition string `msgpack:"p"`
-	StreamID  string `msgpack:"sid"`
 	Jobs      []Job  `msgpack:"jobs"`
 }
 

@@ -19,8 +19,8 @@ import (
 )
 
 // TestGroupedJobsKeepTheirTraces lets 20 readings, each in a trace of its own, wait in EVENTS
-// before the matcher starts, so that it takes them together and writes their jobs for each of two
-// streams as job groups (fewer JOBS messages than jobs). Every reading must still be one trace:
+// before the matcher starts, so that it takes them together and writes their jobs, for two
+// streams, as job groups (fewer JOBS messages than jobs). Every reading must still be one trace:
 // its match, sign and deliver spans each the child of the one before, and both receivers get a
 // traceparent of the reading's trace.
 func TestGroupedJobsKeepTheirTraces(t *testing.T) {

@@ -107,14 +107,20 @@ func DeliveryID(eventID, streamID string) string { return match.DeliveryID(event
 // server's 8 MiB message limit.
 const maxGroupBytes = 1 << 20
 
-// handleGroup matches the events pulled together and writes their jobs: one Job message for a
-// stream matched once, one JobGroup message per stream matched more than once (up to
-// maxGroupBytes each), jobs in event order. A stream that batches events into deliveries gets
-// single jobs, which its batcher in the signer holds one message at a time.
+// handleGroup matches the events pulled together and writes their jobs: per partition, one
+// JobGroup message holding its jobs in event order (up to maxGroupBytes each), or the plain Job
+// message when there is only one. A stream that batches events into deliveries gets single jobs,
+// which its batcher in the signer holds one message at a time.
 func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
-	type key struct{ partition, stream string }
-	var order []key
-	jobs := map[key][]proto.Job{}
+	var order []string // partitions, in order of their first job
+	jobs := map[string][]proto.Job{}
+	var outs []*nats.Msg
+	var failed error
+	add := func(m *nats.Msg, err error, n int) {
+		outs = append(outs, m)
+		failed = cmp.Or(failed, err)
+		jobsPerMessage.Record(ctx, int64(n))
+	}
 	var results []Result
 	for i := range in {
 		var ev proto.Event
@@ -133,30 +139,22 @@ func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
 			telemetry.Inject(in[i].Ctx, &nats.Msg{Header: tc})
 		}
 		for _, r := range results {
-			k := key{ev.Partition, r.StreamID}
-			if _, ok := jobs[k]; !ok {
-				order = append(order, k)
-			}
-			jobs[k] = append(jobs[k], proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, r.StreamID), Partition: ev.Partition,
+			job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, r.StreamID), Partition: ev.Partition,
 				StreamID: r.StreamID, Events: []proto.Event{*r.Event},
-				TraceParent: tc.Get("traceparent"), TraceState: tc.Get("tracestate")})
-		}
-	}
-	var outs []*nats.Msg
-	var failed error
-	add := func(m *nats.Msg, err error) {
-		outs = append(outs, m)
-		failed = cmp.Or(failed, err)
-	}
-	for _, k := range order {
-		js := jobs[k]
-		if def, ok := s.cat.Get(k.partition, k.stream); ok && def.Batch != nil {
-			for i := range js {
-				add(jobMsg(&js[i]))
-				jobsPerMessage.Record(ctx, 1)
+				TraceParent: tc.Get("traceparent"), TraceState: tc.Get("tracestate")}
+			if def, ok := s.cat.Get(ev.Partition, r.StreamID); ok && def.Batch != nil {
+				m, err := jobMsg(&job)
+				add(m, err, 1)
+				continue
 			}
-			continue
+			if _, ok := jobs[ev.Partition]; !ok {
+				order = append(order, ev.Partition)
+			}
+			jobs[ev.Partition] = append(jobs[ev.Partition], job)
 		}
+	}
+	for _, partition := range order {
+		js := jobs[partition]
 		for len(js) > 0 {
 			n, size := 1, jobSize(&js[0])
 			for n < len(js) && size+jobSize(&js[n]) <= maxGroupBytes {
@@ -164,11 +162,12 @@ func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
 				n++
 			}
 			if n == 1 {
-				add(jobMsg(&js[0]))
+				m, err := jobMsg(&js[0])
+				add(m, err, 1)
 			} else {
-				add(groupMsg(k.partition, k.stream, js[:n]))
+				m, err := groupMsg(partition, js[:n])
+				add(m, err, n)
 			}
-			jobsPerMessage.Record(ctx, int64(n))
 			js = js[n:]
 		}
 	}
@@ -200,15 +199,15 @@ func jobMsg(job *proto.Job) (*nats.Msg, error) {
 	return m, nil
 }
 
-// groupMsg is the JOBS message of several jobs for one stream. Its id names its first job and
+// groupMsg is the JOBS message of several jobs of a partition. Its id names its first job and
 // its size; should the inputs come back grouped differently, the signer's deliveries, whose ids
 // are the jobs', are still de-duplicated by OUTBOX.
-func groupMsg(partition, stream string, jobs []proto.Job) (*nats.Msg, error) {
-	data, err := proto.Marshal(&proto.JobGroup{V: proto.Version, Partition: partition, StreamID: stream, Jobs: jobs})
+func groupMsg(partition string, jobs []proto.Job) (*nats.Msg, error) {
+	data, err := proto.Marshal(&proto.JobGroup{V: proto.Version, Partition: partition, Jobs: jobs})
 	if err != nil {
 		return nil, fmt.Errorf("encode job group: %w", err)
 	}
-	m := bus.NewMsg(proto.JobSubject(partition, stream), fmt.Sprintf("%s+%d", jobs[0].ID, len(jobs)), data)
+	m := bus.NewMsg(proto.JobGroupSubject(partition), fmt.Sprintf("%s+%d", jobs[0].ID, len(jobs)), data)
 	m.Header.Set(proto.HdrJobGroup, strconv.Itoa(len(jobs)))
 	return m, nil
 }

@@ -171,18 +171,15 @@ func (s *Service) deliveryMsg(ctx context.Context, def *proto.StreamDef, job *pr
 }
 
 // handleGroup renders the jobs of a JobGroup, each in a "sign" span of its own trace. A job that
-// can never be rendered is dropped and logged, as a single job's message would be terminated;
-// any other failure sends the whole group back (the deliveries already stored are de-duplicated
-// by their ids). A stream that batches deliveries gets no groups from the matcher; one that
-// started to since the group was written has its jobs rendered one delivery each.
+// can never be rendered (its stream is gone, its events do not render) is dropped and logged, as
+// a single job's message would be terminated; any other failure sends the whole group back (the
+// deliveries already stored are de-duplicated by their ids). A stream that batches deliveries
+// gets no groups from the matcher; one that started to since the group was written has its jobs
+// rendered one delivery each.
 func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
 	var g proto.JobGroup
 	if err := proto.Unmarshal(msg.Data(), &g); err != nil {
 		return nil, fmt.Errorf("%w: decode job group: %v", bus.ErrTerm, err)
-	}
-	def, ok := s.cat.Get(g.Partition, g.StreamID)
-	if !ok {
-		return nil, fmt.Errorf("%w: stream %s/%s no longer exists (%d jobs)", bus.ErrTerm, g.Partition, g.StreamID, len(g.Jobs))
 	}
 	outs := make([]*nats.Msg, 0, len(g.Jobs))
 	for i := range g.Jobs {
@@ -193,9 +190,9 @@ func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.M
 		}
 		jctx, span := otel.Tracer("hookstream").Start(jctx, "sign", trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject()),
-				attribute.String("hookstream.partition", g.Partition), attribute.String("hookstream.stream_id", g.StreamID),
-				attribute.String("hookstream.delivery_id", job.ID), attribute.String("hookstream.format", def.Format)))
-		out, err := s.deliveryMsg(jctx, def, job)
+				attribute.String("hookstream.partition", job.Partition), attribute.String("hookstream.stream_id", job.StreamID),
+				attribute.String("hookstream.delivery_id", job.ID)))
+		out, err := s.groupJob(jctx, job)
 		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
@@ -203,7 +200,7 @@ func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.M
 			if !errors.Is(err, bus.ErrTerm) {
 				return nil, err
 			}
-			s.log.Warn("job dropped", "subject", msg.Subject(), "delivery_id", job.ID, "error", err.Error())
+			s.log.Warn("job dropped", "subject", msg.Subject(), "stream_id", job.StreamID, "delivery_id", job.ID, "error", err.Error())
 			continue
 		}
 		telemetry.Inject(jctx, out)
@@ -211,4 +208,14 @@ func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.M
 		outs = append(outs, out)
 	}
 	return outs, nil
+}
+
+// groupJob renders one job of a group.
+func (s *Service) groupJob(ctx context.Context, job *proto.Job) (*nats.Msg, error) {
+	def, ok := s.cat.Get(job.Partition, job.StreamID)
+	if !ok {
+		return nil, fmt.Errorf("%w: stream %s/%s no longer exists", bus.ErrTerm, job.Partition, job.StreamID)
+	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.format", def.Format))
+	return s.deliveryMsg(ctx, def, job)
 }
