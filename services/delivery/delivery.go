@@ -75,7 +75,7 @@ type Service struct {
 	targets map[string]*target
 	held    map[string]bool // streams with held deliveries at start (route.go)
 	parking chan parkedMsg  // moves to held subjects awaiting their store
-	peers   peers           // the fastest targets lately active, as the janitor last saw them
+	peers   peers           // the targets lately active, as the janitor last saw them
 	// lastKey is the target route handed the last delivery to (route only); switched is when
 	// route last handed one to a different target than the one before, unix ns.
 	lastKey  string

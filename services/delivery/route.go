@@ -1,9 +1,11 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,20 +41,21 @@ const (
 	// routed to within peerWindow is slowerBy times faster (as the janitor last saw them), and
 	// fewer than hiddenBacklog deliveries wait behind it in the shared consumer (other targets'
 	// may be among them). Parking costs a second write per delivery, which a target that is
-	// merely saturated, as fast as its peers, need not pay. While other targets are active, a
-	// target none of whose slots frees for stallSlots expected slots (at least slowSlot, at most
-	// stallCap) is parked: its endpoint hangs, and the moving average learns that only when its
-	// attempts time out. Alone, it is parked after stuckAfter. Route thus waits at most stallCap
-	// per target while others are active: with sharedBatch deliveries buffered, the last of them
-	// waits well below ackWait even if every one is for a different hanging target.
+	// merely saturated, as fast as its peers, need not pay. While other targets exist, a target
+	// none of whose slots frees for stallAfter is parked: its endpoint hangs, and the moving
+	// average learns that only when its attempts time out (stallAfter is above the pauses of a
+	// loaded 2-core machine, 25–40 ms, on which 20 ms parked healthy streams; a longer bound
+	// holds the others back longer when an endpoint starts to hang). Alone,
+	// it is parked after stuckAfter. Route thus waits at most stallAfter per target while others
+	// exist: with sharedBatch deliveries buffered, the last of them waits well below ackWait even
+	// if every one is for a different hanging target.
 	fastSlot      = time.Millisecond
 	slowSlot      = 20 * time.Millisecond
 	slowerBy      = 8
 	peerWindow    = 5 * time.Second
 	hiddenBacklog = 2_000
 	stuckAfter    = 500 * time.Millisecond
-	stallSlots    = 32
-	stallCap      = 100 * time.Millisecond
+	stallAfter    = 50 * time.Millisecond
 	// unparkEvery is how often parked targets are checked for an empty held subject.
 	unparkEvery = 2 * time.Second
 	// heldInactive is how long the consumer of an unparked target's held subject outlives its
@@ -187,58 +190,78 @@ func (t *target) stalled() time.Duration {
 	return time.Since(time.Unix(0, t.progress.Load()))
 }
 
-// peers is the janitor's snapshot of the two fastest targets (by their current slot) that route
-// handed deliveries to within the last peerWindow, so that a target is compared with others,
-// not with itself.
+// peers is the janitor's snapshot of the targets that route handed deliveries to within the
+// last peerWindow, by their current slot, so that a target is compared with the others, not with
+// itself.
 type peers struct {
-	mu      sync.Mutex
-	fastest fastest
+	mu     sync.Mutex
+	active typical
 }
 
-// fastest holds the two fastest distinct targets; an empty key is no target.
-type fastest struct {
-	key  [2]string
-	slot [2]time.Duration
+// typical holds the slots of active targets, sorted, to compare a target with a typical other
+// one: the median of the others (the faster middle one of an even count). The fastest other was
+// used before; among targets equally fast, their moving averages spread over an order of
+// magnitude under load (0.3–4 ms in benchmark b, ten streams on one receiver), and the luckiest of
+// nine made the unluckiest look slowerBy times slower, so equal streams were parked.
+type typical []peer
+
+type peer struct {
+	key  string
+	slot time.Duration
 }
 
-func (f *fastest) note(key string, slot time.Duration) {
-	switch {
-	case f.key[0] == "" || slot < f.slot[0]:
-		f.key[1], f.slot[1] = f.key[0], f.slot[0]
-		f.key[0], f.slot[0] = key, slot
-	case f.key[1] == "" || slot < f.slot[1]:
-		f.key[1], f.slot[1] = key, slot
+func (f *typical) note(key string, slot time.Duration) { *f = append(*f, peer{key, slot}) }
+
+func (f typical) sort() {
+	slices.SortFunc(f, func(a, b peer) int { return cmp.Compare(a.slot, b.slot) })
+}
+
+// other is the median slot of the targets other than key, if there are any.
+func (f typical) other(key string) (time.Duration, bool) {
+	n := len(f)
+	if slices.ContainsFunc(f, func(p peer) bool { return p.key == key }) {
+		n--
 	}
-}
-
-// other is the slot of the fastest target other than key, if there is one.
-func (f *fastest) other(key string) (time.Duration, bool) {
-	for i := range f.key {
-		if f.key[i] != "" && f.key[i] != key {
-			return f.slot[i], true
+	if n == 0 {
+		return 0, false
+	}
+	want := (n - 1) / 2
+	for _, p := range f {
+		if p.key == key {
+			continue
 		}
+		if want == 0 {
+			return p.slot, true
+		}
+		want--
 	}
-	return 0, false
+	return 0, false // not reached
 }
 
-func (p *peers) set(f fastest) {
+func (p *peers) set(f typical) {
+	f.sort()
 	p.mu.Lock()
-	p.fastest = f
+	p.active = f
 	p.mu.Unlock()
 }
 
-// fasterThan reports whether a target other than key and at least slowerBy times faster than
-// slot was active lately.
+// fasterThan reports whether the targets other than key that were active lately are typically
+// at least slowerBy times faster than target key, whose slot is now slot. The others' slots are
+// the snapshot's, so key's counts as the lesser of now and the snapshot: a burst of slow attempts
+// since the snapshot (the receiver paused for all of them) does not make it look slower.
 func (p *peers) fasterThan(key string, slot time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	o, ok := p.fastest.other(key)
+	if i := slices.IndexFunc(p.active, func(q peer) bool { return q.key == key }); i >= 0 {
+		slot = min(slot, p.active[i].slot)
+	}
+	o, ok := p.active.other(key)
 	return ok && o*slowerBy < slot
 }
 
-// notePeers takes the snapshot of the fastest active targets, each target once.
+// notePeers takes the snapshot of the active targets, each target once.
 func (s *Service) notePeers(now time.Time) {
-	var f fastest
+	var f typical
 	s.mu.Lock()
 	for _, t := range s.targets {
 		if now.Sub(time.Unix(0, t.routed.Load())) < peerWindow {
@@ -285,17 +308,17 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 }
 
 // parkingHelps says why parking target t helps other targets, or "" when it does not: its slots
-// are slow (slot, their moving average, is slowSlot or more; or, while other targets are active,
-// none has freed for stallSlots times slot, within [slowSlot, stallCap]), another active target
-// is slowerBy times faster, or so many deliveries wait in the shared consumer (backlog) that other
-// targets' may be among them.
+// are slow (slot, their moving average, is slowSlot or more), the other active targets are
+// typically slowerBy times faster, none of its slots has freed for stallAfter while other targets
+// exist, or so many deliveries wait in the shared consumer (backlog) that other targets' may be
+// among them.
 func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uint64) string {
 	switch stalled := t.stalled(); {
 	case slot >= slowSlot:
 		return fmt.Sprintf("slots take %v on average", slot)
 	case s.peers.fasterThan(t.key, slot):
-		return fmt.Sprintf("slots take %v on average, another stream's %d× less", slot, slowerBy)
-	case stalled >= max(slowSlot, min(stallSlots*slot, stallCap)) && s.mixed():
+		return fmt.Sprintf("slots take %v on average, other streams' typically %d× less", slot, slowerBy)
+	case stalled >= stallAfter && s.mixed():
 		return fmt.Sprintf("no slot freed for %v (average %v) while other streams are active", stalled.Round(time.Millisecond), slot)
 	}
 	if n := backlog(); n >= hiddenBacklog {

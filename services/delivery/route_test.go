@@ -387,14 +387,14 @@ func TestAwait(t *testing.T) {
 		{name: "a backlog behind it is not held back", slot: 5 * time.Millisecond, pending: hiddenBacklog, park: true},
 		{name: "slow target is parked", slot: slowSlot, park: true},
 		{name: "stuck target alone is parked after stuckAfter", slot: 0, stuck: true, park: true},
-		{name: "stuck target beside another is parked after slowSlot", slot: 0, peer: time.Millisecond, stuck: true, park: true},
+		{name: "stuck target beside another is parked after stallAfter", slot: 0, peer: time.Millisecond, stuck: true, park: true},
 		{name: "target whose slots have not freed for long is parked", slot: 0, stuck: true, stalled: time.Second, park: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := &Service{}
-			var f fastest
-			f.note("target", c.slot/10) // the target itself, faster a moment ago: not a peer
+			var f typical
+			f.note("target", c.slot) // the target itself: not a peer
 			if c.peer > 0 {
 				f.note("peer", c.peer)
 				s.switched.Store(time.Now().UnixNano()) // route hands deliveries to both
@@ -425,7 +425,7 @@ func TestAwait(t *testing.T) {
 	}
 }
 
-// The janitor's snapshot of peers holds the fastest targets routed to lately, by current slot.
+// The janitor's snapshot of peers holds the targets routed to lately, by current slot.
 func TestNotePeers(t *testing.T) {
 	now := time.Now()
 	s := &Service{targets: map[string]*target{}}
@@ -447,27 +447,48 @@ func TestNotePeers(t *testing.T) {
 	}
 }
 
-// fastest keeps the two fastest distinct targets, so each is compared with the fastest other.
-func TestFastestOther(t *testing.T) {
-	var f fastest
+// typical compares a target with the median of the others (the faster middle one of an even
+// count), not with the fastest of them.
+func TestTypicalOther(t *testing.T) {
+	var f typical
 	for _, n := range []struct {
 		key  string
 		slot time.Duration
 	}{{"a", 5}, {"b", 9}, {"c", 4}, {"d", 1}} {
 		f.note(n.key, n.slot)
 	}
-	for key, want := range map[string]time.Duration{"a": 1, "b": 1, "c": 1, "d": 4, "e": 1} {
+	f.sort()
+	for key, want := range map[string]time.Duration{"a": 4, "b": 4, "c": 5, "d": 5, "e": 4} {
 		if got, ok := f.other(key); !ok || got != want {
 			t.Errorf("other(%q) = %v, %v; want %v", key, got, ok, want)
 		}
 	}
-	var g fastest
+	var g typical
 	g.note("a", 7)
 	if _, ok := g.other("a"); ok {
-		t.Error("a alone has a faster other")
+		t.Error("a alone has another")
 	}
 	if got, _ := g.other("b"); got != 7 {
 		t.Errorf("other(b) = %v, want 7", got)
+	}
+	// Ten targets as fast as each other but one lucky: none is parked for being slower.
+	var p peers
+	var h typical
+	for i := range 10 {
+		h.note(fmt.Sprint(i), time.Duration(500+400*i)*time.Microsecond) // 0.5–4.1 ms
+	}
+	h.note("lucky", 300*time.Microsecond)
+	p.set(h)
+	if p.fasterThan("9", 4100*time.Microsecond) {
+		t.Error("a target 4.1 ms per slot among peers of 0.3–3.7 ms is taken for slowerBy times slower")
+	}
+	if !p.fasterThan("slow", 30*time.Millisecond) {
+		t.Error("a target 30 ms per slot among peers of 0.3–4.1 ms is not taken for slower")
+	}
+	// A target that was as fast as the others at the snapshot and is slow now (a burst of slow
+	// attempts since) is judged by the lesser.
+	if p.fasterThan("0", 30*time.Millisecond) {
+		t.Error("a target fast at the snapshot is taken for slower on its latest attempts")
 	}
 }
 
