@@ -44,8 +44,8 @@ const (
 	// merely saturated, as fast as its peers, need not pay. While other targets exist, a target
 	// none of whose slots frees for stallAfter is parked: its endpoint hangs, and the moving
 	// average learns that only when its attempts time out (stallAfter is above the pauses of a
-	// loaded 2-core machine, 25–40 ms, on which 20 ms parked healthy streams; a longer bound
-	// holds the others back longer when an endpoint starts to hang). Alone,
+	// loaded 2-core machine, up to 70 ms seen, on which 20 and 50 ms parked healthy streams; a
+	// longer bound holds the others back longer, once, when an endpoint starts to hang). Alone,
 	// it is parked after stuckAfter. Route thus waits at most stallAfter per target while others
 	// exist: with sharedBatch deliveries buffered, the last of them waits well below ackWait even
 	// if every one is for a different hanging target.
@@ -55,7 +55,7 @@ const (
 	peerWindow    = 5 * time.Second
 	hiddenBacklog = 2_000
 	stuckAfter    = 500 * time.Millisecond
-	stallAfter    = 50 * time.Millisecond
+	stallAfter    = 100 * time.Millisecond
 	// unparkEvery is how often parked targets are checked for an empty held subject.
 	unparkEvery = 2 * time.Second
 	// heldInactive is how long the consumer of an unparked target's held subject outlives its
