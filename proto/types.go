@@ -50,10 +50,12 @@ type Job struct {
 	Partition string  `msgpack:"p"`
 	StreamID  string  `msgpack:"sid"`
 	Events    []Event `msgpack:"ev"`
-	// TraceParent and TraceState are the W3C trace context of the job's event, set when the job
-	// travels in a JobGroup (whose message headers cannot carry one per job).
+	// TraceParent, TraceState and Baggage are the W3C trace context and baggage of the job's
+	// event, set when the job travels in a JobGroup (whose message headers cannot carry one per
+	// job).
 	TraceParent string `msgpack:"tp,omitempty"`
 	TraceState  string `msgpack:"ts,omitempty"`
+	Baggage     string `msgpack:"bg,omitempty"`
 }
 
 // JobGroup is one JOBS message holding several jobs of one partition, for any of its streams, in

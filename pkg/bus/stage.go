@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -44,7 +45,8 @@ type Input struct {
 	Msg jetstream.Msg
 	Ctx context.Context
 	// Err is set by the handler when the input cannot be processed (its outputs, if any, must
-	// then not be returned): an error wrapping ErrTerm terminates it, any other naks it.
+	// then not be returned): an error wrapping ErrTerm terminates it, any other (ErrHeld too:
+	// a group handler cannot keep an input) naks it.
 	Err error
 }
 
@@ -71,9 +73,10 @@ type Stage struct {
 	Reject RejectFunc
 	// Batch is how many messages are pulled at once (default 256).
 	Batch int
-	// MaxPending bounds the outputs awaiting their PubAcks, and the inputs awaiting their
-	// acknowledgement (default 4096; below the connection's limit of asynchronous publishes, which
-	// would otherwise stall and fail publishes when one input has many outputs).
+	// MaxPending bounds the outputs awaiting their PubAcks (default 4096; the connection's limit
+	// of asynchronous publishes is 8192, past which publishes stall and then fail, and the input
+	// comes back), and the inputs (in group mode, the groups) awaiting their acknowledgement. The
+	// outputs of one input are let through whole: up to MaxPending-1 plus that many.
 	MaxPending int
 	// Logger, when set, is told about pulls re-issued after missed heartbeats.
 	Logger *slog.Logger
@@ -81,6 +84,9 @@ type Stage struct {
 	// The span continues the trace carried in the input's headers, and its context is
 	// injected into every output that does not carry one already.
 	SpanName string
+	// OwnSpans, when set, reports the messages whose spans the handler makes itself (a message
+	// carrying items of several traces, e.g. a job group): the stage makes none for them.
+	OwnSpans func(jetstream.Msg) bool
 
 	flow *flow
 }
@@ -174,9 +180,11 @@ func (s *Stage) Run(ctx context.Context) error {
 		}, nil, stalled, log)
 	} else {
 		group := make([]jetstream.Msg, 0, batch)
+		var began time.Time // when the group's first input arrived
 		flush := func() {
 			if len(group) > 0 {
-				if p, ok := s.processGroup(ctx, group); ok {
+				// Inputs gathered are handled even after ctx ends (Run's contract).
+				if p, ok := s.processGroup(context.WithoutCancel(ctx), group); ok {
 					acks <- p
 				}
 				group = make([]jetstream.Msg, 0, batch)
@@ -187,7 +195,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		// fewer, larger outputs and an idle one adds no delay.
 		var timer *time.Timer
 		idle := func(arrived func() bool) {
-			deadline := time.Now().Add(maxLinger)
+			deadline := began.Add(maxLinger)
 			for len(group) < batch && fl.inflight.Load() > 0 && !arrived() && ctx.Err() == nil {
 				wait := time.Until(deadline)
 				if wait <= 0 {
@@ -208,6 +216,9 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 		}
 		Pull(ctx, s.Consumer, batch, func(msg jetstream.Msg) {
+			if len(group) == 0 {
+				began = time.Now()
+			}
 			group = append(group, msg)
 			if len(group) == batch {
 				flush()
@@ -294,9 +305,8 @@ func logStall(ctx context.Context, cons jetstream.Consumer, log *slog.Logger) {
 // process handles one input and publishes its outputs. It reports false when the input was
 // settled (or kept by the handler) and nothing is left to acknowledge.
 func (s *Stage) process(ctx context.Context, msg jetstream.Msg) (pending, bool) {
-	// A job group's jobs have a trace each; the handler makes their spans.
 	mctx, span := ctx, trace.SpanFromContext(context.Background()) // a no-op span
-	if msg.Headers().Get(proto.HdrJobGroup) == "" {
+	if s.OwnSpans == nil || !s.OwnSpans(msg) {
 		mctx, span = s.startSpan(ctx, msg)
 	}
 	outs, err := s.Handle(mctx, msg)
@@ -410,4 +420,22 @@ func notify(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+// JobMsg is the JOBS message of one job on its stream's subject, de-duplicated by the job id, with
+// the trace context and baggage the job carries moved into its headers.
+func JobMsg(job *proto.Job) (*nats.Msg, error) {
+	j := *job
+	j.TraceParent, j.TraceState, j.Baggage = "", "", ""
+	data, err := proto.Marshal(&j)
+	if err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	m := NewMsg(proto.JobSubject(job.Partition, job.StreamID), job.ID, data)
+	for k, v := range map[string]string{"traceparent": job.TraceParent, "tracestate": job.TraceState, "baggage": job.Baggage} {
+		if v != "" {
+			m.Header.Set(k, v)
+		}
+	}
+	return m, nil
 }

@@ -37,8 +37,9 @@ const (
 	sharedMaxAckPending = 20_000
 	sharedBatch         = 256
 	// A target whose queue is full is waited for (holding back the shared consumer) as long as
-	// parking it would help nobody: its slots free within slowSlot on average, no other target
-	// routed to within peerWindow is slowerBy times faster (as the janitor last saw them), and
+	// parking it would help nobody: its slots free within slowSlot on average, the other targets
+	// routed to within peerWindow are not typically (their median) slowerBy times faster (as the
+	// janitor last saw them), and
 	// fewer than hiddenBacklog deliveries wait behind it in the shared consumer (other targets'
 	// may be among them). Parking costs a second write per delivery, which a target that is
 	// merely saturated, as fast as its peers, need not pay. While other targets exist, a target
@@ -264,8 +265,9 @@ func (s *Service) notePeers(now time.Time) {
 	var f typical
 	s.mu.Lock()
 	for _, t := range s.targets {
-		if now.Sub(time.Unix(0, t.routed.Load())) < peerWindow {
-			f.note(t.key, t.slot())
+		// A target without a finished attempt has no slot time yet, not a fast one.
+		if sl := t.slot(); sl > 0 && now.Sub(time.Unix(0, t.routed.Load())) < peerWindow {
+			f.note(t.key, sl)
 		}
 	}
 	s.mu.Unlock()
@@ -294,7 +296,9 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 				return why
 			}
 		}
-		wait := min(stuckAfter-waited, max(eff, time.Millisecond))
+		// Looked at again at least every stallAfter/4, so that a stall is seen soon after it
+		// reaches stallAfter.
+		wait := min(stuckAfter-waited, max(eff, time.Millisecond), stallAfter/4)
 		timer := time.NewTimer(wait)
 		select {
 		case t.queue <- in:
@@ -366,8 +370,8 @@ func (s *Service) unknown(m jetstream.Msg, partition, id string) {
 	_ = m.NakWithDelay(unknownRetry)
 }
 
-// offer starts an attempt at once or queues the delivery, and reports false when the target
-// cannot take it without holding back other targets: then it returns why, else "".
+// offer starts an attempt at once or queues the delivery and returns "", or, when the target
+// cannot take it without holding back other targets, says why.
 func (s *Service) offer(t *target, in inbound, slot time.Duration) string {
 	if s.tryStart(t, in) {
 		return ""

@@ -439,8 +439,10 @@ func TestNotePeers(t *testing.T) {
 	add("fast", 10*time.Millisecond, time.Second) // slot 1 ms
 	add("idle", time.Millisecond, peerWindow+time.Second)
 	add("mid", 30*time.Millisecond, 0) // slot 3 ms
+	add("new", 0, 0)                   // no attempt finished yet: not taken for fast
+	add("new2", 0, 0)
 	s.notePeers(now)
-	for key, want := range map[string]bool{"slow": true, "mid": false, "fast": false, "idle": false} {
+	for key, want := range map[string]bool{"slow": true, "mid": false, "fast": false, "idle": false, "new": false, "new2": false} {
 		if got := s.peers.fasterThan(key, s.targets[key].slot()); got != want {
 			t.Errorf("fasterThan(%s) = %v, want %v", key, got, want)
 		}

@@ -6,6 +6,8 @@ package matcher
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -141,7 +143,7 @@ func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
 		for _, r := range results {
 			job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, r.StreamID), Partition: ev.Partition,
 				StreamID: r.StreamID, Events: []proto.Event{*r.Event},
-				TraceParent: tc.Get("traceparent"), TraceState: tc.Get("tracestate")}
+				TraceParent: tc.Get("traceparent"), TraceState: tc.Get("tracestate"), Baggage: tc.Get("baggage")}
 			if def, ok := s.cat.Get(ev.Partition, r.StreamID); ok && def.Batch != nil {
 				m, err := jobMsg(&job)
 				add(m, err, 1)
@@ -181,33 +183,24 @@ func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
 	return outs
 }
 
-// jobMsg is the JOBS message of one job, with the job's trace context in its headers.
-func jobMsg(job *proto.Job) (*nats.Msg, error) {
-	tp, ts := job.TraceParent, job.TraceState
-	job.TraceParent, job.TraceState = "", ""
-	data, err := proto.Marshal(job)
-	if err != nil {
-		return nil, fmt.Errorf("encode job: %w", err)
-	}
-	m := bus.NewMsg(proto.JobSubject(job.Partition, job.StreamID), job.ID, data)
-	if tp != "" {
-		m.Header.Set("traceparent", tp)
-		if ts != "" {
-			m.Header.Set("tracestate", ts)
-		}
-	}
-	return m, nil
-}
+// jobMsg is the JOBS message of one job (see bus.JobMsg).
+func jobMsg(job *proto.Job) (*nats.Msg, error) { return bus.JobMsg(job) }
 
-// groupMsg is the JOBS message of several jobs of a partition. Its id names its first job and
-// its size; should the inputs come back grouped differently, the signer's deliveries, whose ids
-// are the jobs', are still de-duplicated by OUTBOX.
+// groupMsg is the JOBS message of several jobs of a partition. Its id is a digest of every job
+// id in it, so that inputs that come back grouped differently (after a failure) make a group of
+// a new id, never one JetStream would drop as a duplicate of a group that holds other jobs; jobs
+// stored twice that way make deliveries of the same ids, which OUTBOX de-duplicates.
 func groupMsg(partition string, jobs []proto.Job) (*nats.Msg, error) {
 	data, err := proto.Marshal(&proto.JobGroup{V: proto.Version, Partition: partition, Jobs: jobs})
 	if err != nil {
 		return nil, fmt.Errorf("encode job group: %w", err)
 	}
-	m := bus.NewMsg(proto.JobGroupSubject(partition), fmt.Sprintf("%s+%d", jobs[0].ID, len(jobs)), data)
+	h := sha256.New()
+	for i := range jobs {
+		h.Write([]byte(jobs[i].ID))
+		h.Write([]byte{0})
+	}
+	m := bus.NewMsg(proto.JobGroupSubject(partition), "group/"+hex.EncodeToString(h.Sum(nil)), data)
 	m.Header.Set(proto.HdrJobGroup, strconv.Itoa(len(jobs)))
 	return m, nil
 }
@@ -228,5 +221,5 @@ var fanout, _ = otel.Meter("hookstream/matcher").Int64Histogram("hookstream_matc
 
 // jobsPerMessage records how many jobs each JOBS message carries (see JobGroup).
 var jobsPerMessage, _ = otel.Meter("hookstream/matcher").Int64Histogram("hookstream_match_jobs_per_message",
-	metric.WithDescription("Jobs per JOBS message: more than one when the matcher groups a stream's jobs."),
+	metric.WithDescription("Jobs per JOBS message: more than one when the matcher groups the jobs of events taken together."),
 	metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 256))

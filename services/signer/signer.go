@@ -120,7 +120,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Logger: s.log, Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("job dropped", "subject", m.Subject(), "error", err.Error())
-	}}
+	}, OwnSpans: func(m jetstream.Msg) bool { return m.Headers().Get(proto.HdrJobGroup) != "" }}
 	runErr := stage.Run(ctx)
 	cancel()
 	if err := <-watchErr; err != nil && runErr == nil {
@@ -172,10 +172,11 @@ func (s *Service) deliveryMsg(ctx context.Context, def *proto.StreamDef, job *pr
 
 // handleGroup renders the jobs of a JobGroup, each in a "sign" span of its own trace. A job that
 // can never be rendered (its stream is gone, its events do not render) is dropped and logged, as
-// a single job's message would be terminated; any other failure sends the whole group back (the
-// deliveries already stored are de-duplicated by their ids). A stream that batches deliveries
-// gets no groups from the matcher; one that started to since the group was written has its jobs
-// rendered one delivery each.
+// a single job's message would be terminated. A job that cannot be rendered now (a secret that
+// does not open with this signer's key) is written back to JOBS as a single job, which waits and
+// comes back on its own, so that it holds up none of the others. A stream that batches
+// deliveries gets no groups from the matcher; one that started to since the group was written has
+// its jobs rendered one delivery each.
 func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
 	var g proto.JobGroup
 	if err := proto.Unmarshal(msg.Data(), &g); err != nil {
@@ -197,10 +198,17 @@ func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.M
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 			span.End()
-			if !errors.Is(err, bus.ErrTerm) {
-				return nil, err
+			if errors.Is(err, bus.ErrTerm) {
+				s.log.Warn("job dropped", "subject", msg.Subject(), "stream_id", job.StreamID, "delivery_id", job.ID, "error", err.Error())
+				continue
 			}
-			s.log.Warn("job dropped", "subject", msg.Subject(), "stream_id", job.StreamID, "delivery_id", job.ID, "error", err.Error())
+			// Its trace continues from the match span, as the job's own message would.
+			back, merr := bus.JobMsg(job)
+			if merr != nil {
+				return nil, merr
+			}
+			s.log.Warn("job of a group written back to wait on its own", "stream_id", job.StreamID, "delivery_id", job.ID, "error", err.Error())
+			outs = append(outs, back)
 			continue
 		}
 		telemetry.Inject(jctx, out)
