@@ -392,8 +392,9 @@ func (s *Stage) publish(ctx context.Context, p pending, outs []*nats.Msg) (pendi
 	return p, true
 }
 
-// A stage in group mode waits at most maxLinger for the previous group to be stored before it
-// hands over the inputs gathered meanwhile, looking for more every lingerPoll.
+// A stage in group mode, while the previous group's outputs are being stored, lets inputs gather
+// for at most maxLinger from the group's first input before it hands them over, looking for the
+// previous group's end every lingerPoll.
 const (
 	maxLinger  = 5 * time.Millisecond
 	lingerPoll = 250 * time.Microsecond

@@ -47,8 +47,8 @@ const (
 	// average learns that only when its attempts time out (stallAfter is above the pauses of a
 	// loaded 2-core machine, up to 70 ms seen, on which 20 and 50 ms parked healthy streams; a
 	// longer bound holds the others back longer, once, when an endpoint starts to hang). Alone,
-	// it is parked after stuckAfter. Route thus waits at most stallAfter per target while others
-	// exist: with sharedBatch deliveries buffered, the last of them waits well below ackWait even
+	// it is parked after stuckAfter. Route thus waits at most about stallAfter (it looks every
+	// stallAfter/4) per target while others exist: with sharedBatch deliveries buffered, the last of them waits well below ackWait even
 	// if every one is for a different hanging target.
 	fastSlot      = time.Millisecond
 	slowSlot      = 20 * time.Millisecond

@@ -207,7 +207,7 @@ func groupMsg(partition string, jobs []proto.Job) (*nats.Msg, error) {
 
 // jobSize estimates a job's encoded size.
 func jobSize(job *proto.Job) int {
-	n := 128 + len(job.ID) + len(job.TraceParent) + len(job.TraceState)
+	n := 128 + len(job.ID) + len(job.TraceParent) + len(job.TraceState) + len(job.Baggage)
 	for _, ev := range job.Events {
 		n += 256 + len(ev.Value) + len(ev.PrevValue) + len(ev.Data) + len(ev.Subject) + len(ev.ID) + len(ev.Source)
 	}

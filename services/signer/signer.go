@@ -187,7 +187,13 @@ func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.M
 		job := &g.Jobs[i]
 		jctx := ctx
 		if job.TraceParent != "" {
-			jctx = telemetry.Extract(ctx, nats.Header{"traceparent": {job.TraceParent}, "tracestate": {job.TraceState}})
+			h := nats.Header{"traceparent": {job.TraceParent}}
+			for k, v := range map[string]string{"tracestate": job.TraceState, "baggage": job.Baggage} {
+				if v != "" {
+					h.Set(k, v)
+				}
+			}
+			jctx = telemetry.Extract(ctx, h)
 		}
 		jctx, span := otel.Tracer("hookstream").Start(jctx, "sign", trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject()),
