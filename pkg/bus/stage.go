@@ -433,10 +433,20 @@ func JobMsg(job *proto.Job) (*nats.Msg, error) {
 		return nil, fmt.Errorf("encode job: %w", err)
 	}
 	m := NewMsg(proto.JobSubject(job.Partition, job.StreamID), job.ID, data)
-	for k, v := range map[string]string{"traceparent": job.TraceParent, "tracestate": job.TraceState, "baggage": job.Baggage} {
-		if v != "" {
-			m.Header.Set(k, v)
-		}
+	for k, v := range JobTrace(job) {
+		m.Header[k] = v
 	}
 	return m, nil
+}
+
+// JobTrace is the trace context and baggage a job carries, as message headers (empty when it
+// carries none).
+func JobTrace(job *proto.Job) nats.Header {
+	h := nats.Header{}
+	for k, v := range map[string]string{"traceparent": job.TraceParent, "tracestate": job.TraceState, "baggage": job.Baggage} {
+		if v != "" {
+			h.Set(k, v)
+		}
+	}
+	return h
 }

@@ -39,17 +39,16 @@ const (
 	// A target whose queue is full is waited for (holding back the shared consumer) as long as
 	// parking it would help nobody: its slots free within slowSlot on average, the other targets
 	// routed to within peerWindow are not typically (their median) slowerBy times faster (as the
-	// janitor last saw them), and
-	// fewer than hiddenBacklog deliveries wait behind it in the shared consumer (other targets'
-	// may be among them). Parking costs a second write per delivery, which a target that is
+	// janitor last saw them), and fewer than hiddenBacklog deliveries wait behind it in the shared
+	// consumer (other targets' may be among them). Parking costs a second write per delivery, which a target that is
 	// merely saturated, as fast as its peers, need not pay. While other targets exist, a target
 	// none of whose slots frees for stallAfter is parked: its endpoint hangs, and the moving
 	// average learns that only when its attempts time out (stallAfter is above the pauses of a
 	// loaded 2-core machine, up to 70 ms seen, on which 20 and 50 ms parked healthy streams; a
 	// longer bound holds the others back longer, once, when an endpoint starts to hang). Alone,
 	// it is parked after stuckAfter. Route thus waits at most about stallAfter (it looks every
-	// stallAfter/4) per target while others exist: with sharedBatch deliveries buffered, the last of them waits well below ackWait even
-	// if every one is for a different hanging target.
+	// stallAfter/4) per target while others exist: with sharedBatch deliveries buffered, the
+	// last of them waits well below ackWait even if every one is for a different hanging target.
 	fastSlot      = time.Millisecond
 	slowSlot      = 20 * time.Millisecond
 	slowerBy      = 8
@@ -218,25 +217,27 @@ func (f typical) sort() {
 }
 
 // other is the median slot of the targets other than key, if there are any.
-func (f typical) other(key string) (time.Duration, bool) {
+func (f typical) other(key string) (time.Duration, bool) { return f.median(f.index(key)) }
+
+// index is the position of key, or -1.
+func (f typical) index(key string) int {
+	return slices.IndexFunc(f, func(p peer) bool { return p.key == key })
+}
+
+// median is the median slot of the sorted targets but the one at skip (-1: none).
+func (f typical) median(skip int) (time.Duration, bool) {
 	n := len(f)
-	if slices.ContainsFunc(f, func(p peer) bool { return p.key == key }) {
+	if skip >= 0 {
 		n--
 	}
 	if n == 0 {
 		return 0, false
 	}
-	want := (n - 1) / 2
-	for _, p := range f {
-		if p.key == key {
-			continue
-		}
-		if want == 0 {
-			return p.slot, true
-		}
-		want--
+	i := (n - 1) / 2
+	if skip >= 0 && i >= skip {
+		i++
 	}
-	return 0, false // not reached
+	return f[i].slot, true
 }
 
 func (p *peers) set(f typical) {
@@ -253,10 +254,11 @@ func (p *peers) set(f typical) {
 func (p *peers) fasterThan(key string, slot time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if i := slices.IndexFunc(p.active, func(q peer) bool { return q.key == key }); i >= 0 {
+	i := p.active.index(key)
+	if i >= 0 {
 		slot = min(slot, p.active[i].slot)
 	}
-	o, ok := p.active.other(key)
+	o, ok := p.active.median(i)
 	return ok && o*slowerBy < slot
 }
 
@@ -287,9 +289,10 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 		return meta.NumPending
 	}
 	for waited := time.Duration(0); waited < stuckAfter; {
-		eff := max(slot, t.stalled())
+		stalled := t.stalled()
+		eff := max(slot, stalled)
 		if eff >= stuckAfter {
-			return fmt.Sprintf("no slot freed for %v (average %v)", t.stalled().Round(time.Millisecond), slot)
+			return fmt.Sprintf("no slot freed for %v (average %v)", stalled.Round(time.Millisecond), slot)
 		}
 		if eff > fastSlot {
 			if why := s.parkingHelps(t, slot, backlog); why != "" {

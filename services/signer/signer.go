@@ -185,17 +185,7 @@ func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.M
 	outs := make([]*nats.Msg, 0, len(g.Jobs))
 	for i := range g.Jobs {
 		job := &g.Jobs[i]
-		jctx := ctx
-		if job.TraceParent != "" {
-			h := nats.Header{"traceparent": {job.TraceParent}}
-			for k, v := range map[string]string{"tracestate": job.TraceState, "baggage": job.Baggage} {
-				if v != "" {
-					h.Set(k, v)
-				}
-			}
-			jctx = telemetry.Extract(ctx, h)
-		}
-		jctx, span := otel.Tracer("hookstream").Start(jctx, "sign", trace.WithSpanKind(trace.SpanKindConsumer),
+		jctx, span := otel.Tracer("hookstream").Start(telemetry.Extract(ctx, bus.JobTrace(job)), "sign", trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject()),
 				attribute.String("hookstream.partition", job.Partition), attribute.String("hookstream.stream_id", job.StreamID),
 				attribute.String("hookstream.delivery_id", job.ID)))
