@@ -124,6 +124,27 @@ func TestSubjects(t *testing.T) {
 	}
 }
 
+func TestStreamOf(t *testing.T) {
+	for subject, want := range map[string]string{
+		proto.IngestPointSubject("p", "pt"):                    proto.StreamIngest,
+		proto.EventSubject("p", proto.EventTypePoint, "pt"):    proto.StreamEvents,
+		proto.JobSubject("p", "s"):                             proto.StreamJobs,
+		proto.JobGroupSubject("p"):                             proto.StreamJobs,
+		proto.OutboxSubject("p", "s"):                          proto.StreamOutbox,
+		proto.HeldSubject("p", "s"):                            proto.StreamOutbox,
+		proto.RetrySubject("p", "s", "d"):                      proto.StreamOutbox,
+		proto.DLQSubject("p", "s"):                             proto.StreamDLQ,
+		proto.OutcomeSubject("p", "s", proto.OutcomeDelivered): proto.StreamOutcomes,
+		proto.SubjectSign:                                      "",
+		"hookstream":                                           "",
+		"other.events.p":                                       "",
+	} {
+		if got := proto.StreamOf(subject); got != want {
+			t.Errorf("StreamOf(%q) = %q, want %q", subject, got, want)
+		}
+	}
+}
+
 func TestMarshalRoundTrip(t *testing.T) {
 	ev := proto.Event{
 		V: proto.Version, ID: "e1", Partition: "p1", Type: proto.EventTypePoint, Subject: "pt1",

@@ -125,6 +125,30 @@ func OutcomeSubject(partition, streamID, result string) string {
 	return prefix + "outcomes." + partition + "." + streamID + "." + result
 }
 
+// StreamOf names the JetStream stream that stores subject ("" for a subject outside them).
+func StreamOf(subject string) string {
+	rest, ok := strings.CutPrefix(subject, prefix)
+	if !ok {
+		return ""
+	}
+	kind, _, _ := strings.Cut(rest, ".")
+	switch kind {
+	case "ingest":
+		return StreamIngest
+	case "events":
+		return StreamEvents
+	case "jobs":
+		return StreamJobs
+	case "outbox", "retry", "held":
+		return StreamOutbox
+	case "dlq":
+		return StreamDLQ
+	case "outcomes":
+		return StreamOutcomes
+	}
+	return ""
+}
+
 // StreamKey is the key of a stream in the streams, secrets and state buckets.
 func StreamKey(partition, streamID string) string { return partition + "." + streamID }
 

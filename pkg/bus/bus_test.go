@@ -35,7 +35,14 @@ func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 // startBus starts an in-process embedded server on t.TempDir() storage and connects to it.
 func startBus(t testing.TB) (*server.Server, *bus.Conn) {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
+	return startBusWith(t, bus.ServerConfig{})
+}
+
+// startBusWith is startBus with the server's settings (StoreDir is set to t.TempDir()).
+func startBusWith(t testing.TB, cfg bus.ServerConfig) (*server.Server, *bus.Conn) {
+	t.Helper()
+	cfg.StoreDir = t.TempDir()
+	srv, err := bus.StartServer(cfg)
 	if err != nil {
 		t.Fatalf("StartServer: %v", err)
 	}
@@ -236,6 +243,12 @@ type stageFixture struct {
 func newStageFixture(t *testing.T) *stageFixture {
 	t.Helper()
 	_, conn := startBus(t)
+	return newStageFixtureOn(t, conn)
+}
+
+// newStageFixtureOn makes the fixture's streams and consumer on conn's server.
+func newStageFixtureOn(t *testing.T, conn *bus.Conn) *stageFixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	in, err := conn.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "IN", Subjects: []string{"in.>"}})

@@ -14,6 +14,9 @@ import (
 type Conn struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
+	// Atomic is set when the server fsyncs every write (--fsync always): stages then publish
+	// the outputs of one input as atomic batches, each written with one fsync (Stage.Atomic).
+	Atomic bool
 }
 
 // maxAsyncPending bounds JetStream publishes awaiting their PubAck per connection.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -56,6 +58,29 @@ type Input struct {
 // goroutine at a time.
 type GroupHandler func(ctx context.Context, in []Input) []*nats.Msg
 
+// PerInput makes a GroupHandler of h, for a stage that handles its inputs alone but publishes
+// the outputs of those pulled together at once (with Atomic, as one batch per stream). The
+// outputs of each input carry its trace context. An input h would keep (ErrHeld) is nak'd.
+func PerInput(h Handler) GroupHandler {
+	return func(_ context.Context, in []Input) []*nats.Msg {
+		var outs []*nats.Msg
+		for i := range in {
+			o, err := h(in[i].Ctx, in[i].Msg)
+			if err != nil {
+				in[i].Err = err
+				continue
+			}
+			for _, out := range o {
+				if out.Header.Get("traceparent") == "" {
+					telemetry.Inject(in[i].Ctx, out)
+				}
+			}
+			outs = append(outs, o...)
+		}
+		return outs
+	}
+}
+
 // RejectFunc is told about every message a stage terminates, with the reason.
 type RejectFunc func(msg jetstream.Msg, err error)
 
@@ -87,6 +112,14 @@ type Stage struct {
 	// OwnSpans, when set, reports the messages whose spans the handler makes itself (a message
 	// carrying items of several traces, e.g. a job group): the stage makes none for them.
 	OwnSpans func(jetstream.Msg) bool
+	// Atomic, when set, publishes the outputs of one input (or group) that go to the same
+	// stream as JetStream atomic batches (see PublishBatch). Under fsync-always a batch is
+	// written with one fsync instead of one per message; otherwise staging it costs more than
+	// it saves, so it is for servers that sync every write.
+	Atomic bool
+	// StreamOf names the stream of an output subject, for Atomic (default proto.StreamOf);
+	// outputs of unnamed streams are published one by one.
+	StreamOf func(subject string) string
 
 	flow *flow
 }
@@ -124,8 +157,16 @@ func (f *flow) release(n int) {
 }
 
 type pending struct {
-	msgs    []jetstream.Msg
-	futures []jetstream.PubAckFuture
+	msgs []jetstream.Msg
+	sent []sent
+	n    int // outputs reserved in the stage's flow
+}
+
+// sent is one publish awaiting its PubAck: a single output, or the commit of an atomic batch
+// (then batch holds the batch's outputs as the handler made them).
+type sent struct {
+	f     jetstream.PubAckFuture
+	batch []*nats.Msg
 }
 
 // Run processes messages until ctx is cancelled, then finishes the inputs already handled (acks
@@ -147,12 +188,22 @@ func (s *Stage) Run(ctx context.Context) error {
 		defer close(done)
 		for p := range acks {
 			ok := true
-			for _, f := range p.futures {
+			for _, sn := range p.sent {
 				select {
-				case <-f.Ok():
-				case err := <-f.Err():
-					_ = err
-					ok = false
+				case <-sn.f.Ok():
+				case err := <-sn.f.Err():
+					if sn.batch == nil {
+						ok = false
+						continue
+					}
+					// The batch was refused whole: a message of it was stored before (the
+					// input came back after a crash), or the server would not stage it.
+					// Published one by one, stored messages are de-duplicated by id.
+					if s.Logger != nil {
+						s.Logger.Debug("atomic batch refused; publishing its messages one by one",
+							"stage", s.SpanName, "messages", len(sn.batch), "err", err)
+					}
+					ok = PublishEach(s.JS, sn.batch) == nil && ok
 				}
 			}
 			for _, m := range p.msgs {
@@ -162,7 +213,7 @@ func (s *Stage) Run(ctx context.Context) error {
 					_ = m.NakWithDelay(time.Second)
 				}
 			}
-			fl.release(len(p.futures))
+			fl.release(p.n)
 		}
 	}()
 	log := s.Logger
@@ -377,19 +428,140 @@ func (s *Stage) publish(ctx context.Context, p pending, outs []*nats.Msg) (pendi
 		return pending{}, false
 	}
 	s.flow.reserve(ctx, len(outs))
-	for _, out := range outs {
-		f, err := s.JS.PublishMsgAsync(out)
-		if err != nil {
-			// The outputs already sent will be de-duplicated when the inputs come back.
-			for _, m := range p.msgs {
-				_ = m.NakWithDelay(time.Second)
+	p.n = len(outs)
+	var err error
+	if s.Atomic {
+		p.sent, err = s.sendBatches(outs)
+	} else {
+		p.sent = make([]sent, 0, len(outs))
+		for _, out := range outs {
+			var f jetstream.PubAckFuture
+			if f, err = s.JS.PublishMsgAsync(out); err != nil {
+				break
 			}
-			s.flow.release(len(outs))
-			return pending{}, false
+			p.sent = append(p.sent, sent{f: f})
 		}
-		p.futures = append(p.futures, f)
+	}
+	if err != nil {
+		// The outputs already sent will be de-duplicated when the inputs come back.
+		for _, m := range p.msgs {
+			_ = m.NakWithDelay(time.Second)
+		}
+		s.flow.release(p.n)
+		return pending{}, false
 	}
 	return p, true
+}
+
+// sendBatches publishes outs, those to one stream as atomic batches of up to MaxAtomicBatch
+// (in their order), any other one by one.
+func (s *Stage) sendBatches(outs []*nats.Msg) ([]sent, error) {
+	streamOf := s.StreamOf
+	if streamOf == nil {
+		streamOf = proto.StreamOf
+	}
+	var res []sent
+	for _, run := range byStream(outs, streamOf) {
+		if len(run) == 1 {
+			f, err := s.JS.PublishMsgAsync(run[0])
+			if err != nil {
+				return res, err
+			}
+			res = append(res, sent{f: f})
+			continue
+		}
+		for len(run) > 0 {
+			n := min(len(run), MaxAtomicBatch)
+			f, err := PublishBatch(s.JS, run[:n])
+			if err != nil {
+				return res, err
+			}
+			res = append(res, sent{f: f, batch: run[:n]})
+			run = run[n:]
+		}
+	}
+	return res, nil
+}
+
+// MaxAtomicBatch is nats-server's default limit of messages in one atomic batch.
+const MaxAtomicBatch = 1000
+
+// byStream splits outs by the stream they go to, keeping their order within each; every
+// output whose stream streamOf does not name is a run of its own.
+func byStream(outs []*nats.Msg, streamOf func(string) string) [][]*nats.Msg {
+	var runs [][]*nats.Msg
+	index := map[string]int{}
+	for _, out := range outs {
+		k := streamOf(out.Subject)
+		i, ok := index[k]
+		if !ok || k == "" {
+			i = len(runs)
+			index[k] = i
+			runs = append(runs, nil)
+		}
+		runs[i] = append(runs[i], out)
+	}
+	return runs
+}
+
+// PublishBatch sends msgs, all to one stream, as one JetStream atomic batch (nats-server 2.12+;
+// the stream must allow atomic publish, at most MaxAtomicBatch messages): all are stored or
+// none. The messages before the last go as plain publishes, the last carries the commit and
+// its PubAck (or the batch's error) is returned. msgs are left unchanged (copies carry the
+// batch headers). A batch holding a message id the stream has stored is refused whole: the
+// caller then publishes the messages one by one (PublishEach), which de-duplicates them.
+func PublishBatch(js jetstream.JetStream, msgs []*nats.Msg) (jetstream.PubAckFuture, error) {
+	id := nuid.Next()
+	nc := js.Conn()
+	for i, m := range msgs {
+		h := make(nats.Header, len(m.Header)+3)
+		for k, v := range m.Header {
+			h[k] = v
+		}
+		h.Set(batchIDHeader, id)
+		h.Set(batchSeqHeader, strconv.Itoa(i+1))
+		bm := &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}
+		if i < len(msgs)-1 {
+			if err := nc.PublishMsg(bm); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		h.Set(batchCommitHeader, "1")
+		return js.PublishMsgAsync(bm)
+	}
+	return nil, errors.New("empty batch")
+}
+
+// Headers of JetStream's atomic batch publish (ADR-50).
+const (
+	batchIDHeader     = "Nats-Batch-Id"
+	batchSeqHeader    = "Nats-Batch-Sequence"
+	batchCommitHeader = "Nats-Batch-Commit"
+)
+
+// PublishEach publishes msgs asynchronously, one message each, and waits until all are stored;
+// it returns the first error.
+func PublishEach(js jetstream.JetStream, msgs []*nats.Msg) error {
+	fs := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			return err
+		}
+		fs = append(fs, f)
+	}
+	var first error
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
 }
 
 // A stage in group mode, while the previous group's outputs are being stored, lets inputs gather

@@ -65,12 +65,12 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			Name: proto.StreamEvents, Subjects: []string{proto.SubjectEventsAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
 			MaxAge: r.Events, Duplicates: dedupWindow, Replicas: r.Replicas,
-			AllowDirect: true,
+			AllowDirect: true, AllowAtomicPublish: true,
 		},
 		{
 			Name: proto.StreamJobs, Subjects: []string{proto.SubjectJobsAll},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-			Duplicates: dedupWindow, Replicas: r.Replicas,
+			Duplicates: dedupWindow, Replicas: r.Replicas, AllowAtomicPublish: true,
 		},
 		{
 			// Retries are schedule messages on hookstream.retry.…; when one fires, the server
@@ -79,7 +79,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll, proto.SubjectHeldAll},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 			Duplicates: dedupWindow, Replicas: r.Replicas,
-			AllowMsgSchedules: true, AllowRollup: true,
+			AllowMsgSchedules: true, AllowRollup: true, AllowAtomicPublish: true,
 		},
 		{
 			Name: proto.StreamDLQ, Subjects: []string{proto.SubjectDLQAll},
@@ -90,6 +90,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			Name: proto.StreamOutcomes, Subjects: []string{proto.SubjectOutcomeAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
 			MaxAge: r.Outcomes, Duplicates: dedupWindow, Replicas: r.Replicas,
+			AllowAtomicPublish: true,
 		},
 	}
 	for _, cfg := range streams {

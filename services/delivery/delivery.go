@@ -90,6 +90,8 @@ type Service struct {
 	changes   chan string
 
 	quota *quotas // quota.go
+
+	outcomes *outcomes // outcomes.go
 }
 
 // reconcileWorkers bounds how many streams are reconciled at once: creating 10,000 durable
@@ -145,6 +147,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.registerGauges(); err != nil {
 		return fmt.Errorf("delivery metrics: %w", err)
 	}
+	s.outcomes = newOutcomes(s.js, s.log, s.cfg.Conn.Atomic)
+	defer s.outcomes.close() // after the attempts, which publish outcomes, have ended
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
 	s.attemptCtx = attemptCtx
@@ -674,7 +678,5 @@ func (s *Service) outcome(ctx context.Context, d *proto.Delivery, result string,
 	msg := nats.NewMsg(proto.OutcomeSubject(d.Partition, d.StreamID, result))
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/o%d/%d", d.ID, d.Resends, len(d.History)))
-	if _, err := s.js.PublishMsgAsync(msg); err != nil {
-		s.log.Warn("outcome not published", "delivery_id", d.ID, "error", err.Error())
-	}
+	s.outcomes.publish(msg)
 }

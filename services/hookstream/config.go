@@ -59,7 +59,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "external NATS server URL (the all-in-one then embeds none)")
 	fs.BoolVar(&c.Dev, "dev", envBool("DEV"), "development mode: HS256 dev tokens, plain-http and private webhook URLs")
 	fs.BoolVar(&c.AllowHTTP, "allow-http", envBool("ALLOW_HTTP"), "accept plain-http webhook URLs outside --dev")
-	fs.StringVar(&c.Fsync, "fsync", env("FSYNC", bus.FsyncInterval), "embedded NATS durability: interval (fsync every 1s) or always")
+	fs.StringVar(&c.Fsync, "fsync", env("FSYNC", bus.FsyncInterval), "NATS durability: interval (embedded server fsyncs every 1s) or always (fsync before every acknowledgement; services then store what they write together as atomic batches, one fsync each; with --nats-url, say always when that server syncs every write)")
 	fs.Float64Var(&c.RetryScale, "retry-scale", envFloat("RETRY_SCALE", 1), "multiply every retry delay (e.g. 0.001 in tests)")
 	fs.DurationVar(&c.DLQRetention, "dlq-retention", envDuration("DLQ_RETENTION", 28*24*time.Hour), "how long undelivered deliveries stay in the dead-letter stream (at most 4392h = 6 months)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "json"), "log format: json or text")

@@ -77,6 +77,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 	connect := func(name string) (*bus.Conn, error) {
 		c, err := bus.Connect(cfg.NATSURL, srv, name)
 		if err == nil {
+			c.Atomic = cfg.Fsync == bus.FsyncAlways
 			conns = append(conns, c)
 		}
 		return c, err

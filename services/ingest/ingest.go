@@ -87,6 +87,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("ingest consumer: %w", err)
 	}
 	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest", Logger: s.log}
+	if s.cfg.Conn.Atomic {
+		// The server syncs every write: the events of the messages pulled together are stored
+		// as one atomic batch, with one fsync.
+		stage.Handle, stage.Group, stage.Atomic = nil, bus.PerInput(s.handle), true
+	}
 	return stage.Run(ctx)
 }
 

@@ -90,7 +90,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("matcher consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Group: s.handleGroup, SpanName: "match", Logger: s.log, Reject: func(m jetstream.Msg, err error) {
+	stage := &bus.Stage{JS: js, Consumer: cons, Group: s.handleGroup, SpanName: "match", Logger: s.log, Atomic: s.cfg.Conn.Atomic, Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("event rejected", "subject", m.Subject(), "error", err.Error())
 	}}
 	runErr := stage.Run(ctx)

@@ -118,7 +118,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Logger: s.log, Reject: func(m jetstream.Msg, err error) {
+	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Logger: s.log, Atomic: s.cfg.Conn.Atomic, Reject: func(m jetstream.Msg, err error) {
 		s.log.Warn("job dropped", "subject", m.Subject(), "error", err.Error())
 	}, OwnSpans: func(m jetstream.Msg) bool { return m.Headers().Get(proto.HdrJobGroup) != "" }}
 	runErr := stage.Run(ctx)
