@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
@@ -73,9 +72,11 @@ type Service struct {
 	mu      sync.Mutex
 	runCtx  context.Context
 	targets map[string]*target
-	held    map[string]bool // streams with held deliveries at start (route.go)
-	parking chan parkedMsg  // moves to held subjects awaiting their store
-	peers   peers           // the targets lately active, as the janitor last saw them
+	// sharedTargets counts the targets whose deliveries pass through the shared consumer.
+	sharedTargets int
+	held          map[string]bool // streams with held deliveries at start (route.go)
+	parking       chan parkedMsg  // moves to held subjects awaiting their store
+	peers         peers           // the targets lately active, as the janitor last saw them
 	// lastKey is the target route handed the last delivery to (route only); switched is when
 	// route last handed one to a different target than the one before, unix ns.
 	lastKey  string
@@ -234,6 +235,9 @@ type target struct {
 	// lane is the target's parking state and held consumer. A target replaced after a
 	// maxInFlight change hands its lane on, so moves still in flight stay counted.
 	lane *lane
+	// shared: the target's deliveries pass through the shared consumer (it is unordered).
+	// Guarded by Service.mu, counted in Service.sharedTargets.
+	shared bool
 }
 
 // lane is a target's parking state. While parked, arrivals are moved to the target's held
@@ -372,9 +376,7 @@ func (s *Service) apply(c catalog.Change) {
 		if old != nil {
 			old.lane.stop()
 		}
-		s.mu.Lock()
-		delete(s.targets, key)
-		s.mu.Unlock()
+		s.dropTarget(key)
 		if err := s.js.DeleteConsumer(ctx, proto.StreamOutbox, HeldConsumerName(c.ID)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
 			s.log.Warn("delete held consumer", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
 		}
@@ -412,11 +414,7 @@ func (s *Service) apply(c catalog.Change) {
 	if def.Ordered || !active || s.takeHeldAtStart(key) {
 		t.lane.park()
 	}
-	if t != old {
-		s.mu.Lock()
-		s.targets[key] = t
-		s.mu.Unlock()
-	}
+	s.putTarget(key, t, def.Ordered)
 	lk := laneKey{t: t, active: active}
 	if !t.lane.wanted(lk) {
 		return // closed, or running as it should: restarting would drop what it buffered
@@ -463,6 +461,32 @@ func (s *Service) apply(c catalog.Change) {
 		return
 	}
 	t.lane.setConsume(cc, lk)
+}
+
+// putTarget installs t as the target of key, replacing any other, and counts the targets whose
+// deliveries pass through the shared consumer: the unordered ones (an ordered stream's are
+// stored on its held subject).
+func (s *Service) putTarget(key string, t *target, ordered bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.targets[key]; old != nil && old.shared {
+		s.sharedTargets--
+	}
+	t.shared = !ordered
+	if t.shared {
+		s.sharedTargets++
+	}
+	s.targets[key] = t
+}
+
+// dropTarget removes the target of key.
+func (s *Service) dropTarget(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.targets[key]; old != nil && old.shared {
+		s.sharedTargets--
+	}
+	delete(s.targets, key)
 }
 
 func timeout(def *proto.StreamDef) time.Duration {
@@ -670,7 +694,7 @@ func (s *Service) outcome(ctx context.Context, d *proto.Delivery, result string,
 		StatusCode: last.Status, Error: last.Error, LatencyMs: last.LatencyMs,
 		At: time.Unix(0, last.At).UTC(), NextAttemptAt: next, TraceID: telemetry.TraceID(ctx),
 	}
-	deliveries.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result), attribute.String("status_class", statusClass(last.Status))))
+	countDelivery(ctx, result, statusClass(last.Status))
 	data, err := json.Marshal(&o)
 	if err != nil {
 		return

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -36,16 +37,57 @@ var (
 
 // statusClass maps a status to its class label; 0 (no response) is "error".
 func statusClass(status int) string {
+	if c := status / 100; status > 0 && c < len(statusClasses) {
+		return statusClasses[c]
+	}
 	if status == 0 {
 		return "error"
 	}
 	return strconv.Itoa(status/100) + "xx"
 }
 
+var statusClasses = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// attrSets holds the attribute sets of measurements, built once per label combination: an
+// attempt records two, and building a set per call allocated more than the attempt's span.
+type attrSets struct {
+	mu sync.RWMutex
+	m  map[[2]string]metric.MeasurementOption
+}
+
+// get returns the option for labels k, built by mk the first time.
+func (a *attrSets) get(k [2]string, mk func() []attribute.KeyValue) metric.MeasurementOption {
+	a.mu.RLock()
+	o, ok := a.m[k]
+	a.mu.RUnlock()
+	if ok {
+		return o
+	}
+	o = metric.WithAttributeSet(attribute.NewSet(mk()...))
+	a.mu.Lock()
+	if a.m == nil {
+		a.m = map[[2]string]metric.MeasurementOption{}
+	}
+	a.m[k] = o
+	a.mu.Unlock()
+	return o
+}
+
+var attemptAttrs, deliveryAttrs attrSets
+
+// countDelivery counts an attempt (or a delivery settled without one) in hookstream_deliveries.
+func countDelivery(ctx context.Context, result, class string) {
+	deliveries.Add(ctx, 1, deliveryAttrs.get([2]string{result, class}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("result", result), attribute.String("status_class", class)}
+	}))
+}
+
 // record puts an attempt's result on its span and in the metrics.
 func (s *Service) record(ctx context.Context, span trace.Span, d *proto.Delivery, res result, kind retry.Kind, start time.Time) {
 	class := statusClass(res.status)
-	attemptSeconds.Record(ctx, res.latency.Seconds(), metric.WithAttributes(attribute.String("status_class", class)))
+	attemptSeconds.Record(ctx, res.latency.Seconds(), attemptAttrs.get([2]string{class}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("status_class", class)}
+	}))
 	if res.status != 0 {
 		span.SetAttributes(attribute.Int("http.response.status_code", res.status))
 	}

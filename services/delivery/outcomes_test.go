@@ -71,3 +71,11 @@ func TestOutcomesBatched(t *testing.T) {
 		t.Errorf("records by batch id: %v; want one batch of 40 and 10 without", batches)
 	}
 }
+
+func TestStatusClass(t *testing.T) {
+	for status, want := range map[int]string{0: "error", 42: "0xx", 101: "1xx", 200: "2xx", 302: "3xx", 429: "4xx", 503: "5xx", 999: "9xx"} {
+		if got := statusClass(status); got != want {
+			t.Errorf("statusClass(%d) = %q, want %q", status, got, want)
+		}
+	}
+}

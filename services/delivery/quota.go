@@ -11,8 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/quota"
@@ -237,7 +235,7 @@ func (s *Service) quotaOutcome(ctx context.Context, d *proto.Delivery, result st
 	if o.EventIDs == nil {
 		o.EventIDs = []string{}
 	}
-	deliveries.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result), attribute.String("status_class", "none")))
+	countDelivery(ctx, result, "none")
 	data, err := json.Marshal(&o)
 	if err != nil {
 		return

@@ -345,15 +345,16 @@ func (s *Service) noteSwitch(key string, at time.Time) {
 }
 
 // mixed reports whether other targets' deliveries may wait behind one target's: route handed
-// deliveries to more than one target within peerWindow, or the service has other targets, whose
-// deliveries route cannot see while it waits (they are behind in the shared consumer).
+// deliveries to more than one target within peerWindow, or the service has other unordered
+// targets, whose deliveries route cannot see while it waits (they are behind in the shared
+// consumer; an ordered target's never pass through it).
 func (s *Service) mixed() bool {
 	if time.Since(time.Unix(0, s.switched.Load())) < peerWindow {
 		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.targets) > 1
+	return s.sharedTargets > 1
 }
 
 // unknown retries a delivery for a stream this service does not know yet (it may have been

@@ -498,7 +498,9 @@ func TestTypicalOther(t *testing.T) {
 // another, or when the service has more than one target; the first target alone is not (it
 // was, and one stream alone was parked on a hiccup of 20 ms in its first 5 s).
 func TestMixed(t *testing.T) {
-	s := &Service{targets: map[string]*target{"p/a": {key: "p/a"}}}
+	s := &Service{targets: map[string]*target{}}
+	s.putTarget("p/a", &target{key: "p/a"}, false)
+	s.putTarget("p/o", &target{key: "p/o"}, true) // ordered: never in the shared consumer
 	now := time.Now()
 	s.noteSwitch("p/a", now)
 	s.noteSwitch("p/a", now)
@@ -513,8 +515,20 @@ func TestMixed(t *testing.T) {
 	if s.mixed() {
 		t.Fatalf("mixed %v after the last switch", peerWindow)
 	}
-	s.targets["p/b"] = &target{key: "p/b"} // its deliveries may be hidden behind p/a's
+	s.putTarget("p/b", &target{key: "p/b"}, false) // its deliveries may be hidden behind p/a's
 	if !s.mixed() {
-		t.Fatal("a second target does not count as mixed")
+		t.Fatal("a second unordered target does not count as mixed")
+	}
+	s.putTarget("p/b", &target{key: "p/b"}, true) // it became ordered
+	if s.mixed() {
+		t.Fatal("an ordered target counts as mixed")
+	}
+	s.putTarget("p/o", &target{key: "p/o"}, false) // and this one unordered
+	if !s.mixed() {
+		t.Fatal("a target that became unordered does not count as mixed")
+	}
+	s.dropTarget("p/o")
+	if s.mixed() {
+		t.Fatal("a deleted target still counts as mixed")
 	}
 }
