@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -63,15 +64,39 @@ func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Fatalf("condition not met after %s: %v", timeout, err)
 }
 
+// freeAddr returns a loopback address whose port is free now. It picks ports below Linux's
+// ephemeral range (32768–60999 by default), where a port the kernel hands out (":0") lies:
+// between the check and the process binding the port, and while a killed process restarts on
+// it, an outgoing connection of anything on the machine could otherwise take it. No port is
+// handed out twice in one test binary.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := fixedPortLow + rand.IntN(fixedPortHigh-fixedPortLow)
+		portsMu.Lock()
+		taken := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if taken {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port found")
+	return ""
 }
+
+// The ports freeAddr picks from.
+const fixedPortLow, fixedPortHigh = 20000, 32000
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // proc is a running hookstream process.
 type proc struct {
