@@ -154,3 +154,49 @@ func TestStageBoundsOutputsNotInputs(t *testing.T) {
 	})
 	f.settled(t)
 }
+
+// TestStageMaxBytes: with MaxBytes a pull holds at most that many bytes, so a group of large
+// inputs is at most as large; every input is still handled once and acknowledged.
+func TestStageMaxBytes(t *testing.T) {
+	f := newStageFixture(t)
+	big := strings.Repeat("x", 100_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 10 {
+		if _, err := f.conn.JS.Publish(ctx, fmt.Sprintf("in.m%d", i), []byte(fmt.Sprintf("m%d:%s", i, big))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var sizes []int
+	seen := map[string]int{}
+	f.run(t, &bus.Stage{MaxBytes: 250_000, Group: func(_ context.Context, in []bus.Input) []*nats.Msg {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(in))
+		var outs []*nats.Msg
+		for _, i := range in {
+			name, _, _ := strings.Cut(string(i.Msg.Data()), ":")
+			seen[name]++
+			outs = append(outs, bus.NewMsg("out.a."+name, name, []byte(name)))
+		}
+		return outs
+	}})
+	f.settled(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 10 {
+		t.Errorf("handled %d distinct inputs, want 10: %v", len(seen), seen)
+	}
+	for n, c := range seen {
+		if c != 1 {
+			t.Errorf("%s handled %d times", n, c)
+		}
+	}
+	for _, n := range sizes {
+		if n > 2 {
+			t.Errorf("group sizes %v: a pull of at most 250,000 bytes held %d inputs of 100,000", sizes, n)
+			break
+		}
+	}
+}

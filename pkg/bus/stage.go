@@ -103,6 +103,10 @@ type Stage struct {
 	// comes back), and the inputs (in group mode, the groups) awaiting their acknowledgement. The
 	// outputs of one input are let through whole: up to MaxPending-1 plus that many.
 	MaxPending int
+	// MaxBytes, when set, bounds the bytes of one pull and the bytes of inputs awaiting their
+	// acknowledgement (they are held until then), so that large inputs cannot fill memory. It
+	// must be at least the stream's largest message: a pull never splits one.
+	MaxBytes int
 	// Logger, when set, is told about pulls re-issued after missed heartbeats.
 	Logger *slog.Logger
 	// SpanName names the span of each message (the stage's name: "ingest", "match", "sign").
@@ -127,28 +131,38 @@ type Stage struct {
 // flow bounds what a stage has sent and not yet settled.
 type flow struct {
 	max      int64
+	maxBytes int64         // 0: no bound
+	bytes    atomic.Int64  // bytes of the inputs awaiting their acknowledgement
 	outputs  atomic.Int64  // outputs awaiting their PubAcks
 	freed    chan struct{} // outputs fell below max
 	inflight atomic.Int64  // inputs (or groups) awaiting their acknowledgement
 	settled  chan struct{} // inflight fell to zero
 }
 
-// reserve waits while max outputs or more are outstanding, then counts n more (and one input
-// entry). It lets n through even when n alone exceeds max.
-func (f *flow) reserve(ctx context.Context, n int) {
-	for f.outputs.Load() >= f.max && ctx.Err() == nil {
+// reserve waits while max outputs or more are outstanding (or maxBytes of inputs), then counts
+// n more outputs, size more bytes and one input entry. It lets them through even when n or
+// size alone exceeds the bound.
+func (f *flow) reserve(ctx context.Context, n int, size int) {
+	for f.full() && ctx.Err() == nil {
 		select {
 		case <-f.freed:
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	f.outputs.Add(int64(n))
+	f.bytes.Add(int64(size))
 	f.inflight.Add(1)
 }
 
-// release undoes a reserve of n.
-func (f *flow) release(n int) {
-	if f.outputs.Add(-int64(n)) < f.max {
+func (f *flow) full() bool {
+	return f.outputs.Load() >= f.max || (f.maxBytes > 0 && f.bytes.Load() >= f.maxBytes)
+}
+
+// release undoes a reserve of n and size.
+func (f *flow) release(n int, size int) {
+	f.outputs.Add(-int64(n))
+	f.bytes.Add(-int64(size))
+	if !f.full() {
 		notify(f.freed)
 	}
 	if f.inflight.Add(-1) == 0 {
@@ -160,6 +174,7 @@ type pending struct {
 	msgs []jetstream.Msg
 	sent []sent
 	n    int // outputs reserved in the stage's flow
+	size int // bytes of msgs reserved in the stage's flow
 }
 
 // sent is one publish awaiting its PubAck: a single output, or the commit of an atomic batch
@@ -182,7 +197,11 @@ func (s *Stage) Run(ctx context.Context) error {
 	}
 	acks := make(chan pending, maxPending)
 	done := make(chan struct{})
-	s.flow = &flow{max: int64(maxPending), freed: make(chan struct{}, 1), settled: make(chan struct{}, 1)}
+	s.flow = &flow{max: int64(maxPending), maxBytes: int64(s.MaxBytes), freed: make(chan struct{}, 1), settled: make(chan struct{}, 1)}
+	var fetch []jetstream.FetchOpt
+	if s.MaxBytes > 0 {
+		fetch = append(fetch, jetstream.FetchMaxBytes(s.MaxBytes))
+	}
 	fl := s.flow
 	go func() {
 		defer close(done)
@@ -213,7 +232,7 @@ func (s *Stage) Run(ctx context.Context) error {
 					_ = m.NakWithDelay(time.Second)
 				}
 			}
-			fl.release(p.n)
+			fl.release(p.n, p.size)
 		}
 	}()
 	log := s.Logger
@@ -228,7 +247,7 @@ func (s *Stage) Run(ctx context.Context) error {
 			if p, ok := s.process(ctx, msg); ok {
 				acks <- p
 			}
-		}, nil, stalled, log)
+		}, nil, stalled, log, fetch...)
 	} else {
 		group := make([]jetstream.Msg, 0, batch)
 		var began time.Time // when the group's first input arrived
@@ -274,7 +293,7 @@ func (s *Stage) Run(ctx context.Context) error {
 			if len(group) == batch {
 				flush()
 			}
-		}, idle, stalled, log)
+		}, idle, stalled, log, fetch...)
 		flush()
 	}
 	close(acks)
@@ -291,13 +310,14 @@ func (s *Stage) Run(ctx context.Context) error {
 // still goes unanswered for two heartbeats is logged (see logStall) and reported to stalled.
 // idle, when set, is called whenever no further message of the pull is at hand, with a function
 // that reports whether one has arrived since (so that a caller gathering messages can wait a
-// little for more). idle, stalled and log may be nil.
-func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), idle func(arrived func() bool), stalled func(), log *slog.Logger) {
+// little for more). idle, stalled and log may be nil; opts are added to every fetch.
+func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), idle func(arrived func() bool), stalled func(), log *slog.Logger, opts ...jetstream.FetchOpt) {
+	opts = append([]jetstream.FetchOpt{jetstream.FetchHeartbeat(PullHeartbeat)}, opts...)
 	var backoff time.Duration // after failed pulls: 100 ms, doubling up to 5 s
 	var logged time.Time
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, PullExpiry)
-		b, err := cons.Fetch(batch, jetstream.FetchHeartbeat(PullHeartbeat), jetstream.FetchContext(fctx))
+		b, err := cons.Fetch(batch, append(opts[:len(opts):len(opts)], jetstream.FetchContext(fctx))...)
 		if err != nil {
 			cancel()
 			if ctx.Err() != nil {
@@ -427,7 +447,10 @@ func (s *Stage) publish(ctx context.Context, p pending, outs []*nats.Msg) (pendi
 	if len(p.msgs) == 0 {
 		return pending{}, false
 	}
-	s.flow.reserve(ctx, len(outs))
+	for _, m := range p.msgs {
+		p.size += len(m.Data())
+	}
+	s.flow.reserve(ctx, len(outs), p.size)
 	p.n = len(outs)
 	var err error
 	if s.Atomic {
@@ -447,7 +470,7 @@ func (s *Stage) publish(ctx context.Context, p pending, outs []*nats.Msg) (pendi
 		for _, m := range p.msgs {
 			_ = m.NakWithDelay(time.Second)
 		}
-		s.flow.release(p.n)
+		s.flow.release(p.n, p.size)
 		return pending{}, false
 	}
 	return p, true

@@ -86,7 +86,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest", Logger: s.log}
+	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest", Logger: s.log,
+		MaxBytes: pullMaxBytes}
 	if s.cfg.Conn.Atomic {
 		// The server syncs every write: the events of the messages pulled together are stored
 		// as one atomic batch, with one fsync.
@@ -94,6 +95,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	return stage.Run(ctx)
 }
+
+// pullMaxBytes bounds one pull from INGEST and the INGEST messages awaiting acknowledgement: 256
+// messages of up to 2 MiB could otherwise hold 512 MiB, and thousands awaiting their outputs'
+// PubAcks gigabytes. Eight of the largest messages fit.
+const pullMaxBytes = 8 * bus.IngestMaxMsgSize
 
 // kindPoint labels point readings in hookstream_readings (built once: it is counted per message).
 var kindPoint = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "point")))
