@@ -71,6 +71,30 @@ type JobGroup struct {
 // HdrJobGroup marks a JOBS message that holds a JobGroup; its value is the number of jobs.
 const HdrJobGroup = "Hookstream-Job-Group"
 
+// DeliveryGroup is one OUTBOX message holding several rendered deliveries of one stream, in
+// event order, each a msgpack Delivery with its trace context. The signer writes one when a job
+// group renders more than one delivery for an unordered stream, so that a burst costs OUTBOX one
+// write, delivery, acknowledgement and removal instead of one per delivery. Its message, on the
+// stream's OutboxSubject, carries the header HdrDeliveryGroup. Delivery acknowledges it once
+// every delivery in it is settled; one to be attempted later leaves it as a message of its own.
+type DeliveryGroup struct {
+	V     uint8       `msgpack:"v"`
+	Items []GroupItem `msgpack:"items"`
+}
+
+// GroupItem is one delivery of a DeliveryGroup.
+type GroupItem struct {
+	ID          string `msgpack:"id"` // the delivery's id (its message id as a single message)
+	Data        []byte `msgpack:"d"`  // the msgpack Delivery
+	TraceParent string `msgpack:"tp,omitempty"`
+	TraceState  string `msgpack:"ts,omitempty"`
+	Baggage     string `msgpack:"bg,omitempty"`
+}
+
+// HdrDeliveryGroup marks an OUTBOX message that holds a DeliveryGroup; its value is the number
+// of deliveries.
+const HdrDeliveryGroup = "Hookstream-Delivery-Group"
+
 // Attempt is one delivery attempt, kept in the delivery's history.
 type Attempt struct {
 	At        int64   `msgpack:"at" json:"-"` // Unix nanoseconds

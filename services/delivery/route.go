@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -163,6 +162,15 @@ func (s *Service) route(m jetstream.Msg) {
 		s.unknown(m, partition, id)
 		return
 	}
+	if m.Headers().Get(proto.HdrDeliveryGroup) != "" {
+		s.routeGroup(t, m) // group.go: each of its deliveries as in below
+		return
+	}
+	s.routeTo(t, in)
+}
+
+// routeTo hands a delivery to target t's attempts, or parks it.
+func (s *Service) routeTo(t *target, in inbound) {
 	slot := t.slot()
 	t.routed.Store(in.at.UnixNano())
 	s.noteSwitch(t.key, in.at)
@@ -472,7 +480,8 @@ func (t *target) moved() {
 }
 
 // heldMsg is the copy of a delivery for the target's held subject. Its de-duplication id is
-// the original's OUTBOX sequence, so a move repeated after a crash is stored once.
+// the original's OUTBOX sequence (and its place in a group), so a move repeated after a crash
+// is stored once.
 func heldMsg(t *target, m jetstream.Msg) (*nats.Msg, error) {
 	meta, err := m.Metadata()
 	if err != nil {
@@ -486,7 +495,7 @@ func heldMsg(t *target, m jetstream.Msg) (*nats.Msg, error) {
 			out.Header[k] = v
 		}
 	}
-	out.Header.Set(jetstream.MsgIDHeader, "held/"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	out.Header.Set(jetstream.MsgIDHeader, "held/"+itemKey(meta.Sequence.Stream, m))
 	return out, nil
 }
 

@@ -211,7 +211,7 @@ func (s *Service) handleGroup(ctx context.Context, msg jetstream.Msg) ([]*nats.M
 		span.End()
 		outs = append(outs, out)
 	}
-	return outs, nil
+	return groupDeliveries(outs)
 }
 
 // groupJob renders one job of a group.

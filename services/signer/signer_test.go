@@ -157,6 +157,20 @@ func (e *env) outbox() []proto.Delivery {
 		if err != nil {
 			continue
 		}
+		if m.Header.Get(proto.HdrDeliveryGroup) != "" {
+			var g proto.DeliveryGroup
+			if err := proto.Unmarshal(m.Data, &g); err != nil {
+				e.t.Fatal(err)
+			}
+			for _, it := range g.Items {
+				var d proto.Delivery
+				if err := proto.Unmarshal(it.Data, &d); err != nil {
+					e.t.Fatal(err)
+				}
+				out = append(out, d)
+			}
+			continue
+		}
 		var d proto.Delivery
 		if err := proto.Unmarshal(m.Data, &d); err != nil {
 			e.t.Fatal(err)

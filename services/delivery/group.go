@@ -1,0 +1,153 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/proto"
+)
+
+// A DeliveryGroup (proto) is one OUTBOX message holding several deliveries of one stream. Route
+// hands each of them on as a groupItem, a jetstream.Msg of its own, so that attempts, retries,
+// parking moves and dead letters treat it like any delivery; the group's message is
+// acknowledged once every item is settled. An item to be attempted again later (Nak) leaves the
+// group as an OUTBOX message of its own. If the group's message is redelivered (a crash, an
+// item that could not leave it), its delivered items are attempted again: duplicates, which
+// receivers drop by webhook-id.
+type group struct {
+	s       *Service
+	msg     jetstream.Msg
+	meta    *jetstream.MsgMetadata
+	pending atomic.Int32 // items not settled yet
+	failed  atomic.Bool  // the message was nak'd: it comes back whole
+	touched atomic.Int64 // when the message was last acknowledged in progress, unix ns
+}
+
+// groupItem is one delivery of a group.
+type groupItem struct {
+	g       *group
+	i       int
+	data    []byte
+	hdr     nats.Header
+	settled atomic.Bool
+}
+
+// routeGroup decodes a DeliveryGroup for target t and routes each of its deliveries.
+func (s *Service) routeGroup(t *target, m jetstream.Msg) {
+	var dg proto.DeliveryGroup
+	meta, err := m.Metadata()
+	if err == nil {
+		err = proto.Unmarshal(m.Data(), &dg)
+	}
+	if err == nil && len(dg.Items) == 0 {
+		err = fmt.Errorf("empty delivery group")
+	}
+	if err != nil {
+		s.log.Error("undecodable delivery group dropped", "subject", m.Subject(), "error", err.Error())
+		_ = m.Term()
+		return
+	}
+	g := &group{s: s, msg: m, meta: meta}
+	g.pending.Store(int32(len(dg.Items)))
+	g.touched.Store(time.Now().UnixNano())
+	for i, item := range dg.Items {
+		s.routeTo(t, inbound{msg: &groupItem{g: g, i: i, data: item.Data, hdr: itemHeader(item)}, at: time.Now()})
+	}
+}
+
+// itemHeader is the header a delivery of a group would carry as a message of its own.
+func itemHeader(item proto.GroupItem) nats.Header {
+	hdr := nats.Header{}
+	hdr.Set(jetstream.MsgIDHeader, item.ID)
+	for k, v := range map[string]string{"traceparent": item.TraceParent, "tracestate": item.TraceState, "baggage": item.Baggage} {
+		if v != "" {
+			hdr.Set(k, v)
+		}
+	}
+	return hdr
+}
+
+// settle marks the item done; the last one acknowledges the group's message (double: and
+// waits for the server to confirm).
+func (it *groupItem) settle(ctx context.Context, double bool) error {
+	if !it.settled.CompareAndSwap(false, true) {
+		return nil
+	}
+	g := it.g
+	if g.pending.Add(-1) > 0 {
+		// Items may take long in all (a slow target's slots); the message must not be
+		// redelivered meanwhile.
+		if now := time.Now().UnixNano(); now-g.touched.Load() > int64(ackWait/3) {
+			g.touched.Store(now)
+			_ = g.msg.InProgress()
+		}
+		return nil
+	}
+	if g.failed.Load() {
+		return nil
+	}
+	if double {
+		return g.msg.DoubleAck(ctx)
+	}
+	return g.msg.Ack()
+}
+
+// requeue stores the item as an OUTBOX message of its own, due after delay (as a schedule
+// message, like a retry), and settles it. If that fails, the group's message is nak'd and comes
+// back whole.
+func (it *groupItem) requeue(delay time.Duration) error {
+	g := it.g
+	partition, streamID, _ := proto.ParseOutboxSubject(g.msg.Subject())
+	key := fmt.Sprintf("g%d-%d", g.meta.Sequence.Stream, it.i)
+	out := bus.NewMsg(proto.OutboxSubject(partition, streamID), "requeue/"+key, it.data)
+	for _, k := range []string{"traceparent", "tracestate", "baggage"} {
+		if v := it.hdr.Get(k); v != "" {
+			out.Header.Set(k, v)
+		}
+	}
+	if delay > 0 {
+		out.Subject = proto.RetrySubject(partition, streamID, key)
+		out.Header.Set(hdrSchedule, "@at "+time.Now().Add(delay).UTC().Format(time.RFC3339Nano))
+		out.Header.Set(hdrScheduleTarget, proto.OutboxSubject(partition, streamID))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.s.js.PublishMsg(ctx, out); err != nil {
+		if g.failed.CompareAndSwap(false, true) {
+			_ = g.msg.NakWithDelay(time.Second)
+		}
+		return err
+	}
+	return it.settle(ctx, false)
+}
+
+func (it *groupItem) Metadata() (*jetstream.MsgMetadata, error) { return it.g.meta, nil }
+func (it *groupItem) Data() []byte                              { return it.data }
+func (it *groupItem) Headers() nats.Header                      { return it.hdr }
+func (it *groupItem) Subject() string                           { return it.g.msg.Subject() }
+func (it *groupItem) Reply() string                             { return it.g.msg.Reply() }
+func (it *groupItem) Ack() error                                { return it.settle(context.Background(), false) }
+func (it *groupItem) DoubleAck(ctx context.Context) error       { return it.settle(ctx, true) }
+func (it *groupItem) Nak() error                                { return it.requeue(0) }
+func (it *groupItem) NakWithDelay(d time.Duration) error        { return it.requeue(d) }
+func (it *groupItem) InProgress() error                         { return it.g.msg.InProgress() }
+func (it *groupItem) Term() error                               { return it.settle(context.Background(), false) }
+func (it *groupItem) TermWithReason(string) error               { return it.settle(context.Background(), false) }
+
+var _ jetstream.Msg = (*groupItem)(nil)
+
+// itemKey names a delivery message for ids derived from it: its OUTBOX sequence, and its place
+// when it is an item of a group.
+func itemKey(seq uint64, m jetstream.Msg) string {
+	if it, ok := m.(*groupItem); ok {
+		return strconv.FormatUint(seq, 10) + "." + strconv.Itoa(it.i)
+	}
+	return strconv.FormatUint(seq, 10)
+}

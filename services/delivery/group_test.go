@@ -1,0 +1,185 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/proto"
+)
+
+// publishGroup stores deliveries from..from+n-1 of a stream as one DeliveryGroup on subject.
+func (f *fixture) publishGroup(subject, streamID, url string, from, n int) {
+	f.t.Helper()
+	g := proto.DeliveryGroup{V: proto.Version}
+	for i := from; i < from+n; i++ {
+		d := proto.Delivery{V: proto.Version, ID: fmt.Sprintf("%s-%d", streamID, i), Partition: "p", StreamID: streamID,
+			URL: url, Method: http.MethodPost, Body: []byte(strconv.Itoa(i)), IngestedAt: time.Now().UnixNano()}
+		data, err := proto.Marshal(&d)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		g.Items = append(g.Items, proto.GroupItem{ID: d.ID, Data: data,
+			TraceParent: fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)})
+	}
+	data, err := proto.Marshal(&g)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m := bus.NewMsg(subject, fmt.Sprintf("group-%s-%d", streamID, from), data)
+	m.Header.Set(proto.HdrDeliveryGroup, strconv.Itoa(n))
+	if _, err := f.conn.JS.PublishMsg(context.Background(), m); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestDeliveryGroup: the deliveries of a group are each delivered once, one that fails is
+// retried on its own, and the group's message is acknowledged when all are settled. A group
+// for a stream that became ordered after it was written is taken apart: its deliveries are
+// moved to the held subject, each once, and delivered in order.
+func TestDeliveryGroup(t *testing.T) {
+	f := newFixture(t)
+	var once sync.Once
+	rc := newReceiver(t, nil, func(body string) int {
+		code := http.StatusOK
+		if body == "3" {
+			once.Do(func() { code = http.StatusServiceUnavailable })
+		}
+		return code
+	})
+	ord := newReceiver(t, nil, nil)
+	f.putStream(proto.StreamDef{ID: "g", WebhookURL: rc.url})
+	f.putStream(proto.StreamDef{ID: "ord", WebhookURL: ord.url, Ordered: true})
+	f.start()
+	waitFor(t, "targets loaded", func() error {
+		if f.target("g") == nil || f.target("ord") == nil {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	f.publishGroup(proto.OutboxSubject("p", "g"), "g", rc.url, 0, 10)
+	f.publishGroup(proto.OutboxSubject("p", "ord"), "ord", ord.url, 0, 10)
+	waitFor(t, "grouped deliveries", wantCount(rc, 10))
+	waitFor(t, "ordered stream's grouped deliveries", wantCount(ord, 10))
+	seen := map[string]bool{}
+	for _, b := range rc.got() {
+		if seen[b] {
+			t.Errorf("delivery %s arrived twice", b)
+		}
+		seen[b] = true
+	}
+	for i, b := range ord.got() {
+		if b != strconv.Itoa(i) {
+			t.Fatalf("ordered delivery %d is %q: %v", i, b, ord.got())
+		}
+	}
+	waitFor(t, "the groups acknowledged", func() error {
+		c, err := f.conn.JS.Consumer(context.Background(), proto.StreamOutbox, ConsumerName)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("shared consumer: %d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+}
+
+// TestGroupItemRequeue: an item nak'd leaves its group as an OUTBOX message of its own, at once
+// or (with a delay) as a schedule message that fires into the outbox subject; the group's
+// message is acknowledged only once every item is settled.
+func TestGroupItemRequeue(t *testing.T) {
+	f := newFixture(t)
+	s, err := New(Config{Conn: f.conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publishGroup(proto.OutboxSubject("p", "q"), "q", "http://127.0.0.1:1/", 0, 3)
+	ctx := context.Background()
+	cons, err := f.conn.JS.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
+		Durable: "test", FilterSubject: proto.OutboxSubject("p", "q"), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Take the group apart as route does, without a target: collect its items.
+	var dg proto.DeliveryGroup
+	if err := proto.Unmarshal(m.Data(), &dg); err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := m.Metadata()
+	gr := &group{s: s, msg: m, meta: meta}
+	gr.pending.Store(int32(len(dg.Items)))
+	var items []*groupItem
+	for i, it := range dg.Items {
+		items = append(items, &groupItem{g: gr, i: i, data: it.Data, hdr: itemHeader(it)})
+	}
+	if err := items[0].Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := items[1].Nak(); err != nil {
+		t.Fatal(err)
+	}
+	if err := items[1].Ack(); err != nil { // settled already: no effect
+		t.Fatal(err)
+	}
+	if info, _ := cons.Info(ctx); info.NumAckPending != 1 {
+		t.Fatalf("group acknowledged with an item unsettled (ack pending %d)", info.NumAckPending)
+	}
+	if err := items[2].NakWithDelay(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "group acknowledged", func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 {
+			return fmt.Errorf("ack pending %d", info.NumAckPending)
+		}
+		return nil
+	})
+	// Items 1 (at once) and 2 (when its schedule fires) come back as single messages.
+	var got []string
+	waitFor(t, "requeued items", func() error {
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		_ = m.Ack()
+		if m.Headers().Get(proto.HdrDeliveryGroup) != "" {
+			return errors.New("the group came back")
+		}
+		var d proto.Delivery
+		if err := proto.Unmarshal(m.Data(), &d); err != nil {
+			return err
+		}
+		if m.Headers().Get("traceparent") == "" {
+			return fmt.Errorf("requeued %s lost its trace context", d.ID)
+		}
+		got = append(got, d.ID)
+		if len(got) < 2 {
+			return fmt.Errorf("requeued so far: %v", got)
+		}
+		return nil
+	})
+	if fmt.Sprint(got) != "[q-1 q-2]" {
+		t.Errorf("requeued %v, want [q-1 q-2]", got)
+	}
+}

@@ -1,0 +1,90 @@
+package signer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/pkg/bus"
+	"hookstream/proto"
+)
+
+// Bounds of one DeliveryGroup: its items, and the bytes of their deliveries (JetStream's
+// default largest message is 1 MiB).
+const (
+	maxGroupItems = 256
+	maxGroupBytes = 900 << 10
+)
+
+// groupDeliveries replaces the deliveries of outs that go to the same outbox subject — an
+// unordered stream's — by DeliveryGroup messages, when there are two or more. Other messages
+// (a held subject's, jobs written back) stay as they are.
+func groupDeliveries(outs []*nats.Msg) ([]*nats.Msg, error) {
+	bySubject := map[string][]*nats.Msg{}
+	n := 0
+	for _, out := range outs {
+		if _, _, ok := proto.ParseOutboxSubject(out.Subject); ok {
+			bySubject[out.Subject] = append(bySubject[out.Subject], out)
+			n++
+		}
+	}
+	if n == len(bySubject) {
+		return outs, nil // one delivery per stream at most: nothing to group
+	}
+	res := make([]*nats.Msg, 0, len(outs))
+	done := map[string]bool{}
+	for _, out := range outs {
+		run, ok := bySubject[out.Subject]
+		if !ok || len(run) == 1 {
+			res = append(res, out)
+			continue
+		}
+		if done[out.Subject] {
+			continue
+		}
+		done[out.Subject] = true
+		for len(run) > 0 {
+			k, size := 0, 0
+			for k < len(run) && k < maxGroupItems && (k == 0 || size+len(run[k].Data) <= maxGroupBytes) {
+				size += len(run[k].Data)
+				k++
+			}
+			if k == 1 {
+				res = append(res, run[0])
+			} else {
+				m, err := groupMsg(out.Subject, run[:k])
+				if err != nil {
+					return nil, err
+				}
+				res = append(res, m)
+			}
+			run = run[k:]
+		}
+	}
+	return res, nil
+}
+
+// groupMsg is the DeliveryGroup message of msgs, all for one subject. Its id is a digest of
+// its deliveries' ids, so that the same deliveries grouped again (the job group came back) are
+// de-duplicated, and a different set never is.
+func groupMsg(subject string, msgs []*nats.Msg) (*nats.Msg, error) {
+	g := proto.DeliveryGroup{V: proto.Version, Items: make([]proto.GroupItem, len(msgs))}
+	h := sha256.New()
+	for i, m := range msgs {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		g.Items[i] = proto.GroupItem{ID: id, Data: m.Data,
+			TraceParent: m.Header.Get("traceparent"), TraceState: m.Header.Get("tracestate"), Baggage: m.Header.Get("baggage")}
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	data, err := proto.Marshal(&g)
+	if err != nil {
+		return nil, err
+	}
+	out := bus.NewMsg(subject, "dgroup/"+hex.EncodeToString(h.Sum(nil)), data)
+	out.Header.Set(proto.HdrDeliveryGroup, strconv.Itoa(len(msgs)))
+	return out, nil
+}
