@@ -109,3 +109,54 @@ func TestPullDoesNotStallAfterBursts(t *testing.T) {
 		t.Errorf("a stage stalled waiting for a pull the server no longer held:\n%s", logs.String())
 	}
 }
+
+// TestPullKeepInProgress: a handler takes longer over the messages of one pull than the
+// consumer's AckWait in all; with KeepInProgress the messages waiting behind are marked in
+// progress, so none is delivered twice. Without it the later ones would be.
+func TestPullKeepInProgress(t *testing.T) {
+	f := newStageFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cons, err := f.in.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: "slow", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second, MaxDeliver: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		f.publish(t, fmt.Sprintf("k%d", i))
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bus.Pull(pctx, cons, 16, func(m jetstream.Msg) {
+			time.Sleep(600 * time.Millisecond) // 3 s for all five, AckWait 1 s
+			_ = m.Ack()
+			mu.Lock()
+			seen[string(m.Data())]++
+			mu.Unlock()
+		}, nil, nil, nil, bus.KeepInProgress(250*time.Millisecond))
+	}()
+	checkFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) < n {
+			return fmt.Errorf("handled %d of %d", len(seen), n)
+		}
+		return nil
+	})
+	time.Sleep(1500 * time.Millisecond) // a redelivery would come within AckWait
+	stop()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("%s handled %d times", k, c)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -198,9 +199,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	acks := make(chan pending, maxPending)
 	done := make(chan struct{})
 	s.flow = &flow{max: int64(maxPending), maxBytes: int64(s.MaxBytes), freed: make(chan struct{}, 1), settled: make(chan struct{}, 1)}
-	var fetch []jetstream.FetchOpt
+	var fetch []PullOpt
 	if s.MaxBytes > 0 {
-		fetch = append(fetch, jetstream.FetchMaxBytes(s.MaxBytes))
+		fetch = append(fetch, FetchOpts(jetstream.FetchMaxBytes(s.MaxBytes)))
 	}
 	fl := s.flow
 	go func() {
@@ -310,9 +311,13 @@ func (s *Stage) Run(ctx context.Context) error {
 // still goes unanswered for two heartbeats is logged (see logStall) and reported to stalled.
 // idle, when set, is called whenever no further message of the pull is at hand, with a function
 // that reports whether one has arrived since (so that a caller gathering messages can wait a
-// little for more). idle, stalled and log may be nil; opts are added to every fetch.
-func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), idle func(arrived func() bool), stalled func(), log *slog.Logger, opts ...jetstream.FetchOpt) {
-	opts = append([]jetstream.FetchOpt{jetstream.FetchHeartbeat(PullHeartbeat)}, opts...)
+// little for more). idle, stalled and log may be nil.
+func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(jetstream.Msg), idle func(arrived func() bool), stalled func(), log *slog.Logger, options ...PullOpt) {
+	var po pullOpts
+	for _, o := range options {
+		o(&po)
+	}
+	opts := append([]jetstream.FetchOpt{jetstream.FetchHeartbeat(PullHeartbeat)}, po.fetch...)
 	var backoff time.Duration // after failed pulls: 100 ms, doubling up to 5 s
 	var logged time.Time
 	for ctx.Err() == nil {
@@ -336,11 +341,17 @@ func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(j
 		}
 		backoff = 0
 		msgs := b.Messages()
+		var waiting *fetched
+		if po.keepAlive > 0 {
+			waiting = newFetched(msgs, batch, po.keepAlive)
+			msgs = waiting.out
+		}
 		for {
 			msg, ok := <-msgs
 			if !ok {
 				break
 			}
+			waiting.taken()
 			if ctx.Err() == nil {
 				handle(msg)
 			}
@@ -349,6 +360,7 @@ func Pull(ctx context.Context, cons jetstream.Consumer, batch int, handle func(j
 			}
 		}
 		cancel()
+		waiting.stop()
 		if errors.Is(b.Error(), jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
 			if stalled != nil {
 				stalled()
@@ -585,6 +597,84 @@ func PublishEach(js jetstream.JetStream, msgs []*nats.Msg) error {
 		}
 	}
 	return first
+}
+
+// PullOpt is an option of Pull.
+type PullOpt func(*pullOpts)
+
+type pullOpts struct {
+	fetch     []jetstream.FetchOpt
+	keepAlive time.Duration
+}
+
+// FetchOpts adds o to every fetch of Pull.
+func FetchOpts(o ...jetstream.FetchOpt) PullOpt {
+	return func(p *pullOpts) { p.fetch = append(p.fetch, o...) }
+}
+
+// KeepInProgress makes Pull mark the messages it has fetched and not yet handed over as in
+// progress every d (less than the consumer's AckWait), so that a handler taking long over some
+// messages of a pull — delivery's route waiting for a target's slots — does not let the AckWait
+// of those still waiting behind them run out (they would be delivered again).
+func KeepInProgress(d time.Duration) PullOpt {
+	return func(p *pullOpts) { p.keepAlive = d }
+}
+
+// fetched holds the messages of one pull between their arrival and their handing over, and
+// marks them in progress every keepAlive.
+type fetched struct {
+	out  chan jetstream.Msg
+	mu   sync.Mutex
+	wait []jetstream.Msg // arrived, not yet taken, in order
+	done chan struct{}
+}
+
+func newFetched(in <-chan jetstream.Msg, batch int, keepAlive time.Duration) *fetched {
+	f := &fetched{out: make(chan jetstream.Msg, batch), done: make(chan struct{})}
+	go func() {
+		for m := range in {
+			f.mu.Lock()
+			f.wait = append(f.wait, m)
+			f.mu.Unlock()
+			f.out <- m
+		}
+		close(f.out)
+	}()
+	go func() {
+		tick := time.NewTicker(keepAlive)
+		defer tick.Stop()
+		for {
+			select {
+			case <-f.done:
+				return
+			case <-tick.C:
+				f.mu.Lock()
+				for _, m := range f.wait {
+					_ = m.InProgress()
+				}
+				f.mu.Unlock()
+			}
+		}
+	}()
+	return f
+}
+
+// taken notes that the oldest message was handed over (nil-safe).
+func (f *fetched) taken() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.wait[0] = nil
+	f.wait = f.wait[1:]
+	f.mu.Unlock()
+}
+
+// stop ends the marking (nil-safe).
+func (f *fetched) stop() {
+	if f != nil {
+		close(f.done)
+	}
 }
 
 // A stage in group mode, while the previous group's outputs are being stored, lets inputs gather

@@ -168,9 +168,10 @@ func (s *Service) Run(ctx context.Context) error {
 		workers.Add(1)
 		go func() { defer workers.Done(); s.reconcileLoop(ctx) }()
 	}
-	workers.Add(2)
-	go func() { defer workers.Done(); s.settleParked(ctx) }()
+	workers.Add(1)
 	go func() { defer workers.Done(); s.unparkLoop(ctx) }()
+	routeDone, parked := make(chan struct{}), make(chan struct{})
+	go func() { s.settleParked(routeDone); close(parked) }()
 	// The shared consumer starts once every stream is known, so that nothing is routed to a
 	// stream this service has not loaded yet.
 	shared := make(chan func(), 1)
@@ -201,6 +202,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if wait, ok := <-shared; ok {
 		wait() // the shared pull ends with ctx
 	}
+	close(routeDone)
+	<-parked // every move settled
 
 	s.mu.Lock()
 	for _, t := range s.targets {
@@ -516,9 +519,10 @@ func (s *Service) attempt(t *target, in inbound) {
 	if s.overQuota(ctx, m, &d, def) { // quota.go: held or refused, and counted when admitted
 		return
 	}
-	if def.Ordered {
+	if _, item := m.(*groupItem); def.Ordered && !item {
 		// Ordered streams retry in place (nak with delay) to keep per-point order; the
-		// redelivery count is the attempt count.
+		// redelivery count is the attempt count (a group's item — the stream became ordered
+		// since — has its group's count, and leaves it on a nak).
 		if meta, err := m.Metadata(); err == nil {
 			for len(d.History) < int(meta.NumDelivered)-1 {
 				d.History = append(d.History, proto.Attempt{Error: "earlier attempt (ordered stream)"})

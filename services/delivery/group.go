@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -25,6 +26,7 @@ type group struct {
 	s       *Service
 	msg     jetstream.Msg
 	meta    *jetstream.MsgMetadata
+	items   int          // deliveries in the group
 	pending atomic.Int32 // items not settled yet
 	failed  atomic.Bool  // the message was nak'd: it comes back whole
 	touched atomic.Int64 // when the message was last acknowledged in progress, unix ns
@@ -39,26 +41,42 @@ type groupItem struct {
 	settled atomic.Bool
 }
 
+// errGroupNaked is returned for an item whose group's message was nak'd already.
+var errGroupNaked = errors.New("delivery group nak'd; it is redelivered whole")
+
 // routeGroup decodes a DeliveryGroup for target t and routes each of its deliveries.
 func (s *Service) routeGroup(t *target, m jetstream.Msg) {
 	var dg proto.DeliveryGroup
 	meta, err := m.Metadata()
-	if err == nil {
-		err = proto.Unmarshal(m.Data(), &dg)
+	if err != nil {
+		s.log.Error("undecodable delivery metadata", "subject", m.Subject(), "error", err.Error())
+		_ = m.NakWithDelay(time.Second)
+		return
 	}
-	if err == nil && len(dg.Items) == 0 {
-		err = fmt.Errorf("empty delivery group")
+	err = proto.Unmarshal(m.Data(), &dg)
+	if err == nil && (len(dg.Items) == 0 || len(dg.Items) > maxItems) {
+		err = fmt.Errorf("delivery group of %d items", len(dg.Items))
 	}
 	if err != nil {
 		s.log.Error("undecodable delivery group dropped", "subject", m.Subject(), "error", err.Error())
 		_ = m.Term()
 		return
 	}
-	g := &group{s: s, msg: m, meta: meta}
+	g := &group{s: s, msg: m, meta: meta, items: len(dg.Items)}
 	g.pending.Store(int32(len(dg.Items)))
 	g.touched.Store(time.Now().UnixNano())
 	for i, item := range dg.Items {
 		s.routeTo(t, inbound{msg: &groupItem{g: g, i: i, data: item.Data, hdr: itemHeader(item)}, at: time.Now()})
+		g.keepAlive()
+	}
+}
+
+// keepAlive marks the group's message in progress when it was last marked ackWait/3 ago: its
+// items may take long in all to be routed and settled (a busy target's slots).
+func (g *group) keepAlive() {
+	if now := time.Now().UnixNano(); now-g.touched.Load() > int64(ackWait/3) {
+		g.touched.Store(now)
+		_ = g.msg.InProgress()
 	}
 }
 
@@ -82,12 +100,7 @@ func (it *groupItem) settle(ctx context.Context, double bool) error {
 	}
 	g := it.g
 	if g.pending.Add(-1) > 0 {
-		// Items may take long in all (a slow target's slots); the message must not be
-		// redelivered meanwhile.
-		if now := time.Now().UnixNano(); now-g.touched.Load() > int64(ackWait/3) {
-			g.touched.Store(now)
-			_ = g.msg.InProgress()
-		}
+		g.keepAlive()
 		return nil
 	}
 	if g.failed.Load() {
@@ -104,6 +117,9 @@ func (it *groupItem) settle(ctx context.Context, double bool) error {
 // back whole.
 func (it *groupItem) requeue(delay time.Duration) error {
 	g := it.g
+	if g.failed.Load() {
+		return errGroupNaked // it comes back whole: storing the item alone would only copy it
+	}
 	partition, streamID, _ := proto.ParseOutboxSubject(g.msg.Subject())
 	key := fmt.Sprintf("g%d-%d", g.meta.Sequence.Stream, it.i)
 	out := bus.NewMsg(proto.OutboxSubject(partition, streamID), "requeue/"+key, it.data)
@@ -151,3 +167,15 @@ func itemKey(seq uint64, m jetstream.Msg) string {
 	}
 	return strconv.FormatUint(seq, 10)
 }
+
+// itemSeq is a number unique to a delivery message among those of OUTBOX: its sequence, and its
+// place when it is an item of a group (at most maxItems items).
+func itemSeq(seq uint64, m jetstream.Msg) uint64 {
+	if it, ok := m.(*groupItem); ok {
+		return seq*maxItems + uint64(it.i)
+	}
+	return seq * maxItems
+}
+
+// maxItems bounds the items of a group taken apart (the signer writes at most 64).
+const maxItems = 1 << 16

@@ -183,3 +183,59 @@ func TestGroupItemRequeue(t *testing.T) {
 		t.Errorf("requeued %v, want [q-1 q-2]", got)
 	}
 }
+
+// TestSettleParkedDrainsAtShutdown: moves still waiting for their store when route is done are
+// settled before settleParked returns (one left unacknowledged would bring its whole delivery
+// group back after a restart, its delivered deliveries sent again).
+func TestSettleParkedDrainsAtShutdown(t *testing.T) {
+	f := newFixture(t)
+	s, err := New(Config{Conn: f.conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publish(proto.OutboxSubject("p", "m"), "m", "http://127.0.0.1:1/", 0, 3)
+	ctx := context.Background()
+	cons, err := f.conn.JS.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
+		Durable: "test", FilterSubject: proto.OutboxSubject("p", "m"), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{key: "p.m", lane: &lane{}}
+	tg.def.Store(&proto.StreamDef{ID: "m", Partition: "p"})
+	for m := range b.Messages() {
+		out, err := heldMsg(tg, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fut, err := f.conn.JS.PublishMsgAsync(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg.markParked()
+		s.parking <- parkedMsg{t: tg, msg: m, ack: fut}
+	}
+	routeDone := make(chan struct{})
+	close(routeDone) // shutting down: route has finished
+	s.settleParked(routeDone)
+	if len(s.parking) != 0 {
+		t.Fatalf("%d moves left in the queue", len(s.parking))
+	}
+	waitFor(t, "moves acknowledged", func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 {
+			return fmt.Errorf("%d moves unacknowledged", info.NumAckPending)
+		}
+		return nil
+	})
+	if n := f.subjectMsgs(proto.HeldSubject("p", "m")); n != 3 {
+		t.Errorf("held subject holds %d, want 3", n)
+	}
+}

@@ -125,7 +125,7 @@ func (s *Service) overQuota(ctx context.Context, m jetstream.Msg, d *proto.Deliv
 		s.clearResent(d)
 		return true
 	}
-	due := reset.Add(time.Duration(seq%uint64(holdSpread/time.Millisecond)) * time.Millisecond)
+	due := reset.Add(time.Duration(itemSeq(seq, m)%uint64(holdSpread/time.Millisecond)) * time.Millisecond)
 	if err := s.hold(ctx, m.Headers(), d, seq, due); err != nil {
 		log.ErrorContext(ctx, "hold over quota failed, will repeat", "error", err.Error())
 		_ = m.NakWithDelay(time.Second)

@@ -108,7 +108,9 @@ func (s *Service) consumeShared(ctx context.Context) (wait func(), err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		bus.Pull(ctx, cons, sharedBatch, s.route, nil, nil, s.log)
+		// Route may wait long over a delivery group (each of its deliveries waits for its
+		// target like a message would): the messages behind it are kept in progress.
+		bus.Pull(ctx, cons, sharedBatch, s.route, nil, nil, s.log, bus.KeepInProgress(ackWait/3))
 	}()
 	return func() { <-done }, nil
 }
@@ -293,6 +295,10 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 		meta, err := in.msg.Metadata()
 		if err != nil {
 			return hiddenBacklog
+		}
+		if it, ok := in.msg.(*groupItem); ok {
+			// Messages behind a group's delivery are likely groups too: count deliveries.
+			return meta.NumPending * uint64(it.g.items)
 		}
 		return meta.NumPending
 	}
@@ -519,11 +525,7 @@ func (s *Service) park(t *target, in inbound, reason string) {
 		_ = in.msg.NakWithDelay(time.Second)
 		return
 	}
-	select {
-	case s.parking <- parkedMsg{t: t, msg: in.msg, ack: f}:
-	case <-s.runCtx.Done():
-		t.moved() // left unacknowledged: redelivered after a restart, the move de-duplicated
-	}
+	s.parking <- parkedMsg{t: t, msg: in.msg, ack: f} // settleParked runs until route is done
 }
 
 // parkNow moves a delivery to its target's held subject and waits for the store. Workers use it.
@@ -546,15 +548,16 @@ func (s *Service) parkNow(t *target, in inbound) {
 	_ = in.msg.Ack()
 }
 
-// settleParked acknowledges moved deliveries once their copies are stored, until ctx ends.
-func (s *Service) settleParked(ctx context.Context) {
+// settleParked acknowledges moved deliveries once their copies are stored (or nak's them when
+// the store failed; a PubAck comes or times out), until route is done and every move is settled:
+// a move left unacknowledged at shutdown would bring its whole delivery group back.
+func (s *Service) settleParked(routeDone <-chan struct{}) {
 	settle := func(p parkedMsg) {
 		select {
 		case <-p.ack.Ok():
 			_ = p.msg.Ack()
 		case <-p.ack.Err():
 			_ = p.msg.NakWithDelay(time.Second)
-		case <-ctx.Done():
 		}
 		p.t.moved()
 	}
@@ -562,8 +565,15 @@ func (s *Service) settleParked(ctx context.Context) {
 		select {
 		case p := <-s.parking:
 			settle(p)
-		case <-ctx.Done():
-			return
+		case <-routeDone:
+			for {
+				select {
+				case p := <-s.parking:
+					settle(p)
+				default:
+					return
+				}
+			}
 		}
 	}
 }

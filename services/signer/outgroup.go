@@ -12,12 +12,19 @@ import (
 	"hookstream/proto"
 )
 
-// Bounds of one DeliveryGroup: its items, and the bytes of their deliveries (JetStream's
-// default largest message is 1 MiB).
+// Bounds of one DeliveryGroup: its items, and its bytes (deliveries, ids and trace context),
+// under the 1 MiB JetStream takes by default. Fewer items also bound what one OUTBOX message
+// makes delivery route, and what a crash sends twice.
 const (
-	maxGroupItems = 256
+	maxGroupItems = 64
 	maxGroupBytes = 900 << 10
 )
+
+// itemSize is what a delivery adds to a DeliveryGroup.
+func itemSize(m *nats.Msg) int {
+	return len(m.Data) + len(m.Header.Get(jetstream.MsgIDHeader)) + len(m.Header.Get("traceparent")) +
+		len(m.Header.Get("tracestate")) + len(m.Header.Get("baggage")) + 16
+}
 
 // groupDeliveries replaces the deliveries of outs that go to the same outbox subject — an
 // unordered stream's — by DeliveryGroup messages, when there are two or more. Other messages
@@ -48,8 +55,8 @@ func groupDeliveries(outs []*nats.Msg) ([]*nats.Msg, error) {
 		done[out.Subject] = true
 		for len(run) > 0 {
 			k, size := 0, 0
-			for k < len(run) && k < maxGroupItems && (k == 0 || size+len(run[k].Data) <= maxGroupBytes) {
-				size += len(run[k].Data)
+			for k < len(run) && k < maxGroupItems && (k == 0 || size+itemSize(run[k]) <= maxGroupBytes) {
+				size += itemSize(run[k])
 				k++
 			}
 			if k == 1 {
