@@ -26,7 +26,6 @@ type group struct {
 	s       *Service
 	msg     jetstream.Msg
 	meta    *jetstream.MsgMetadata
-	items   int          // deliveries in the group
 	pending atomic.Int32 // items not settled yet
 	failed  atomic.Bool  // the message was nak'd: it comes back whole
 	touched atomic.Int64 // when the message was last acknowledged in progress, unix ns
@@ -62,7 +61,7 @@ func (s *Service) routeGroup(t *target, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	g := &group{s: s, msg: m, meta: meta, items: len(dg.Items)}
+	g := &group{s: s, msg: m, meta: meta}
 	g.pending.Store(int32(len(dg.Items)))
 	g.touched.Store(time.Now().UnixNano())
 	for i, item := range dg.Items {

@@ -296,10 +296,8 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 		if err != nil {
 			return hiddenBacklog
 		}
-		if it, ok := in.msg.(*groupItem); ok {
-			// Messages behind a group's delivery are likely groups too: count deliveries.
-			return meta.NumPending * uint64(it.g.items)
-		}
+		// Messages, not deliveries: one may be a group. Counting each as the group at hand
+		// overestimated, and parked a lone stream (a-max) and equal ones (b-fanout).
 		return meta.NumPending
 	}
 	for waited := time.Duration(0); waited < stuckAfter; {
