@@ -23,15 +23,9 @@ import (
 // then publishes its outputs one by one, so each is stored exactly once and the input is
 // acknowledged.
 func TestStageAtomicBatches(t *testing.T) {
-	_, conn := startBusWith(t, bus.ServerConfig{Fsync: bus.FsyncAlways})
-	f := newStageFixtureOn(t, conn)
+	f := newAtomicFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg := f.out.CachedInfo().Config
-	cfg.AllowAtomicPublish = true
-	if _, err := f.conn.JS.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	side, err := f.conn.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "SIDE", Subjects: []string{"side.>"}, Duplicates: time.Minute, AllowAtomicPublish: true})
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +82,20 @@ func TestStageAtomicBatches(t *testing.T) {
 	}
 }
 
+// newAtomicFixture is the stage fixture on a server that syncs every write, its OUT stream
+// allowing atomic batches.
+func newAtomicFixture(t *testing.T) *stageFixture {
+	t.Helper()
+	_, conn := startBusWith(t, bus.ServerConfig{Fsync: bus.FsyncAlways})
+	f := newStageFixtureOn(t, conn)
+	cfg := f.out.CachedInfo().Config
+	cfg.AllowAtomicPublish = true
+	if _, err := f.conn.JS.UpdateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // firstToken names the fixture's streams: OUT for out.…, SIDE for side.….
 func firstToken(subject string) string {
 	first, _, _ := strings.Cut(subject, ".")
@@ -110,15 +118,9 @@ func TestPerInput(t *testing.T) {
 	tp := sdktrace.NewTracerProvider()
 	otel.SetTracerProvider(tp)
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	_, conn := startBusWith(t, bus.ServerConfig{Fsync: bus.FsyncAlways})
-	f := newStageFixtureOn(t, conn)
+	f := newAtomicFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg := f.out.CachedInfo().Config
-	cfg.AllowAtomicPublish = true
-	if _, err := f.conn.JS.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	names := []string{"p1", "p2", "bad", "p3", "p4"}
 	traceOf := map[string]string{}
 	for i, n := range names {

@@ -41,6 +41,23 @@ func (f *fixture) publishGroup(subject, streamID, url string, from, n int) {
 	}
 }
 
+// unstarted returns a delivery service that is not running and a consumer of stream id's outbox
+// subject, for tests that play route's part.
+func (f *fixture) unstarted(id string) (*Service, jetstream.Consumer) {
+	f.t.Helper()
+	s, err := New(Config{Conn: f.conn})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cons, err := f.conn.JS.CreateOrUpdateConsumer(context.Background(), proto.StreamOutbox, jetstream.ConsumerConfig{
+		Durable: "test", FilterSubject: proto.OutboxSubject("p", id), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return s, cons
+}
+
 // TestDeliveryGroup: the deliveries of a group are each delivered once, one that fails is
 // retried on its own, and the group's message is acknowledged when all are settled. A group
 // for a stream that became ordered after it was written is taken apart: its deliveries are
@@ -102,18 +119,9 @@ func TestDeliveryGroup(t *testing.T) {
 // message is acknowledged only once every item is settled.
 func TestGroupItemRequeue(t *testing.T) {
 	f := newFixture(t)
-	s, err := New(Config{Conn: f.conn})
-	if err != nil {
-		t.Fatal(err)
-	}
 	f.publishGroup(proto.OutboxSubject("p", "q"), "q", "http://127.0.0.1:1/", 0, 3)
+	s, cons := f.unstarted("q")
 	ctx := context.Background()
-	cons, err := f.conn.JS.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
-		Durable: "test", FilterSubject: proto.OutboxSubject("p", "q"), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -189,18 +197,9 @@ func TestGroupItemRequeue(t *testing.T) {
 // group back after a restart, its delivered deliveries sent again).
 func TestSettleParkedDrainsAtShutdown(t *testing.T) {
 	f := newFixture(t)
-	s, err := New(Config{Conn: f.conn})
-	if err != nil {
-		t.Fatal(err)
-	}
 	f.publish(proto.OutboxSubject("p", "m"), "m", "http://127.0.0.1:1/", 0, 3)
+	s, cons := f.unstarted("m")
 	ctx := context.Background()
-	cons, err := f.conn.JS.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
-		Durable: "test", FilterSubject: proto.OutboxSubject("p", "m"), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	b, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
