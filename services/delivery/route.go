@@ -297,7 +297,7 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 			return hiddenBacklog
 		}
 		// Messages, not deliveries: one may be a group. Counting each as the group at hand
-		// overestimated, and parked a lone stream (a-max) and equal ones (b-fanout).
+		// overestimated, and parked the lone stream of bench a-max.
 		return meta.NumPending
 	}
 	for waited := time.Duration(0); waited < stuckAfter; {
