@@ -71,11 +71,7 @@ func PerInput(h Handler) GroupHandler {
 				in[i].Err = err
 				continue
 			}
-			for _, out := range o {
-				if out.Header.Get("traceparent") == "" {
-					telemetry.Inject(in[i].Ctx, out)
-				}
-			}
+			injectMissing(in[i].Ctx, o)
 			outs = append(outs, o...)
 		}
 		return outs
@@ -401,11 +397,7 @@ func (s *Stage) process(ctx context.Context, msg jetstream.Msg) (pending, bool) 
 		s.fail(span, msg, err)
 		return pending{}, false
 	}
-	for _, out := range outs {
-		if out.Header.Get("traceparent") == "" {
-			telemetry.Inject(mctx, out)
-		}
-	}
+	injectMissing(mctx, outs)
 	span.End()
 	return s.publish(ctx, pending{msgs: []jetstream.Msg{msg}}, outs)
 }
@@ -727,11 +719,31 @@ func JobMsg(job *proto.Job) (*nats.Msg, error) {
 // JobTrace is the trace context and baggage a job carries, as message headers (empty when it
 // carries none).
 func JobTrace(job *proto.Job) nats.Header {
+	return TraceHeader(job.TraceParent, job.TraceState, job.Baggage)
+}
+
+// TraceHeader is a W3C trace context and baggage, carried in a message of several traces (a job
+// or delivery group), as the headers of a message of its own: those that are set.
+func TraceHeader(traceParent, traceState, baggage string) nats.Header {
 	h := nats.Header{}
-	for k, v := range map[string]string{"traceparent": job.TraceParent, "tracestate": job.TraceState, "baggage": job.Baggage} {
+	for k, v := range map[string]string{"traceparent": traceParent, "tracestate": traceState, "baggage": baggage} {
 		if v != "" {
 			h.Set(k, v)
 		}
 	}
 	return h
+}
+
+// TraceFields is the inverse of TraceHeader: the trace context and baggage in h.
+func TraceFields(h nats.Header) (traceParent, traceState, baggage string) {
+	return h.Get("traceparent"), h.Get("tracestate"), h.Get("baggage")
+}
+
+// injectMissing writes the trace context of ctx into every message of outs that carries none.
+func injectMissing(ctx context.Context, outs []*nats.Msg) {
+	for _, out := range outs {
+		if out.Header.Get("traceparent") == "" {
+			telemetry.Inject(ctx, out)
+		}
+	}
 }

@@ -81,13 +81,8 @@ func (g *group) keepAlive() {
 
 // itemHeader is the header a delivery of a group would carry as a message of its own.
 func itemHeader(item proto.GroupItem) nats.Header {
-	hdr := nats.Header{}
+	hdr := bus.TraceHeader(item.TraceParent, item.TraceState, item.Baggage)
 	hdr.Set(jetstream.MsgIDHeader, item.ID)
-	for k, v := range map[string]string{"traceparent": item.TraceParent, "tracestate": item.TraceState, "baggage": item.Baggage} {
-		if v != "" {
-			hdr.Set(k, v)
-		}
-	}
 	return hdr
 }
 
@@ -122,10 +117,8 @@ func (it *groupItem) requeue(delay time.Duration) error {
 	partition, streamID, _ := proto.ParseOutboxSubject(g.msg.Subject())
 	key := fmt.Sprintf("g%d-%d", g.meta.Sequence.Stream, it.i)
 	out := bus.NewMsg(proto.OutboxSubject(partition, streamID), "requeue/"+key, it.data)
-	for _, k := range []string{"traceparent", "tracestate", "baggage"} {
-		if v := it.hdr.Get(k); v != "" {
-			out.Header.Set(k, v)
-		}
+	for k, v := range bus.TraceHeader(bus.TraceFields(it.hdr)) {
+		out.Header[k] = v
 	}
 	if delay > 0 {
 		out.Subject = proto.RetrySubject(partition, streamID, key)

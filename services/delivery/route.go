@@ -38,16 +38,17 @@ const (
 	// A target whose queue is full is waited for (holding back the shared consumer) as long as
 	// parking it would help nobody: its slots free within slowSlot on average, the other targets
 	// routed to within peerWindow are not typically (their median) slowerBy times faster (as the
-	// janitor last saw them), and fewer than hiddenBacklog deliveries wait behind it in the shared
-	// consumer (other targets' may be among them). Parking costs a second write per delivery, which a target that is
-	// merely saturated, as fast as its peers, need not pay. While other targets exist, a target
-	// none of whose slots frees for stallAfter is parked: its endpoint hangs, and the moving
-	// average learns that only when its attempts time out (stallAfter is above the pauses of a
-	// loaded 2-core machine, up to 70 ms seen, on which 20 and 50 ms parked healthy streams; a
-	// longer bound holds the others back longer, once, when an endpoint starts to hang). Alone,
-	// it is parked after stuckAfter. Route thus waits at most about stallAfter (it looks every
-	// stallAfter/4) per target while others exist: with sharedBatch deliveries buffered, the
-	// last of them waits well below ackWait even if every one is for a different hanging target.
+	// janitor last saw them), and fewer than hiddenBacklog messages (deliveries or delivery
+	// groups) wait behind it in the shared consumer (other targets' may be among them). Parking
+	// costs a second write per delivery, which a target that is merely saturated, as fast as its
+	// peers, need not pay. While other targets exist, a target none of whose slots frees for
+	// stallAfter is parked: its endpoint hangs, and the moving average learns that only when its
+	// attempts time out (stallAfter is above the pauses of a loaded 2-core machine, up to 70 ms
+	// seen, on which 20 and 50 ms parked healthy streams; a longer bound holds the others back
+	// longer, once, when an endpoint starts to hang). Alone, it is parked after stuckAfter. Route
+	// thus waits at most about stallAfter (it looks every stallAfter/4) per delivery while others
+	// exist; as a message of sharedBatch may be a delivery group, the messages still waiting in a
+	// pull are kept in progress (bus.KeepInProgress) so that their ackWait does not run out.
 	fastSlot      = time.Millisecond
 	slowSlot      = 20 * time.Millisecond
 	slowerBy      = 8
@@ -329,7 +330,7 @@ func (s *Service) await(t *target, in inbound, slot time.Duration) string {
 // parkingHelps says why parking target t helps other targets, or "" when it does not: its slots
 // are slow (slot, their moving average, is slowSlot or more), the other active targets are
 // typically slowerBy times faster, none of its slots has freed for stallAfter while other targets
-// exist, or so many deliveries wait in the shared consumer (backlog) that other targets' may be
+// exist, or so many messages wait in the shared consumer (backlog) that other targets' may be
 // among them.
 func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uint64) string {
 	switch stalled := t.stalled(); {
@@ -341,7 +342,7 @@ func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uin
 		return fmt.Sprintf("no slot freed for %v (average %v) while other streams are active", stalled.Round(time.Millisecond), slot)
 	}
 	if n := backlog(); n >= hiddenBacklog {
-		return fmt.Sprintf("%d deliveries wait in the shared consumer", n)
+		return fmt.Sprintf("%d messages wait in the shared consumer", n)
 	}
 	return ""
 }

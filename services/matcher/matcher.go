@@ -135,15 +135,15 @@ func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
 			attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
 			attribute.Int("hookstream.fanout", len(results)))
 		fanout.Record(ctx, int64(len(results)))
-		var tc nats.Header
+		var tp, ts, bg string
 		if len(results) > 0 {
-			tc = nats.Header{}
+			tc := nats.Header{}
 			telemetry.Inject(in[i].Ctx, &nats.Msg{Header: tc})
+			tp, ts, bg = bus.TraceFields(tc)
 		}
 		for _, r := range results {
 			job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, r.StreamID), Partition: ev.Partition,
-				StreamID: r.StreamID, Events: []proto.Event{*r.Event},
-				TraceParent: tc.Get("traceparent"), TraceState: tc.Get("tracestate"), Baggage: tc.Get("baggage")}
+				StreamID: r.StreamID, Events: []proto.Event{*r.Event}, TraceParent: tp, TraceState: ts, Baggage: bg}
 			if def, ok := s.cat.Get(ev.Partition, r.StreamID); ok && def.Batch != nil {
 				m, err := jobMsg(&job)
 				add(m, err, 1)

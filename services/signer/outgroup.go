@@ -22,8 +22,8 @@ const (
 
 // itemSize is what a delivery adds to a DeliveryGroup.
 func itemSize(m *nats.Msg) int {
-	return len(m.Data) + len(m.Header.Get(jetstream.MsgIDHeader)) + len(m.Header.Get("traceparent")) +
-		len(m.Header.Get("tracestate")) + len(m.Header.Get("baggage")) + 16
+	tp, ts, bg := bus.TraceFields(m.Header)
+	return len(m.Data) + len(m.Header.Get(jetstream.MsgIDHeader)) + len(tp) + len(ts) + len(bg) + 16
 }
 
 // groupDeliveries replaces the deliveries of outs that go to the same outbox subject — an
@@ -82,8 +82,8 @@ func groupMsg(subject string, msgs []*nats.Msg) (*nats.Msg, error) {
 	h := sha256.New()
 	for i, m := range msgs {
 		id := m.Header.Get(jetstream.MsgIDHeader)
-		g.Items[i] = proto.GroupItem{ID: id, Data: m.Data,
-			TraceParent: m.Header.Get("traceparent"), TraceState: m.Header.Get("tracestate"), Baggage: m.Header.Get("baggage")}
+		tp, ts, bg := bus.TraceFields(m.Header)
+		g.Items[i] = proto.GroupItem{ID: id, Data: m.Data, TraceParent: tp, TraceState: ts, Baggage: bg}
 		h.Write([]byte(id))
 		h.Write([]byte{0})
 	}
