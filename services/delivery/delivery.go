@@ -65,6 +65,8 @@ type Service struct {
 	// attemptCtx outlives Run's context by ShutdownGrace so that in-flight attempts can finish.
 	attemptCtx context.Context
 	inflight   sync.WaitGroup
+	ended      atomic.Uint64 // attempts ended, of every target (see target.mark)
+	attempting atomic.Int64  // attempts in progress, of every target
 
 	streamsKV jetstream.KeyValue
 	dlq       jetstream.Stream
@@ -233,8 +235,10 @@ type target struct {
 	limiter atomic.Pointer[rate.Limiter] // nil: no maxRate
 	latency atomic.Int64                 // moving average of attempt durations, ns
 	routed  atomic.Int64                 // when route last handed it a delivery, unix ns
-	// progress is when an attempt of the target last started or ended, unix ns.
+	// progress is when an attempt of the target last started or ended, unix ns; mark is the
+	// service's count of ended attempts (Service.ended) at that moment.
 	progress atomic.Int64
+	mark     atomic.Uint64
 	// lane is the target's parking state and held consumer. A target replaced after a
 	// maxInFlight change hands its lane on, so moves still in flight stay counted.
 	lane *lane
@@ -542,7 +546,11 @@ func (s *Service) attempt(t *target, in inbound) {
 	stopKeep := keepUnacked(m, in.at, timeout(def), limiter != nil)
 	defer stopKeep()
 	began := time.Now()
-	defer func() { t.noteLatency(time.Since(began)) }()
+	s.attempting.Add(1)
+	defer func() {
+		s.attempting.Add(-1)
+		t.noteLatency(time.Since(began), s.ended.Add(1))
+	}()
 	if l := limiter; l != nil {
 		if err := l.Wait(ctx); err != nil {
 			_ = m.Nak() // shutting down

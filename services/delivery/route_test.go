@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -377,7 +378,10 @@ func TestAwait(t *testing.T) {
 		pending uint64
 		stuck   bool          // no slot frees
 		stalled time.Duration // since a slot last freed
+		ended   uint64        // attempts of other targets ended since then
+		busy    int64         // attempts of other targets in progress
 		park    bool
+		reason  string // part of why it was parked
 	}{
 		{name: "fast target is waited for", slot: 500 * time.Microsecond, peer: 100 * time.Microsecond},
 		{name: "saturated target alone is waited for", slot: 5 * time.Millisecond},
@@ -387,7 +391,12 @@ func TestAwait(t *testing.T) {
 		{name: "a backlog behind it is not held back", slot: 5 * time.Millisecond, pending: hiddenBacklog, park: true},
 		{name: "slow target is parked", slot: slowSlot, park: true},
 		{name: "stuck target alone is parked after stuckAfter", slot: 0, stuck: true, park: true},
-		{name: "stuck target beside another is parked after stallAfter", slot: 0, peer: time.Millisecond, stuck: true, park: true},
+		{name: "stuck target beside another is parked after stallAfter", slot: 0, peer: time.Millisecond, stuck: true, park: true, reason: "while other streams are active"},
+		{name: "stuck target while others' attempts end is parked after stallAmid", slot: 0, peer: time.Millisecond, stuck: true, ended: stallPeers, busy: 3, park: true, reason: "other streams' attempts ended"},
+		{name: "stuck target while others' attempts all end is parked after stallAmid", slot: 0, peer: time.Millisecond, stuck: true, ended: 1, park: true, reason: "other streams' attempts ended"},
+		{name: "stuck target while few of others' attempts end waits for stallAfter", slot: 0, peer: time.Millisecond, stuck: true, ended: stallPeers - 1, busy: 3, park: true, reason: "while other streams are active"},
+		{name: "stuck target while none of others' attempts end waits for stallAfter", slot: 0, peer: time.Millisecond, stuck: true, park: true, reason: "while other streams are active"},
+		{name: "stuck target alone while attempts end waits for stuckAfter", slot: 0, stuck: true, ended: stallPeers, park: true, reason: "no slot freed for"},
 		{name: "target whose slots have not freed for long is parked", slot: 0, stuck: true, stalled: time.Second, park: true},
 	}
 	for _, c := range cases {
@@ -403,6 +412,8 @@ func TestAwait(t *testing.T) {
 			tg := &target{key: "target", sem: make(chan struct{}, 1), queue: make(chan inbound, 1)}
 			tg.latency.Store(int64(c.slot)) // one slot
 			tg.progress.Store(time.Now().Add(-c.slot/2 - c.stalled).UnixNano())
+			s.ended.Store(c.ended)                          // tg.mark is 0
+			s.attempting.Store(int64(cap(tg.sem)) + c.busy) // its own slot, taken below, and the others'
 			tg.sem <- struct{}{}
 			tg.queue <- inbound{}
 			if !c.stuck {
@@ -420,6 +431,9 @@ func TestAwait(t *testing.T) {
 			}
 			if c.stuck && c.stalled == 0 && c.peer > 0 && took >= stuckAfter {
 				t.Errorf("stuck beside another target, parked only after %v", took)
+			}
+			if !strings.Contains(why, c.reason) {
+				t.Errorf("parked because %q, want %q in it", why, c.reason)
 			}
 		})
 	}
