@@ -1,10 +1,13 @@
 package proto_test
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"hookstream/proto"
 )
@@ -190,7 +193,51 @@ func TestMarshalRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(tc.in, tc.out) {
 				t.Errorf("round trip changed the value:\n in  %+v\n out %+v", tc.in, tc.out)
 			}
+			// The pooled encoder writes what msgpack.Marshal writes.
+			if want, err := msgpack.Marshal(tc.in); err != nil || !bytes.Equal(b, want) {
+				t.Errorf("Marshal = %x, msgpack.Marshal = %x, %v", b, want, err)
+			}
 		})
+	}
+}
+
+// Marshal's results stay each its own: the pooled buffer they were encoded in is reused.
+func TestMarshalResultsIndependent(t *testing.T) {
+	var encs [][]byte
+	for i := range 50 {
+		b, err := proto.Marshal(&proto.Event{V: proto.Version, ID: strings.Repeat("x", i*100)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		encs = append(encs, b)
+	}
+	if _, err := proto.Marshal(make(chan int)); err == nil {
+		t.Error("Marshal of a channel: no error")
+	}
+	big, err := proto.Marshal(&proto.Delivery{V: proto.Version, Body: make([]byte, 1<<20)})
+	if err != nil || len(big) < 1<<20 {
+		t.Fatalf("Marshal of a 1 MiB body: %d bytes, %v", len(big), err)
+	}
+	for i, b := range encs {
+		var ev proto.Event
+		if err := proto.Unmarshal(b, &ev); err != nil || ev.ID != strings.Repeat("x", i*100) {
+			t.Fatalf("encoding %d now decodes to %d bytes of id, %v", i, len(ev.ID), err)
+		}
+	}
+}
+
+func BenchmarkMarshalDelivery(b *testing.B) {
+	d := &proto.Delivery{
+		V: proto.Version, ID: "0f8fad5b-d9cb-469f-a165-70867728950e", Partition: "bench", StreamID: "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+		EventIDs: []string{"e1"}, URL: "http://127.0.0.1:9000/hook/1", Method: "POST",
+		Headers: map[string]string{"Content-Type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": "1764742161"},
+		Body:    bytes.Repeat([]byte("x"), 300), Signed: map[string]string{"webhook-signature": "v1,abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG="},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := proto.Marshal(d); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
