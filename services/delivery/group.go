@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,10 +16,11 @@ import (
 	"hookstream/proto"
 )
 
-// A DeliveryGroup (proto) is one OUTBOX message holding several deliveries of one stream. Route
-// hands each of them on as a groupItem, a jetstream.Msg of its own, so that attempts, retries,
-// parking moves and dead letters treat it like any delivery; the group's message is
-// acknowledged once every item is settled. An item to be attempted again later (Nak) leaves the
+// A DeliveryGroup (proto) is one OUTBOX message holding several deliveries for streams of one
+// partition. Route hands each of them to its stream's target as a groupItem, a jetstream.Msg of
+// its own (on its stream's outbox subject), so that attempts, retries, parking moves and dead
+// letters treat it like any delivery; the group's message is acknowledged once every item is
+// settled. An item to be attempted again later (Nak) leaves the
 // group as an OUTBOX message of its own. If the group's message is redelivered (a crash, an
 // item that could not leave it), its delivered items are attempted again: duplicates, which
 // receivers drop by webhook-id.
@@ -35,6 +37,7 @@ type group struct {
 type groupItem struct {
 	g       *group
 	i       int
+	subject string // its stream's outbox subject
 	data    []byte
 	hdr     nats.Header
 	settled atomic.Bool
@@ -43,8 +46,9 @@ type groupItem struct {
 // errGroupNaked is returned for an item whose group's message was nak'd already.
 var errGroupNaked = errors.New("delivery group nak'd; it is redelivered whole")
 
-// routeGroup decodes a DeliveryGroup for target t and routes each of its deliveries.
-func (s *Service) routeGroup(t *target, m jetstream.Msg) {
+// routeGroup decodes a DeliveryGroup on the outbox subject of stream id and routes each of its
+// deliveries to its stream (id's when the item does not name one).
+func (s *Service) routeGroup(m jetstream.Msg, partition, id string) {
 	var dg proto.DeliveryGroup
 	meta, err := m.Metadata()
 	if err != nil {
@@ -56,6 +60,11 @@ func (s *Service) routeGroup(t *target, m jetstream.Msg) {
 	if err == nil && (len(dg.Items) == 0 || len(dg.Items) > maxItems) {
 		err = fmt.Errorf("delivery group of %d items", len(dg.Items))
 	}
+	for i := 0; err == nil && i < len(dg.Items); i++ {
+		if sid := dg.Items[i].StreamID; sid != "" && !proto.ValidToken(sid) {
+			err = fmt.Errorf("item %d names stream %q", i, sid)
+		}
+	}
 	if err != nil {
 		s.log.Error("undecodable delivery group dropped", "subject", m.Subject(), "error", err.Error())
 		_ = m.Term()
@@ -65,7 +74,9 @@ func (s *Service) routeGroup(t *target, m jetstream.Msg) {
 	g.pending.Store(int32(len(dg.Items)))
 	g.touched.Store(time.Now().UnixNano())
 	for i, item := range dg.Items {
-		s.routeTo(t, inbound{msg: &groupItem{g: g, i: i, data: item.Data, hdr: itemHeader(item)}, at: time.Now()})
+		sid := cmp.Or(item.StreamID, id)
+		it := &groupItem{g: g, i: i, subject: proto.OutboxSubject(partition, sid), data: item.Data, hdr: itemHeader(item)}
+		s.routeToStream(inbound{msg: it, at: time.Now()}, partition, sid)
 		g.keepAlive()
 	}
 }
@@ -114,7 +125,7 @@ func (it *groupItem) requeue(delay time.Duration) error {
 	if g.failed.Load() {
 		return errGroupNaked // it comes back whole: storing the item alone would only copy it
 	}
-	partition, streamID, _ := proto.ParseOutboxSubject(g.msg.Subject())
+	partition, streamID, _ := proto.ParseOutboxSubject(it.subject)
 	key := fmt.Sprintf("g%d-%d", g.meta.Sequence.Stream, it.i)
 	out := bus.NewMsg(proto.OutboxSubject(partition, streamID), "requeue/"+key, it.data)
 	for k, v := range bus.TraceHeader(bus.TraceFields(it.hdr)) {
@@ -139,7 +150,7 @@ func (it *groupItem) requeue(delay time.Duration) error {
 func (it *groupItem) Metadata() (*jetstream.MsgMetadata, error) { return it.g.meta, nil }
 func (it *groupItem) Data() []byte                              { return it.data }
 func (it *groupItem) Headers() nats.Header                      { return it.hdr }
-func (it *groupItem) Subject() string                           { return it.g.msg.Subject() }
+func (it *groupItem) Subject() string                           { return it.subject }
 func (it *groupItem) Reply() string                             { return it.g.msg.Reply() }
 func (it *groupItem) Ack() error                                { return it.settle(context.Background(), false) }
 func (it *groupItem) DoubleAck(ctx context.Context) error       { return it.settle(ctx, true) }

@@ -16,26 +16,45 @@ import (
 	"hookstream/proto"
 )
 
-// publishGroup stores deliveries from..from+n-1 of a stream as one DeliveryGroup on subject.
+// publishGroup stores deliveries from..from+n-1 of a stream as one DeliveryGroup on subject, its
+// items naming no stream, as groups of one stream were written before groups spanned streams.
 func (f *fixture) publishGroup(subject, streamID, url string, from, n int) {
 	f.t.Helper()
+	f.publishMixed(subject, fmt.Sprintf("group-%s-%d", streamID, from), false, groupRun{streamID, url, from, n})
+}
+
+// groupRun is a run of deliveries from..from+n-1 of a stream.
+type groupRun struct {
+	streamID, url string
+	from, n       int
+}
+
+// publishMixed stores the deliveries of runs as one DeliveryGroup on subject, its items naming
+// their streams when named.
+func (f *fixture) publishMixed(subject, id string, named bool, runs ...groupRun) {
+	f.t.Helper()
 	g := proto.DeliveryGroup{V: proto.Version}
-	for i := from; i < from+n; i++ {
-		d := proto.Delivery{V: proto.Version, ID: fmt.Sprintf("%s-%d", streamID, i), Partition: "p", StreamID: streamID,
-			URL: url, Method: http.MethodPost, Body: []byte(strconv.Itoa(i)), IngestedAt: time.Now().UnixNano()}
-		data, err := proto.Marshal(&d)
-		if err != nil {
-			f.t.Fatal(err)
+	for _, r := range runs {
+		for i := r.from; i < r.from+r.n; i++ {
+			d := proto.Delivery{V: proto.Version, ID: fmt.Sprintf("%s-%d", r.streamID, i), Partition: "p", StreamID: r.streamID,
+				URL: r.url, Method: http.MethodPost, Body: []byte(strconv.Itoa(i)), IngestedAt: time.Now().UnixNano()}
+			data, err := proto.Marshal(&d)
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			item := proto.GroupItem{ID: d.ID, Data: data, TraceParent: fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)}
+			if named {
+				item.StreamID = r.streamID
+			}
+			g.Items = append(g.Items, item)
 		}
-		g.Items = append(g.Items, proto.GroupItem{ID: d.ID, Data: data,
-			TraceParent: fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)})
 	}
 	data, err := proto.Marshal(&g)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	m := bus.NewMsg(subject, fmt.Sprintf("group-%s-%d", streamID, from), data)
-	m.Header.Set(proto.HdrDeliveryGroup, strconv.Itoa(n))
+	m := bus.NewMsg(subject, id, data)
+	m.Header.Set(proto.HdrDeliveryGroup, strconv.Itoa(len(g.Items)))
 	if _, err := f.conn.JS.PublishMsg(context.Background(), m); err != nil {
 		f.t.Fatal(err)
 	}
@@ -61,8 +80,13 @@ func (f *fixture) unstarted(id string) (*Service, jetstream.Consumer) {
 // TestDeliveryGroup: the deliveries of a group are each delivered once, one that fails is
 // retried on its own, and the group's message is acknowledged when all are settled. A group
 // for a stream that became ordered after it was written is taken apart: its deliveries are
-// moved to the held subject, each once, and delivered in order.
+// moved to the held subject, each once, and delivered in order. A group spanning streams hands
+// each item to its own stream; an item for a stream not known yet waits on its own until the
+// stream is.
 func TestDeliveryGroup(t *testing.T) {
+	prev := unknownRetry
+	unknownRetry = 100 * time.Millisecond // before the service starts: route reads it
+	t.Cleanup(func() { unknownRetry = prev })
 	f := newFixture(t)
 	var once sync.Once
 	rc := newReceiver(t, nil, func(body string) int {
@@ -86,6 +110,28 @@ func TestDeliveryGroup(t *testing.T) {
 	f.publishGroup(proto.OutboxSubject("p", "ord"), "ord", ord.url, 0, 10)
 	waitFor(t, "grouped deliveries", wantCount(rc, 10))
 	waitFor(t, "ordered stream's grouped deliveries", wantCount(ord, 10))
+
+	other, late := newReceiver(t, nil, nil), newReceiver(t, nil, nil)
+	f.putStream(proto.StreamDef{ID: "h", WebhookURL: other.url})
+	waitFor(t, "stream h loaded", func() error {
+		if f.target("h") == nil {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	f.publishMixed(proto.OutboxSubject("p", "g"), "mixed", true,
+		groupRun{"g", rc.url, 10, 2}, groupRun{"h", other.url, 0, 3}, groupRun{"late", late.url, 0, 2}, groupRun{"g", rc.url, 12, 2})
+	waitFor(t, "mixed group's deliveries", wantCount(rc, 14))
+	waitFor(t, "mixed group's deliveries for h", wantCount(other, 3))
+	if f.target("h").latency.Load() == 0 {
+		t.Error("h's deliveries were attempted by another stream's target")
+	}
+	time.Sleep(3 * unknownRetry)
+	if n := len(late.got()); n != 0 {
+		t.Fatalf("%d deliveries for a stream not known yet were attempted", n)
+	}
+	f.putStream(proto.StreamDef{ID: "late", WebhookURL: late.url})
+	waitFor(t, "late stream's deliveries", wantCount(late, 2))
 	seen := map[string]bool{}
 	for _, b := range rc.got() {
 		if seen[b] {
@@ -136,7 +182,7 @@ func TestGroupItemRequeue(t *testing.T) {
 	gr.pending.Store(int32(len(dg.Items)))
 	var items []*groupItem
 	for i, it := range dg.Items {
-		items = append(items, &groupItem{g: gr, i: i, data: it.Data, hdr: itemHeader(it)})
+		items = append(items, &groupItem{g: gr, i: i, subject: m.Subject(), data: it.Data, hdr: itemHeader(it)})
 	}
 	if err := items[0].Ack(); err != nil {
 		t.Fatal(err)

@@ -172,15 +172,21 @@ func (s *Service) route(m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
+	if m.Headers().Get(proto.HdrDeliveryGroup) != "" {
+		s.routeGroup(m, partition, id) // group.go: each of its deliveries as below
+		return
+	}
+	s.routeToStream(in, partition, id)
+}
+
+// routeToStream hands a delivery of stream id to its target, or retries it later when the
+// stream is not known (yet).
+func (s *Service) routeToStream(in inbound, partition, id string) {
 	s.mu.Lock()
 	t := s.targets[proto.StreamKey(partition, id)]
 	s.mu.Unlock()
 	if t == nil {
-		s.unknown(m, partition, id)
-		return
-	}
-	if m.Headers().Get(proto.HdrDeliveryGroup) != "" {
-		s.routeGroup(t, m) // group.go: each of its deliveries as in below
+		s.unknown(in.msg, partition, id)
 		return
 	}
 	s.routeTo(t, in)

@@ -23,36 +23,39 @@ const (
 // itemSize is what a delivery adds to a DeliveryGroup.
 func itemSize(m *nats.Msg) int {
 	tp, ts, bg := bus.TraceFields(m.Header)
-	return len(m.Data) + len(m.Header.Get(jetstream.MsgIDHeader)) + len(tp) + len(ts) + len(bg) + 16
+	return len(m.Data) + len(m.Header.Get(jetstream.MsgIDHeader)) + len(m.Subject) + len(tp) + len(ts) + len(bg) + 16
 }
 
-// groupDeliveries replaces the deliveries of outs that go to the same outbox subject — an
-// unordered stream's — by DeliveryGroup messages, when there are two or more. Other messages
-// (a held subject's, jobs written back) stay as they are.
+// groupDeliveries replaces the deliveries of outs for unordered streams (on outbox subjects) by
+// DeliveryGroup messages, one run per partition, when a partition has two or more. Other
+// messages (a held subject's, jobs written back) stay as they are. A group spans streams: in
+// bench d-10k-streams, a job group's deliveries went to as many streams as deliveries, so that
+// groups of one stream left nearly every delivery a message of its own.
 func groupDeliveries(outs []*nats.Msg) ([]*nats.Msg, error) {
-	bySubject := map[string][]*nats.Msg{}
+	byPartition := map[string][]*nats.Msg{}
 	n := 0
 	for _, out := range outs {
-		if _, _, ok := proto.ParseOutboxSubject(out.Subject); ok {
-			bySubject[out.Subject] = append(bySubject[out.Subject], out)
+		if p, _, ok := proto.ParseOutboxSubject(out.Subject); ok {
+			byPartition[p] = append(byPartition[p], out)
 			n++
 		}
 	}
-	if n == len(bySubject) {
-		return outs, nil // one delivery per stream at most: nothing to group
+	if n == len(byPartition) {
+		return outs, nil // one delivery per partition at most: nothing to group
 	}
 	res := make([]*nats.Msg, 0, len(outs))
 	done := map[string]bool{}
 	for _, out := range outs {
-		run, ok := bySubject[out.Subject]
+		p, _, ok := proto.ParseOutboxSubject(out.Subject)
+		run := byPartition[p]
 		if !ok || len(run) == 1 {
 			res = append(res, out)
 			continue
 		}
-		if done[out.Subject] {
+		if done[p] {
 			continue
 		}
-		done[out.Subject] = true
+		done[p] = true
 		for len(run) > 0 {
 			k, size := 0, 0
 			for k < len(run) && k < maxGroupItems && (k == 0 || size+itemSize(run[k]) <= maxGroupBytes) {
@@ -62,7 +65,7 @@ func groupDeliveries(outs []*nats.Msg) ([]*nats.Msg, error) {
 			if k == 1 {
 				res = append(res, run[0])
 			} else {
-				m, err := groupMsg(out.Subject, run[:k])
+				m, err := groupMsg(run[:k])
 				if err != nil {
 					return nil, err
 				}
@@ -74,16 +77,17 @@ func groupDeliveries(outs []*nats.Msg) ([]*nats.Msg, error) {
 	return res, nil
 }
 
-// groupMsg is the DeliveryGroup message of msgs, all for one subject. Its id is a digest of
-// its deliveries' ids, so that the same deliveries grouped again (the job group came back) are
-// de-duplicated, and a different set never is.
-func groupMsg(subject string, msgs []*nats.Msg) (*nats.Msg, error) {
+// groupMsg is the DeliveryGroup message of msgs, all on outbox subjects of one partition, on the
+// first one's subject. Its id is a digest of its deliveries' ids, so that the same deliveries
+// grouped again (the job group came back) are de-duplicated, and a different set never is.
+func groupMsg(msgs []*nats.Msg) (*nats.Msg, error) {
 	g := proto.DeliveryGroup{V: proto.Version, Items: make([]proto.GroupItem, len(msgs))}
 	h := sha256.New()
 	for i, m := range msgs {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		tp, ts, bg := bus.TraceFields(m.Header)
-		g.Items[i] = proto.GroupItem{ID: id, Data: m.Data, TraceParent: tp, TraceState: ts, Baggage: bg}
+		_, sid, _ := proto.ParseOutboxSubject(m.Subject)
+		g.Items[i] = proto.GroupItem{ID: id, Data: m.Data, StreamID: sid, TraceParent: tp, TraceState: ts, Baggage: bg}
 		h.Write([]byte(id))
 		h.Write([]byte{0})
 	}
@@ -91,7 +95,7 @@ func groupMsg(subject string, msgs []*nats.Msg) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := bus.NewMsg(subject, "dgroup/"+hex.EncodeToString(h.Sum(nil)), data)
+	out := bus.NewMsg(msgs[0].Subject, "dgroup/"+hex.EncodeToString(h.Sum(nil)), data)
 	out.Header.Set(proto.HdrDeliveryGroup, strconv.Itoa(len(msgs)))
 	return out, nil
 }

@@ -12,9 +12,10 @@ import (
 	"hookstream/proto"
 )
 
-// TestGroupDeliveries: deliveries to one outbox subject become a DeliveryGroup, in order and
-// with their ids and trace context, split at maxGroupItems and maxGroupBytes; a lone delivery,
-// an ordered stream's (held subject) and a job written back stay single.
+// TestGroupDeliveries: deliveries to outbox subjects of one partition become a DeliveryGroup,
+// across streams, in order and with their ids, streams and trace context, split at
+// maxGroupItems and maxGroupBytes; a partition's lone delivery, an ordered stream's (held
+// subject) and a job written back stay single.
 func TestGroupDeliveries(t *testing.T) {
 	msg := func(subject, id string, size int) *nats.Msg {
 		m := bus.NewMsg(subject, id, []byte(strings.Repeat("x", size)))
@@ -22,13 +23,13 @@ func TestGroupDeliveries(t *testing.T) {
 		return m
 	}
 	a, b, held := proto.OutboxSubject("p1", "a"), proto.OutboxSubject("p1", "b"), proto.HeldSubject("p1", "c")
+	big, lone, q := proto.OutboxSubject("p1", "big"), proto.OutboxSubject("p2", "lone"), proto.OutboxSubject("p3", "q")
 	var outs []*nats.Msg
 	for i := range 100 {
 		outs = append(outs, msg(a, fmt.Sprintf("a%d", i), 10))
 	}
-	outs = append(outs, msg(b, "b0", 10), msg(held, "c0", 10), msg(held, "c1", 10), msg(proto.JobSubject("p1", "d"), "job", 10))
-	big := proto.OutboxSubject("p1", "big")
-	outs = append(outs, msg(big, "big0", 500<<10), msg(big, "big1", 500<<10), msg(big, "big2", 100<<10))
+	outs = append(outs, msg(b, "b0", 10), msg(lone, "lone0", 10), msg(held, "c0", 10), msg(held, "c1", 10), msg(proto.JobSubject("p1", "d"), "job", 10))
+	outs = append(outs, msg(big, "big0", 500<<10), msg(q, "q0", 10), msg(big, "big1", 500<<10), msg(big, "big2", 100<<10), msg(q, "q1", 10))
 
 	got, err := groupDeliveries(outs)
 	if err != nil {
@@ -48,17 +49,22 @@ func TestGroupDeliveries(t *testing.T) {
 		if !strings.HasPrefix(id, "dgroup/") || m.Header.Get(proto.HdrDeliveryGroup) != fmt.Sprint(len(g.Items)) {
 			t.Errorf("group message id %q, header %q for %d items", id, m.Header.Get(proto.HdrDeliveryGroup), len(g.Items))
 		}
+		streams := map[string]bool{}
 		for _, it := range g.Items {
 			if it.TraceParent != "tp-"+it.ID {
 				t.Errorf("item %s carries traceparent %q", it.ID, it.TraceParent)
 			}
+			if !strings.HasPrefix(it.ID, it.StreamID) {
+				t.Errorf("item %s is of stream %q", it.ID, it.StreamID)
+			}
+			streams[it.StreamID] = true
 		}
-		shape = append(shape, fmt.Sprintf("%s=group(%s..%s:%d)", m.Subject, g.Items[0].ID, g.Items[len(g.Items)-1].ID, len(g.Items)))
+		shape = append(shape, fmt.Sprintf("%s=group(%s..%s:%d, %d streams)", m.Subject, g.Items[0].ID, g.Items[len(g.Items)-1].ID, len(g.Items), len(streams)))
 	}
 	want := []string{
-		a + "=group(a0..a63:64)", a + "=group(a64..a99:36)",
-		b + "=b0", held + "=c0", held + "=c1", proto.JobSubject("p1", "d") + "=job",
-		big + "=big0", big + "=group(big1..big2:2)",
+		a + "=group(a0..a63:64, 1 streams)", a + "=group(a64..big0:38, 3 streams)", big + "=group(big1..big2:2, 1 streams)",
+		lone + "=lone0", held + "=c0", held + "=c1", proto.JobSubject("p1", "d") + "=job",
+		q + "=group(q0..q1:2, 1 streams)",
 	}
 	if fmt.Sprint(shape) != fmt.Sprint(want) {
 		t.Errorf("grouped as\n %v\nwant\n %v", shape, want)
