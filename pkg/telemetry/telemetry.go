@@ -28,7 +28,7 @@ import (
 
 // Telemetry holds a process's providers.
 type Telemetry struct {
-	tp       *sdktrace.TracerProvider
+	tp       *sdktrace.TracerProvider // nil when no spans are exported
 	mp       *sdkmetric.MeterProvider
 	registry *prometheus.Registry
 	// Exporting says whether spans leave the process (an OTLP endpoint is configured).
@@ -47,19 +47,19 @@ func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}
 	t := &Telemetry{registry: prometheus.NewRegistry()}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
 		exp, err := otlptracehttp.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("otlp exporter: %w", err)
 		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
+		t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
 		t.Exporting = true
+		otel.SetTracerProvider(t.tp)
+	} else {
+		// Without an exporter spans are still created, so trace ids flow across hops, reach the
+		// customer's traceparent header and stamp the logs; they record nothing.
+		otel.SetTracerProvider(&idProvider{})
 	}
-	// Without an exporter spans are still created, so trace ids flow across hops, reach the
-	// customer's traceparent header and stamp the logs.
-	t.tp = sdktrace.NewTracerProvider(opts...)
-	otel.SetTracerProvider(t.tp)
 
 	exp, err := promexp.New(promexp.WithRegisterer(t.registry), promexp.WithoutScopeInfo())
 	if err != nil {
@@ -77,5 +77,9 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 
 // Shutdown flushes pending spans and stops the providers.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
-	return errors.Join(t.tp.Shutdown(ctx), t.mp.Shutdown(ctx))
+	var err error
+	if t.tp != nil {
+		err = t.tp.Shutdown(ctx)
+	}
+	return errors.Join(err, t.mp.Shutdown(ctx))
 }
