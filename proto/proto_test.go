@@ -114,6 +114,7 @@ func TestSubjects(t *testing.T) {
 		{"event", proto.EventSubject("p", proto.EventTypePoint, "pt"), "hookstream.events.p.point.pt"},
 		{"job", proto.JobSubject("p", "s"), "hookstream.jobs.p.s"},
 		{"outbox", proto.OutboxSubject("p", "s"), "hookstream.outbox.p.s"},
+		{"delivery group", proto.DeliveryGroupSubject("p"), "hookstream.outbox.p.~group"},
 		{"retry", proto.RetrySubject("p", "s", "d-1"), "hookstream.retry.p.s.d-1"},
 		{"dlq", proto.DLQSubject("p", "s"), "hookstream.dlq.p.s"},
 		{"outcome", proto.OutcomeSubject("p", "s", proto.OutcomeDelivered), "hookstream.outcomes.p.s.delivered"},

@@ -91,6 +91,19 @@ func ParseOutboxSubject(subject string) (partition, streamID string, ok bool) {
 	return partition, streamID, true
 }
 
+// DeliveryGroupID stands in the stream id's place in DeliveryGroupSubject. Stream ids are UUIDs,
+// so no stream has it.
+const DeliveryGroupID = "~group"
+
+// DeliveryGroupSubject addresses a DeliveryGroup: deliveries for any unordered streams of a
+// partition. It is no stream's OutboxSubject, so that purging one stream's deliveries never
+// touches a group; it has an OutboxSubject's shape, so that a delivery service older than groups
+// across streams retries it as a delivery for a stream it does not know (for about a minute)
+// rather than dropping it.
+func DeliveryGroupSubject(partition string) string {
+	return OutboxSubject(partition, DeliveryGroupID)
+}
+
 // HeldSubject holds the deliveries of one stream that wait in OUTBOX for their own consumer:
 // those of an ordered or disabled stream, and those of a stream that cannot keep up (see the
 // delivery service).

@@ -77,9 +77,9 @@ const HdrJobGroup = "Hookstream-Job-Group"
 // of one partition, in event order, each a msgpack Delivery with its stream and trace context.
 // The signer writes one when a job group renders more than one delivery for unordered streams of
 // a partition, so that a burst costs OUTBOX one write, delivery, acknowledgement and removal
-// instead of one per delivery. Its message, on the OutboxSubject of its first delivery's stream,
-// carries the header HdrDeliveryGroup. Delivery acknowledges it once every delivery in it is
-// settled; one to be attempted later leaves it as a message of its own.
+// instead of one per delivery. Its message, on DeliveryGroupSubject, carries the header
+// HdrDeliveryGroup. Delivery acknowledges it once every delivery in it is settled; one to be
+// attempted later leaves it as a message of its own.
 type DeliveryGroup struct {
 	V     uint8       `msgpack:"v"`
 	Items []GroupItem `msgpack:"items"`
@@ -89,8 +89,8 @@ type DeliveryGroup struct {
 type GroupItem struct {
 	ID   string `msgpack:"id"` // the delivery's id (its message id as a single message)
 	Data []byte `msgpack:"d"`  // the msgpack Delivery
-	// StreamID is the delivery's stream; empty in groups of one stream written before groups
-	// spanned streams: the stream of the group's subject.
+	// StreamID is the delivery's stream; empty only in groups of one stream written before
+	// groups spanned streams, which were on that stream's OutboxSubject.
 	StreamID    string `msgpack:"sid,omitempty"`
 	TraceParent string `msgpack:"tp,omitempty"`
 	TraceState  string `msgpack:"ts,omitempty"`

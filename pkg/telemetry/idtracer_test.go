@@ -17,6 +17,7 @@ import (
 func TestSpansWithoutExporter(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_TRACES_SAMPLER", "")
 	tel, err := Setup(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -94,3 +95,19 @@ func benchmarkSpan(b *testing.B, tp trace.TracerProvider) {
 
 func BenchmarkSpanSDKNoExporter(b *testing.B) { benchmarkSpan(b, sdktrace.NewTracerProvider()) }
 func BenchmarkSpanIDProvider(b *testing.B)    { benchmarkSpan(b, &idProvider{}) }
+
+// A sampler set with OTEL_TRACES_SAMPLER still decides the sampled flag without an exporter.
+func TestSamplerWithoutExporter(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	tel, err := Setup(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	_, span := otel.Tracer("test").Start(context.Background(), "root")
+	if sc := span.SpanContext(); !sc.IsValid() || sc.IsSampled() {
+		t.Errorf("root span under always_off: valid %v, sampled %v", sc.IsValid(), sc.IsSampled())
+	}
+}

@@ -55,6 +55,11 @@ func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
 		t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
 		t.Exporting = true
 		otel.SetTracerProvider(t.tp)
+	} else if os.Getenv("OTEL_TRACES_SAMPLER") != "" {
+		// A sampler of the operator's choice decides the sampled flag that traceparent headers
+		// carry on: the SDK's provider reads it.
+		t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res))
+		otel.SetTracerProvider(t.tp)
 	} else {
 		// Without an exporter spans are still created, so trace ids flow across hops, reach the
 		// customer's traceparent header and stamp the logs; they record nothing.

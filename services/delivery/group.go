@@ -46,8 +46,9 @@ type groupItem struct {
 // errGroupNaked is returned for an item whose group's message was nak'd already.
 var errGroupNaked = errors.New("delivery group nak'd; it is redelivered whole")
 
-// routeGroup decodes a DeliveryGroup on the outbox subject of stream id and routes each of its
-// deliveries to its stream (id's when the item does not name one).
+// routeGroup decodes a DeliveryGroup and routes each of its deliveries to its stream: the one the
+// item names, or id's for a group of one stream on its outbox subject (written before groups
+// spanned streams; id is "" on a DeliveryGroupSubject).
 func (s *Service) routeGroup(m jetstream.Msg, partition, id string) {
 	var dg proto.DeliveryGroup
 	meta, err := m.Metadata()
@@ -61,7 +62,7 @@ func (s *Service) routeGroup(m jetstream.Msg, partition, id string) {
 		err = fmt.Errorf("delivery group of %d items", len(dg.Items))
 	}
 	for i := 0; err == nil && i < len(dg.Items); i++ {
-		if sid := dg.Items[i].StreamID; sid != "" && !proto.ValidToken(sid) {
+		if sid := cmp.Or(dg.Items[i].StreamID, id); !proto.ValidToken(sid) {
 			err = fmt.Errorf("item %d names stream %q", i, sid)
 		}
 	}

@@ -119,7 +119,7 @@ func TestDeliveryGroup(t *testing.T) {
 		}
 		return nil
 	})
-	f.publishMixed(proto.OutboxSubject("p", "g"), "mixed", true,
+	f.publishMixed(proto.DeliveryGroupSubject("p"), "mixed", true,
 		groupRun{"g", rc.url, 10, 2}, groupRun{"h", other.url, 0, 3}, groupRun{"late", late.url, 0, 2}, groupRun{"g", rc.url, 12, 2})
 	waitFor(t, "mixed group's deliveries", wantCount(rc, 14))
 	waitFor(t, "mixed group's deliveries for h", wantCount(other, 3))

@@ -173,6 +173,9 @@ func (s *Service) route(m jetstream.Msg) {
 		return
 	}
 	if m.Headers().Get(proto.HdrDeliveryGroup) != "" {
+		if id == proto.DeliveryGroupID {
+			id = "" // a group for streams of a partition: each of its deliveries names its stream
+		}
 		s.routeGroup(m, partition, id) // group.go: each of its deliveries as below
 		return
 	}
@@ -185,11 +188,20 @@ func (s *Service) routeToStream(in inbound, partition, id string) {
 	s.mu.Lock()
 	t := s.targets[proto.StreamKey(partition, id)]
 	s.mu.Unlock()
-	if t == nil {
+	switch _, item := in.msg.(*groupItem); {
+	case t == nil && item:
+		// Retrying an item later stores it as a message of its own: not on route's goroutine
+		// (a group may hold many deliveries of a stream deleted a moment ago).
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			s.unknown(in.msg, partition, id)
+		}()
+	case t == nil:
 		s.unknown(in.msg, partition, id)
-		return
+	default:
+		s.routeTo(t, in)
 	}
-	s.routeTo(t, in)
 }
 
 // routeTo hands a delivery to target t's attempts, or parks it.
@@ -373,7 +385,8 @@ func (s *Service) parkingHelps(t *target, slot time.Duration, backlog func() uin
 // its last progress, stallPeers of them ended, or some did and none is in progress now (the
 // others had nothing left but what route holds back behind t).
 func (s *Service) othersMoved(t *target) bool {
-	n := s.ended.Load() - t.mark.Load()
+	mark := t.mark.Load() // before ended: a mark is a count ended had, so never above it
+	n := s.ended.Load() - mark
 	return n >= stallPeers || n > 0 && s.attempting.Load() <= int64(len(t.sem))
 }
 
@@ -495,9 +508,11 @@ func (t *target) noteLatency(d time.Duration, ended uint64) {
 }
 
 // noteProgress notes that an attempt of the target started or ended now, when the service had
-// seen ended attempts end.
+// seen ended attempts end. The mark never goes back (a start may have read the count before an
+// end of the same target stored a later one), so the target's own ends never count as others'.
 func (t *target) noteProgress(ended uint64) {
-	t.mark.Store(ended)
+	for old := t.mark.Load(); ended > old && !t.mark.CompareAndSwap(old, ended); old = t.mark.Load() {
+	}
 	t.progress.Store(time.Now().UnixNano())
 }
 

@@ -546,3 +546,24 @@ func TestMixed(t *testing.T) {
 		t.Fatal("a deleted target still counts as mixed")
 	}
 }
+
+// A target's mark never goes back: a start that read the ended count before an end of the same
+// target stored a later one would otherwise count that end as another target's.
+func TestNoteProgressMarkMonotonic(t *testing.T) {
+	s := &Service{}
+	tg := &target{key: "t", sem: make(chan struct{}, 2)}
+	tg.noteProgress(5)
+	tg.noteProgress(3)
+	if got := tg.mark.Load(); got != 5 {
+		t.Fatalf("mark %d after 5 then 3, want 5", got)
+	}
+	s.ended.Store(5)
+	if s.othersMoved(tg) {
+		t.Error("others moved with no attempt ended since the target's own")
+	}
+	s.ended.Store(5 + stallPeers)
+	s.attempting.Store(10)
+	if !s.othersMoved(tg) {
+		t.Errorf("others did not move after %d attempts ended", stallPeers)
+	}
+}

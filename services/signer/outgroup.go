@@ -78,11 +78,14 @@ func groupDeliveries(outs []*nats.Msg) ([]*nats.Msg, error) {
 }
 
 // groupMsg is the DeliveryGroup message of msgs, all on outbox subjects of one partition, on the
-// first one's subject. Its id is a digest of its deliveries' ids, so that the same deliveries
-// grouped again (the job group came back) are de-duplicated, and a different set never is.
+// partition's DeliveryGroupSubject (a stream's outbox subject would be purged with that stream,
+// other streams' deliveries with it). Its id is a digest of its deliveries' ids, so that the same
+// deliveries grouped again (the job group came back) are de-duplicated, and a different set
+// never is.
 func groupMsg(msgs []*nats.Msg) (*nats.Msg, error) {
 	g := proto.DeliveryGroup{V: proto.Version, Items: make([]proto.GroupItem, len(msgs))}
 	h := sha256.New()
+	partition, _, _ := proto.ParseOutboxSubject(msgs[0].Subject)
 	for i, m := range msgs {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		tp, ts, bg := bus.TraceFields(m.Header)
@@ -95,7 +98,7 @@ func groupMsg(msgs []*nats.Msg) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := bus.NewMsg(msgs[0].Subject, "dgroup/"+hex.EncodeToString(h.Sum(nil)), data)
+	out := bus.NewMsg(proto.DeliveryGroupSubject(partition), "dgroup/"+hex.EncodeToString(h.Sum(nil)), data)
 	out.Header.Set(proto.HdrDeliveryGroup, strconv.Itoa(len(msgs)))
 	return out, nil
 }

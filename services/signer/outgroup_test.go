@@ -12,8 +12,9 @@ import (
 	"hookstream/proto"
 )
 
-// TestGroupDeliveries: deliveries to outbox subjects of one partition become a DeliveryGroup,
-// across streams, in order and with their ids, streams and trace context, split at
+// TestGroupDeliveries: deliveries to outbox subjects of one partition become a DeliveryGroup on
+// the partition's group subject, across streams, in order and with their ids, streams and trace
+// context, split at
 // maxGroupItems and maxGroupBytes; a partition's lone delivery, an ordered stream's (held
 // subject) and a job written back stay single.
 func TestGroupDeliveries(t *testing.T) {
@@ -61,10 +62,11 @@ func TestGroupDeliveries(t *testing.T) {
 		}
 		shape = append(shape, fmt.Sprintf("%s=group(%s..%s:%d, %d streams)", m.Subject, g.Items[0].ID, g.Items[len(g.Items)-1].ID, len(g.Items), len(streams)))
 	}
+	g1, g3 := proto.DeliveryGroupSubject("p1"), proto.DeliveryGroupSubject("p3")
 	want := []string{
-		a + "=group(a0..a63:64, 1 streams)", a + "=group(a64..big0:38, 3 streams)", big + "=group(big1..big2:2, 1 streams)",
+		g1 + "=group(a0..a63:64, 1 streams)", g1 + "=group(a64..big0:38, 3 streams)", g1 + "=group(big1..big2:2, 1 streams)",
 		lone + "=lone0", held + "=c0", held + "=c1", proto.JobSubject("p1", "d") + "=job",
-		q + "=group(q0..q1:2, 1 streams)",
+		g3 + "=group(q0..q1:2, 1 streams)",
 	}
 	if fmt.Sprint(shape) != fmt.Sprint(want) {
 		t.Errorf("grouped as\n %v\nwant\n %v", shape, want)
