@@ -86,7 +86,7 @@ func waitReady(t *testing.T, c *catalog.Catalog) {
 	}
 }
 
-// nextChange waits for the next OnChange call.
+// nextChange waits for the next change a subscriber was called with.
 func nextChange(t *testing.T, ch <-chan catalog.Change) catalog.Change {
 	t.Helper()
 	select {
@@ -148,7 +148,7 @@ func TestWatchChanges(t *testing.T) {
 	put(t, kv, def("p1", "pre", "x"))
 	changes := make(chan catalog.Change, 100)
 	c := catalog.New()
-	c.OnChange = func(ch catalog.Change) { changes <- ch }
+	c.Subscribe(func(ch catalog.Change) { changes <- ch })() // ready at once
 	runCatalog(t, c, kv)
 	waitReady(t, c)
 	if ch := nextChange(t, changes); ch.Partition != "p1" || ch.ID != "pre" || ch.Def == nil {
@@ -216,7 +216,7 @@ func TestWatchChanges(t *testing.T) {
 					t.Errorf("delete reported Def %+v, want nil", got.Def)
 				}
 				if _, ok := c.Get(st.want.Partition, st.want.ID); ok {
-					t.Error("deleted stream still in Get when OnChange runs")
+					t.Error("deleted stream still in Get when a subscriber runs")
 				}
 			} else {
 				if got.Def == nil || got.Def.ID != st.want.ID || fmt.Sprint(got.Def.PointIDs) != fmt.Sprint(st.points) {
@@ -224,7 +224,7 @@ func TestWatchChanges(t *testing.T) {
 				}
 				d, ok := c.Get(st.want.Partition, st.want.ID)
 				if !ok || fmt.Sprint(d.PointIDs) != fmt.Sprint(st.points) {
-					t.Errorf("Get = %+v, %v when OnChange runs; want points %v", d, ok, st.points)
+					t.Errorf("Get = %+v, %v when a subscriber runs; want points %v", d, ok, st.points)
 				}
 			}
 			if all := fmt.Sprint(ids(c.All())); all != st.all {
@@ -240,7 +240,7 @@ func TestIgnoresBadEntries(t *testing.T) {
 	kv := streamsBucket(t)
 	changes := make(chan catalog.Change, 100)
 	c := catalog.New()
-	c.OnChange = func(ch catalog.Change) { changes <- ch }
+	c.Subscribe(func(ch catalog.Change) { changes <- ch })() // ready at once
 	runCatalog(t, c, kv)
 	waitReady(t, c)
 	newer := def("p1", "future")
@@ -272,4 +272,48 @@ func TestIgnoresBadEntries(t *testing.T) {
 	if all := fmt.Sprint(ids(c.All())); all != "[p1/good]" {
 		t.Errorf("All() = %s, want [p1/good]", all)
 	}
+}
+
+// Every subscriber sees every change, in watch order, in the order they subscribed, once all of
+// them are ready; one that comes after Run would miss what was loaded, and is refused.
+func TestSubscribers(t *testing.T) {
+	kv := streamsBucket(t)
+	put(t, kv, def("p1", "pre", "x"))
+	c := catalog.New()
+	seen := make(chan string, 100)
+	var ready []func()
+	for _, name := range []string{"first", "second"} {
+		ready = append(ready, c.Subscribe(func(ch catalog.Change) { seen <- name + ":" + ch.ID }))
+	}
+	ready[0]()
+	ready[0]() // once counts
+	runCatalog(t, c, kv)
+	select {
+	case <-c.Ready():
+		t.Fatal("catalog loaded before every subscriber was ready")
+	case s := <-seen:
+		t.Fatalf("change %s before every subscriber was ready", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ready[1]()
+	waitReady(t, c)
+	put(t, kv, def("p1", "s1", "a"))
+	var got []string
+	for range 4 {
+		select {
+		case s := <-seen:
+			got = append(got, s)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("changes seen: %v", got)
+		}
+	}
+	if fmt.Sprint(got) != "[first:pre second:pre first:s1 second:s1]" {
+		t.Errorf("subscribers saw %v", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Subscribe after Run did not panic")
+		}
+	}()
+	c.Subscribe(func(catalog.Change) {})
 }

@@ -6,6 +6,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Quota is the quota of partitions without limits of their own (quota.go; zero: unlimited).
 	Quota quota.Limits
+	// Catalog, when set, is a streams catalog its creator runs, shared with other services of
+	// the process (the all-in-one); otherwise the service runs one of its own.
+	Catalog *catalog.Catalog
 }
 
 // Defaults of per-stream settings.
@@ -55,12 +59,14 @@ const (
 
 // Service is the delivery service.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	js     jetstream.JetStream
-	cat    *catalog.Catalog
-	client *retryablehttp.Client
-	sched  retry.Schedule
+	cfg Config
+	log *slog.Logger
+	js  jetstream.JetStream
+	cat *catalog.Catalog
+	// catReady tells the catalog that reconcile may be called (Run has set up what it uses).
+	catReady func()
+	client   *retryablehttp.Client
+	sched    retry.Schedule
 
 	// attemptCtx outlives Run's context by ShutdownGrace so that in-flight attempts can finish.
 	attemptCtx context.Context
@@ -119,12 +125,12 @@ func New(cfg Config) (*Service, error) {
 		cfg.ShutdownGrace = 5 * time.Second
 	}
 	s := &Service{
-		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, cat: catalog.New(),
+		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, cat: cmp.Or(cfg.Catalog, catalog.New()),
 		client: newHTTPClient(cfg.Dial), sched: retry.Schedule{Scale: cfg.RetryScale},
 		targets: make(map[string]*target), parking: make(chan parkedMsg, 4096),
 		pending: make(map[string]catalog.Change), scheduled: make(map[string]bool), changes: make(chan string, 1024),
 	}
-	s.cat.OnChange = s.reconcile
+	s.catReady = s.cat.Subscribe(s.reconcile)
 	return s, nil
 }
 
@@ -199,7 +205,8 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	err = s.cat.Run(ctx, kv)
+	s.catReady() // reconcile may be called from here on
+	err = s.cat.RunOwned(ctx, kv, s.cfg.Catalog == nil)
 	workers.Wait() // they stop with ctx; changes left queued are moot now
 	if wait, ok := <-shared; ok {
 		wait() // the shared pull ends with ctx
@@ -311,7 +318,7 @@ const ConsumerName = "delivery"
 // HeldConsumerName is the durable consumer of one stream's held subject.
 func HeldConsumerName(streamID string) string { return "held_" + streamID }
 
-// reconcile is the catalog's OnChange: it records a stream's latest definition and queues the
+// reconcile is the catalog's subscriber: it records a stream's latest definition and queues the
 // stream for a reconcile worker unless one has it already.
 func (s *Service) reconcile(c catalog.Change) {
 	key := proto.StreamKey(c.Partition, c.ID)

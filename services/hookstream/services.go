@@ -17,6 +17,7 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/catalog"
 	"hookstream/pkg/secretbox"
 	"hookstream/pkg/telemetry"
 	"hookstream/pkg/web"
@@ -99,6 +100,19 @@ func runServices(ctx context.Context, role string, args []string) error {
 		}
 	}
 	var runners []runner
+	// The all-in-one's matcher, signer and delivery share one streams catalog (it holds every
+	// stream definition); a service run alone keeps its own.
+	var cat *catalog.Catalog
+	if role == "all" {
+		cat = catalog.New()
+		runners = append(runners, runner{"catalog", func(ctx context.Context) error {
+			kv, err := admin.JS.KeyValue(ctx, proto.BucketStreams)
+			if err != nil {
+				return err
+			}
+			return cat.Run(ctx, kv)
+		}})
+	}
 	mounts := []func(*http.ServeMux){func(mux *http.ServeMux) { mux.Handle("GET /metrics", tel.MetricsHandler()) }}
 	var verifier auth.Verifier
 	if want("api") || want("ingest") {
@@ -123,7 +137,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := matcher.New(matcher.Config{Logger: log.With("component", "matcher"), Conn: c})
+		svc, err := matcher.New(matcher.Config{Logger: log.With("component", "matcher"), Conn: c, Catalog: cat})
 		if err != nil {
 			return err
 		}
@@ -134,7 +148,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c, Secrets: box, HTTPClient: guard.Client(10 * time.Second)})
+		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c, Secrets: box, HTTPClient: guard.Client(10 * time.Second), Catalog: cat})
 		if err != nil {
 			return err
 		}
@@ -145,7 +159,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if err != nil {
 			return err
 		}
-		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale, Dial: guard.DialContext, Quota: cfg.Quota})
+		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale, Dial: guard.DialContext, Quota: cfg.Quota, Catalog: cat})
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,9 @@ const ConsumerName = "matcher"
 type Config struct {
 	Logger *slog.Logger
 	Conn   *bus.Conn
+	// Catalog, when set, is a streams catalog its creator runs, shared with other services of
+	// the process (the all-in-one); otherwise the service runs one of its own.
+	Catalog *catalog.Catalog
 }
 
 // Service is the matcher.
@@ -43,6 +46,8 @@ type Service struct {
 	log *slog.Logger
 	cat *catalog.Catalog
 	idx *Index
+	// catReady tells the catalog that the index may be updated.
+	catReady func()
 }
 
 // New validates cfg and returns a matcher.
@@ -53,12 +58,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, cat: catalog.New(), idx: NewIndex()}
-	s.cat.OnChange = func(c catalog.Change) {
+	s := &Service{cfg: cfg, log: cfg.Logger, cat: cmp.Or(cfg.Catalog, catalog.New()), idx: NewIndex()}
+	s.catReady = s.cat.Subscribe(func(c catalog.Change) {
 		if err := s.idx.Apply(c.Partition, c.ID, c.Def); err != nil {
 			s.log.Warn("stream not matched: invalid definition", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
 		}
-	}
+	})
 	return s, nil
 }
 
@@ -73,7 +78,8 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- s.cat.Run(ctx, kv) }()
+	s.catReady()
+	go func() { watchErr <- s.cat.RunOwned(ctx, kv, s.cfg.Catalog == nil) }()
 	select {
 	case <-s.cat.Ready():
 	case err := <-watchErr:

@@ -3,6 +3,7 @@
 package signer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,9 @@ type Config struct {
 	Secrets *secretbox.Box
 	// HTTPClient makes OAuth2 token requests; the binary passes the SSRF-guarded client.
 	HTTPClient *http.Client
+	// Catalog, when set, is a streams catalog its creator runs, shared with other services of
+	// the process (the all-in-one); otherwise the service runs one of its own.
+	Catalog *catalog.Catalog
 }
 
 // Service is the signer.
@@ -72,7 +76,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.JobAckWait <= 0 {
 		cfg.JobAckWait = 20 * time.Second
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, cat: catalog.New()}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, cat: cmp.Or(cfg.Catalog, catalog.New())}, nil
 }
 
 // Run consumes JOBS until ctx is cancelled.
@@ -93,7 +97,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer cancel()
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- s.cat.Run(ctx, kv) }()
+	go func() { watchErr <- s.cat.RunOwned(ctx, kv, s.cfg.Catalog == nil) }()
 	select {
 	case <-s.cat.Ready():
 	case err := <-watchErr:
