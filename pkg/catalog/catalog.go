@@ -1,8 +1,8 @@
 // Package catalog keeps an in-memory, always-current copy of the stream definitions by watching
 // the streams bucket. The matcher, the signer and delivery read streams through it, so a change
 // made by the API reaches every replica within milliseconds. The all-in-one process runs one
-// catalog for all three (each holding its own cost 8 MB per 10,000 streams, and the collector
-// the time to scan it under GOMEMLIMIT); a service on its own runs its own.
+// catalog for all three (a catalog holds about 8 MB per 10,000 streams, which the collector
+// scans again and again under GOMEMLIMIT); a service run on its own runs its own.
 package catalog
 
 import (

@@ -14,9 +14,8 @@ import (
 
 // TestGroupDeliveries: deliveries to outbox subjects of one partition become a DeliveryGroup on
 // the partition's group subject, across streams, in order and with their ids, streams and trace
-// context, split at
-// maxGroupItems and maxGroupBytes; a partition's lone delivery, an ordered stream's (held
-// subject) and a job written back stay single.
+// context, split at maxGroupItems and maxGroupBytes; a partition's lone delivery, an ordered
+// stream's (held subject) and a job written back stay single.
 func TestGroupDeliveries(t *testing.T) {
 	msg := func(subject, id string, size int) *nats.Msg {
 		m := bus.NewMsg(subject, id, []byte(strings.Repeat("x", size)))
