@@ -22,7 +22,7 @@ func (c HeaderCarrier) Get(key string) string {
 		return v
 	}
 	for k, vs := range c {
-		if len(vs) > 0 && strings.EqualFold(k, key) {
+		if len(k) == len(key) && len(vs) > 0 && strings.EqualFold(k, key) {
 			return vs[0]
 		}
 	}

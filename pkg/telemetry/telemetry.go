@@ -63,7 +63,7 @@ func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
 	} else {
 		// Without an exporter spans are still created, so trace ids flow across hops, reach the
 		// customer's traceparent header and stamp the logs; they record nothing.
-		otel.SetTracerProvider(&idProvider{})
+		otel.SetTracerProvider(newIDProvider())
 	}
 
 	exp, err := promexp.New(promexp.WithRegisterer(t.registry), promexp.WithoutScopeInfo())
