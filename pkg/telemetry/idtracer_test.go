@@ -15,14 +15,7 @@ import (
 // of its own under its parent's trace, with the parent's trace state and sampled flag, as the
 // SDK's provider gave them; a root span is sampled; NewRoot ignores the parent.
 func TestSpansWithoutExporter(t *testing.T) {
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
-	t.Setenv("OTEL_TRACES_SAMPLER", "")
-	tel, err := Setup(context.Background(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	tel := setupWithoutExporter(t, "")
 	if tel.Exporting {
 		t.Fatal("exporting without an endpoint")
 	}
@@ -97,16 +90,23 @@ func BenchmarkSpanIDProvider(b *testing.B)    { benchmarkSpan(b, newIDProvider()
 
 // A sampler set with OTEL_TRACES_SAMPLER still decides the sampled flag without an exporter.
 func TestSamplerWithoutExporter(t *testing.T) {
+	setupWithoutExporter(t, "always_off")
+	_, span := otel.Tracer("test").Start(context.Background(), "root")
+	if sc := span.SpanContext(); !sc.IsValid() || sc.IsSampled() {
+		t.Errorf("root span under always_off: valid %v, sampled %v", sc.IsValid(), sc.IsSampled())
+	}
+}
+
+// setupWithoutExporter runs Setup with no OTLP endpoint and OTEL_TRACES_SAMPLER set to sampler.
+func setupWithoutExporter(t *testing.T, sampler string) *Telemetry {
+	t.Helper()
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
-	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	t.Setenv("OTEL_TRACES_SAMPLER", sampler)
 	tel, err := Setup(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	_, span := otel.Tracer("test").Start(context.Background(), "root")
-	if sc := span.SpanContext(); !sc.IsValid() || sc.IsSampled() {
-		t.Errorf("root span under always_off: valid %v, sampled %v", sc.IsValid(), sc.IsSampled())
-	}
+	return tel
 }
