@@ -101,7 +101,11 @@ func send(ctx context.Context, c *retryablehttp.Client, method, url string, head
 		return result{err: err, latency: lat}
 	}
 	defer resp.Body.Close()
-	excerpt := outbound.Excerpt(resp.Body)
+	var excerpt string
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		// A failure's answer is shown in its error (errorText); a success's is never read.
+		excerpt = outbound.Excerpt(resp.Body)
+	}
 	// Drain a little more so the connection can be reused; give up on huge bodies.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	return result{
