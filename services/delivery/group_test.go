@@ -199,16 +199,7 @@ func TestGroupItemRequeue(t *testing.T) {
 	if err := items[2].NakWithDelay(200 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "group acknowledged", func() error {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumAckPending != 0 {
-			return fmt.Errorf("ack pending %d", info.NumAckPending)
-		}
-		return nil
-	})
+	waitFor(t, "group acknowledged", noAckPending(cons))
 	// Items 1 (at once) and 2 (when its schedule fires) come back as single messages.
 	var got []string
 	waitFor(t, "requeued items", func() error {
@@ -245,7 +236,6 @@ func TestSettleParkedDrainsAtShutdown(t *testing.T) {
 	f := newFixture(t)
 	f.publish(proto.OutboxSubject("p", "m"), "m", "http://127.0.0.1:1/", 0, 3)
 	s, cons := f.unstarted("m")
-	ctx := context.Background()
 	b, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -270,17 +260,22 @@ func TestSettleParkedDrainsAtShutdown(t *testing.T) {
 	if len(s.parking) != 0 {
 		t.Fatalf("%d moves left in the queue", len(s.parking))
 	}
-	waitFor(t, "moves acknowledged", func() error {
-		info, err := cons.Info(ctx)
+	waitFor(t, "moves acknowledged", noAckPending(cons))
+	if n := f.subjectMsgs(proto.HeldSubject("p", "m")); n != 3 {
+		t.Errorf("held subject holds %d, want 3", n)
+	}
+}
+
+// noAckPending is a waitFor condition: cons has no message awaiting acknowledgement.
+func noAckPending(cons jetstream.Consumer) func() error {
+	return func() error {
+		info, err := cons.Info(context.Background())
 		if err != nil {
 			return err
 		}
 		if info.NumAckPending != 0 {
-			return fmt.Errorf("%d moves unacknowledged", info.NumAckPending)
+			return fmt.Errorf("%d awaiting acknowledgement", info.NumAckPending)
 		}
 		return nil
-	})
-	if n := f.subjectMsgs(proto.HeldSubject("p", "m")); n != 3 {
-		t.Errorf("held subject holds %d, want 3", n)
 	}
 }

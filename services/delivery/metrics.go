@@ -102,7 +102,7 @@ func (s *Service) record(ctx context.Context, span trace.Span, d *proto.Delivery
 // registerGauges reports the backlog, the dead-letter count and disabled streams.
 func (s *Service) registerGauges() error {
 	backlog, err := meter.Int64ObservableGauge("hookstream_outbox_backlog",
-		metric.WithDescription("Messages waiting in OUTBOX, including scheduled retries (all targets); a group of one stream's deliveries counts once."))
+		metric.WithDescription("Messages waiting in OUTBOX, including scheduled retries (all targets); a delivery group counts once."))
 	if err != nil {
 		return err
 	}
