@@ -227,13 +227,19 @@ func TestMarshalResultsIndependent(t *testing.T) {
 	}
 }
 
-func BenchmarkMarshalDelivery(b *testing.B) {
-	d := &proto.Delivery{
+// benchDelivery is a typical delivery: one event, a JSON body, static and signature headers.
+func benchDelivery() *proto.Delivery {
+	return &proto.Delivery{
 		V: proto.Version, ID: "0f8fad5b-d9cb-469f-a165-70867728950e", Partition: "bench", StreamID: "7c9e6679-7425-40de-944b-e07fc1f90ae7",
 		EventIDs: []string{"e1"}, URL: "http://127.0.0.1:9000/hook/1", Method: "POST",
 		Headers: map[string]string{"Content-Type": "application/json", "webhook-id": "msg_1", "webhook-timestamp": "1764742161"},
 		Body:    bytes.Repeat([]byte("x"), 300), Signed: map[string]string{"webhook-signature": "v1,abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG="},
+		IngestedAt: 1764742161915000000,
 	}
+}
+
+func BenchmarkMarshalDelivery(b *testing.B) {
+	d := benchDelivery()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := proto.Marshal(d); err != nil {

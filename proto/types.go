@@ -193,7 +193,12 @@ type SignReply struct {
 func Marshal(v any) ([]byte, error) {
 	e := encoders.Get().(*encoder)
 	e.buf.Reset()
-	err := e.enc.Encode(v)
+	var err error
+	if c, ok := v.(msgpack.CustomEncoder); ok {
+		err = c.EncodeMsgpack(e.enc) // the hot types (codec.go), without the reflection lookup
+	} else {
+		err = e.enc.Encode(v)
+	}
 	var b []byte
 	if err == nil {
 		b = bytes.Clone(e.buf.Bytes())
@@ -220,9 +225,19 @@ var encoders = sync.Pool{New: func() any {
 	return e
 }}
 
-// Unmarshal decodes a wire type and rejects versions newer than this build knows.
+// Unmarshal decodes a wire type and rejects versions newer than this build knows. The decoded
+// value never shares memory with b; the strings and byte slices of a hand-written type's value
+// (codec.go) share chunks with each other, so a part kept for long should be cloned.
 func Unmarshal(b []byte, v any) error {
-	if err := msgpack.Unmarshal(b, v); err != nil {
+	if c, ok := v.(msgpack.CustomDecoder); ok {
+		d := msgpack.GetDecoder()
+		d.Reset(bytes.NewReader(b))
+		err := c.DecodeMsgpack(d)
+		msgpack.PutDecoder(d)
+		if err != nil {
+			return err
+		}
+	} else if err := msgpack.Unmarshal(b, v); err != nil {
 		return err
 	}
 	var ver uint8

@@ -223,7 +223,9 @@ func (s *Service) state(ctx context.Context, partition, pointID, key string) (*p
 	default:
 		var ev proto.Event
 		if err := proto.Unmarshal(raw.Data, &ev); err == nil {
-			st.createdAt, st.lastValue, st.lastChangedAt = ev.CreatedAt, ev.Value, ev.LastChangedAt
+			// A clone: a decoded value shares its memory with the event's other fields (proto's
+			// decoder cuts them from one chunk), which the cache would otherwise keep alive.
+			st.createdAt, st.lastValue, st.lastChangedAt = ev.CreatedAt, bytes.Clone(ev.Value), ev.LastChangedAt
 		}
 	}
 	s.mu.Lock()
