@@ -176,21 +176,31 @@ const chunkSize = 512
 type reader struct {
 	d     *msgpack.Decoder
 	chunk []byte
+	// first, when set, is the size of the first chunk: Unmarshal sets the input's size, which
+	// holds every string and byte slice of the value, so decoding takes one chunk.
+	first int
 	key   [maxKey]byte
 }
 
 func newReader(d *msgpack.Decoder) *reader { return &reader{d: d} }
 
+// decoder is a hand-written type's decoding with a reader (Unmarshal's way in).
+type decoder interface{ decode(r *reader) error }
+
 // next returns the next n bytes of the input, read into a chunk or, when large, a slice of its own.
 func (r *reader) next(n int) ([]byte, error) {
 	var b []byte
 	switch {
+	case r.first > 0:
+		r.chunk = make([]byte, 0, max(r.first, n))
+		r.first = 0
+	case n <= cap(r.chunk)-len(r.chunk):
 	case n > chunkSize/2:
 		b = make([]byte, n)
 	default:
-		if n > cap(r.chunk)-len(r.chunk) {
-			r.chunk = make([]byte, 0, chunkSize)
-		}
+		r.chunk = make([]byte, 0, chunkSize)
+	}
+	if b == nil {
 		at := len(r.chunk)
 		r.chunk = r.chunk[:at+n]
 		b = r.chunk[at : at+n : at+n]
@@ -716,4 +726,5 @@ func (x *Delivery) decode(r *reader) error {
 var (
 	_ msgpack.CustomEncoder = (*Delivery)(nil)
 	_ msgpack.CustomDecoder = (*Delivery)(nil)
+	_ decoder               = (*Delivery)(nil)
 )

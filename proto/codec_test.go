@@ -101,6 +101,9 @@ func TestCodecsMatchReflection(t *testing.T) {
 			}
 			for i := range 300 {
 				v := randomValue(t, tc.typ, rng, tc.maxMaps)
+				if ver := v.FieldByName("V"); ver.IsValid() {
+					ver.SetUint(uint64(rng.Intn(proto.Version + 1))) // proto.Unmarshal refuses newer ones
+				}
 				twin := v.Convert(tc.twin)
 
 				got, err := proto.Marshal(v.Addr().Interface())
@@ -130,6 +133,14 @@ func TestCodecsMatchReflection(t *testing.T) {
 				}
 				if !reflect.DeepEqual(out.Elem().Interface(), fromTwin.Elem().Convert(tc.typ).Interface()) {
 					t.Fatalf("value %d: decoded\n %#v\nreflection decoded\n %#v", i, out.Elem().Interface(), fromTwin.Elem().Interface())
+				}
+				// proto.Unmarshal's way in (one chunk of the input's size) decodes the same.
+				out = reflect.New(tc.typ)
+				if err := proto.Unmarshal(want, out.Interface()); err != nil {
+					t.Fatalf("proto.Unmarshal: %v", err)
+				}
+				if !reflect.DeepEqual(out.Elem().Interface(), fromTwin.Elem().Convert(tc.typ).Interface()) {
+					t.Fatalf("value %d: proto.Unmarshal decoded\n %#v\nreflection decoded\n %#v", i, out.Elem().Interface(), fromTwin.Elem().Interface())
 				}
 			}
 		})
@@ -254,6 +265,30 @@ func BenchmarkMarshalDeliveryReflection(b *testing.B) {
 	for b.Loop() {
 		if _, err := proto.Marshal(&d); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDecodedPartsIndependent: a decoded value's byte slices share memory with its strings, so
+// appending to one must not write over the others.
+func TestDecodedPartsIndependent(t *testing.T) {
+	in := proto.Event{V: proto.Version, ID: "e1", Partition: "p", Value: []byte("22"), PrevValue: []byte("21"),
+		Source: "//hookstream/partitions/p/points/pt", Data: []byte(`{"a":1}`)}
+	b, err := proto.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, decode := range []func([]byte, any) error{proto.Unmarshal, msgpack.Unmarshal} {
+		var ev proto.Event
+		if err := decode(b, &ev); err != nil {
+			t.Fatal(err)
+		}
+		want := in
+		_ = append(ev.Value, "xxxxxxxx"...)
+		_ = append(ev.PrevValue, "xxxxxxxx"...)
+		_ = append(ev.Data, "xxxxxxxx"...)
+		if !reflect.DeepEqual(ev, want) {
+			t.Errorf("after appending to its byte slices the event is\n %#v\nwant\n %#v", ev, want)
 		}
 	}
 }

@@ -227,12 +227,12 @@ var encoders = sync.Pool{New: func() any {
 
 // Unmarshal decodes a wire type and rejects versions newer than this build knows. The decoded
 // value never shares memory with b; the strings and byte slices of a hand-written type's value
-// (codec.go) share chunks with each other, so a part kept for long should be cloned.
+// (codec.go) share one allocation of b's size, so a small part kept for long should be cloned.
 func Unmarshal(b []byte, v any) error {
-	if c, ok := v.(msgpack.CustomDecoder); ok {
+	if c, ok := v.(decoder); ok {
 		d := msgpack.GetDecoder()
 		d.Reset(bytes.NewReader(b))
-		err := c.DecodeMsgpack(d)
+		err := c.decode(&reader{d: d, first: len(b)}) // the hot types (codec.go): one allocation for their strings
 		msgpack.PutDecoder(d)
 		if err != nil {
 			return err

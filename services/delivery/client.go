@@ -91,6 +91,9 @@ func send(ctx context.Context, c *retryablehttp.Client, method, url string, head
 	if err != nil {
 		return result{err: err}
 	}
+	if len(req.Header) == 0 {
+		req.Header = make(http.Header, len(headers)+2) // sized once: a delivery sets 5-10 headers
+	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
@@ -106,8 +109,11 @@ func send(ctx context.Context, c *retryablehttp.Client, method, url string, head
 		// A failure's answer is shown in its error (errorText); a success's is never read.
 		excerpt = outbound.Excerpt(resp.Body)
 	}
-	// Drain a little more so the connection can be reused; give up on huge bodies.
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	// Drain a little more so the connection can be reused; give up on huge bodies. An answer
+	// without a body (a 204, Content-Length: 0) has nothing to drain.
+	if resp.ContentLength != 0 {
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	}
 	return result{
 		status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"),
 		excerpt: excerpt, latency: lat,
