@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +112,49 @@ func TestStartServerTCP(t *testing.T) {
 			}
 			if info.Streams != 0 {
 				t.Errorf("fresh server has %d streams", info.Streams)
+			}
+		})
+	}
+}
+
+// TestConnectEmbedded: the all-in-one's connections to its embedded server go over loopback TCP
+// when it listens (on any address, unspecified included), in-process when it does not.
+func TestConnectEmbedded(t *testing.T) {
+	tests := []struct {
+		name, listen string
+		tcp          bool
+	}{
+		{"loopback", "127.0.0.1:0", true},
+		{"unspecified", "0.0.0.0:0", true},
+		{"not listening", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir(), Listen: tc.listen})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+			conn, err := bus.Connect("", srv, "embedded")
+			if err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			defer conn.Close()
+			peer := conn.NC.ConnectedAddr() // "pipe" in-process
+			if !tc.tcp {
+				if peer != "pipe" {
+					t.Errorf("connected to %q, want in-process", peer)
+				}
+			} else {
+				host, port, err := net.SplitHostPort(peer)
+				if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() || port != fmt.Sprint(srv.Addr().(*net.TCPAddr).Port) {
+					t.Errorf("connected to %q, want the server's port on a loopback address", peer)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := conn.JS.AccountInfo(ctx); err != nil {
+				t.Fatalf("JetStream not available: %v", err)
 			}
 		})
 	}
