@@ -546,9 +546,11 @@ func (s *Service) attempt(t *target, in inbound) {
 	if d.FirstAttemptAt == 0 {
 		d.FirstAttemptAt = now.UnixNano()
 	}
-	span.SetAttributes(attribute.String("hookstream.partition", d.Partition), attribute.String("hookstream.stream_id", d.StreamID),
-		attribute.String("hookstream.delivery_id", d.ID), attribute.Int("hookstream.attempt", n),
-		attribute.String("http.request.method", d.Method), attribute.String("url.full", outbound.RedactURL(d.URL)))
+	if span.IsRecording() { // attributes cost allocations (and a URL parse) for nobody otherwise
+		span.SetAttributes(attribute.String("hookstream.partition", d.Partition), attribute.String("hookstream.stream_id", d.StreamID),
+			attribute.String("hookstream.delivery_id", d.ID), attribute.Int("hookstream.attempt", n),
+			attribute.String("http.request.method", d.Method), attribute.String("url.full", outbound.RedactURL(d.URL)))
+	}
 	limiter := t.limiter.Load()
 	stopKeep := keepUnacked(m, in.at, timeout(def), limiter != nil)
 	defer stopKeep()

@@ -127,8 +127,10 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	if err != nil {
 		return nil, err
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", partition),
-		attribute.String("hookstream.point_id", last), attribute.Int("hookstream.readings", len(readings)))
+	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+		sp.SetAttributes(attribute.String("hookstream.partition", partition),
+			attribute.String("hookstream.point_id", last), attribute.Int("hookstream.readings", len(readings)))
+	}
 	metrics.readings.Add(ctx, int64(len(readings)), kindPoint)
 	outs := make([]*nats.Msg, 0, len(readings))
 	for i, r := range readings {

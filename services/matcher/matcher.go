@@ -137,9 +137,11 @@ func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
 			continue
 		}
 		results = s.idx.Match(match.NewInput(&ev), results[:0])
-		trace.SpanFromContext(in[i].Ctx).SetAttributes(attribute.String("hookstream.partition", ev.Partition),
-			attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
-			attribute.Int("hookstream.fanout", len(results)))
+		if sp := trace.SpanFromContext(in[i].Ctx); sp.IsRecording() {
+			sp.SetAttributes(attribute.String("hookstream.partition", ev.Partition),
+				attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
+				attribute.Int("hookstream.fanout", len(results)))
+		}
 		fanout.Record(ctx, int64(len(results)))
 		var tp, ts, bg string
 		if len(results) > 0 {

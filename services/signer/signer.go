@@ -145,9 +145,11 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	if !ok {
 		return nil, fmt.Errorf("%w: stream %s/%s no longer exists", bus.ErrTerm, job.Partition, job.StreamID)
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.partition", job.Partition),
-		attribute.String("hookstream.stream_id", job.StreamID), attribute.String("hookstream.delivery_id", job.ID),
-		attribute.String("hookstream.format", def.Format))
+	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+		sp.SetAttributes(attribute.String("hookstream.partition", job.Partition),
+			attribute.String("hookstream.stream_id", job.StreamID), attribute.String("hookstream.delivery_id", job.ID),
+			attribute.String("hookstream.format", def.Format))
+	}
 	if len(job.Events) == 1 && Batched(def) {
 		if key, ok := batchKey(def, &job.Events[0]); ok {
 			s.batches.add(def, msg, &job, key)
@@ -224,6 +226,8 @@ func (s *Service) groupJob(ctx context.Context, job *proto.Job) (*nats.Msg, erro
 	if !ok {
 		return nil, fmt.Errorf("%w: stream %s/%s no longer exists", bus.ErrTerm, job.Partition, job.StreamID)
 	}
-	trace.SpanFromContext(ctx).SetAttributes(attribute.String("hookstream.format", def.Format))
+	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+		sp.SetAttributes(attribute.String("hookstream.format", def.Format))
+	}
 	return s.deliveryMsg(ctx, def, job)
 }
