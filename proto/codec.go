@@ -465,6 +465,20 @@ func encodeTrace(w *mapWriter, traceParent, traceState, baggage string) {
 	}
 }
 
+// trace decodes the trace context fields of a Job or GroupItem (encodeTrace's), reporting false
+// for another key.
+func (r *reader) trace(k []byte, traceParent, traceState, baggage *string) (bool, error) {
+	switch string(k) {
+	case "tp":
+		return true, r.str(traceParent)
+	case "ts":
+		return true, r.str(traceState)
+	case "bg":
+		return true, r.str(baggage)
+	}
+	return false, nil
+}
+
 // DecodeMsgpack implements msgpack.CustomDecoder.
 func (x *Job) DecodeMsgpack(d *msgpack.Decoder) error { return x.decode(newReader(d)) }
 
@@ -483,14 +497,8 @@ func (x *Job) decode(r *reader) error {
 			err = r.str(&x.StreamID)
 		case "ev":
 			err = list(r, &x.Events, (*Event).decode)
-		case "tp":
-			err = r.str(&x.TraceParent)
-		case "ts":
-			err = r.str(&x.TraceState)
-		case "bg":
-			err = r.str(&x.Baggage)
 		default:
-			return false, nil
+			return r.trace(k, &x.TraceParent, &x.TraceState, &x.Baggage)
 		}
 		return true, err
 	})
@@ -582,14 +590,8 @@ func (x *GroupItem) decode(r *reader) error {
 			err = r.bytes(&x.Data)
 		case "sid":
 			err = r.str(&x.StreamID)
-		case "tp":
-			err = r.str(&x.TraceParent)
-		case "ts":
-			err = r.str(&x.TraceState)
-		case "bg":
-			err = r.str(&x.Baggage)
 		default:
-			return false, nil
+			return r.trace(k, &x.TraceParent, &x.TraceState, &x.Baggage)
 		}
 		return true, err
 	})

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -54,10 +55,8 @@ func childContext(parent trace.SpanContext) trace.SpanContext {
 		cfg.TraceID, cfg.TraceState, cfg.TraceFlags = parent.TraceID(), parent.TraceState(), parent.TraceFlags()
 	} else {
 		for !cfg.TraceID.IsValid() {
-			hi, lo := rand.Uint64(), rand.Uint64()
-			for i := range 8 {
-				cfg.TraceID[i], cfg.TraceID[8+i] = byte(hi>>(56-8*i)), byte(lo>>(56-8*i))
-			}
+			binary.BigEndian.PutUint64(cfg.TraceID[:8], rand.Uint64())
+			binary.BigEndian.PutUint64(cfg.TraceID[8:], rand.Uint64())
 		}
 	}
 	return trace.NewSpanContext(cfg)
@@ -66,10 +65,7 @@ func childContext(parent trace.SpanContext) trace.SpanContext {
 func newSpanID() trace.SpanID {
 	var id trace.SpanID
 	for !id.IsValid() {
-		n := rand.Uint64()
-		for i := range 8 {
-			id[i] = byte(n >> (56 - 8*i))
-		}
+		binary.BigEndian.PutUint64(id[:], rand.Uint64())
 	}
 	return id
 }

@@ -20,10 +20,9 @@ import (
 // partition. Route hands each of them to its stream's target as a groupItem, a jetstream.Msg of
 // its own (on its stream's outbox subject), so that attempts, retries, parking moves and dead
 // letters treat it like any delivery; the group's message is acknowledged once every item is
-// settled. An item to be attempted again later (Nak) leaves the
-// group as an OUTBOX message of its own. If the group's message is redelivered (a crash, an
-// item that could not leave it), its delivered items are attempted again: duplicates, which
-// receivers drop by webhook-id.
+// settled. An item to be attempted again later (Nak) leaves the group as an OUTBOX message of
+// its own. If the group's message is redelivered (a crash, an item that could not leave it), its
+// delivered items are attempted again: duplicates, which receivers drop by webhook-id.
 type group struct {
 	s       *Service
 	msg     jetstream.Msg
@@ -126,16 +125,16 @@ func (it *groupItem) requeue(delay time.Duration) error {
 	if g.failed.Load() {
 		return errGroupNaked // it comes back whole: storing the item alone would only copy it
 	}
-	partition, streamID, _ := proto.ParseOutboxSubject(it.subject)
 	key := fmt.Sprintf("g%d-%d", g.meta.Sequence.Stream, it.i)
-	out := bus.NewMsg(proto.OutboxSubject(partition, streamID), "requeue/"+key, it.data)
+	out := bus.NewMsg(it.subject, "requeue/"+key, it.data)
 	for k, v := range bus.TraceHeader(bus.TraceFields(it.hdr)) {
 		out.Header[k] = v
 	}
 	if delay > 0 {
+		partition, streamID, _ := proto.ParseOutboxSubject(it.subject)
 		out.Subject = proto.RetrySubject(partition, streamID, key)
 		out.Header.Set(hdrSchedule, "@at "+time.Now().Add(delay).UTC().Format(time.RFC3339Nano))
-		out.Header.Set(hdrScheduleTarget, proto.OutboxSubject(partition, streamID))
+		out.Header.Set(hdrScheduleTarget, it.subject)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
