@@ -42,6 +42,12 @@ const (
 	SubjectTest = prefix + "rpc.test"
 )
 
+// KeepSubject is where a work-queue stream (INGEST, JOBS, OUTBOX) holds its keeper: one small
+// message that no consumer reads, renewed while the stream is in use, so that the server's file
+// store does not replace the stream's last block file each time a consumer drains the stream
+// (pkg/bus.Keep).
+func KeepSubject(stream string) string { return prefix + "keep." + stream }
+
 // EventTypePoint is the event type of point readings; it is reserved and cannot be used by
 // device events.
 const EventTypePoint = "point"
@@ -144,7 +150,7 @@ func StreamOf(subject string) string {
 	if !ok {
 		return ""
 	}
-	kind, _, _ := strings.Cut(rest, ".")
+	kind, tail, _ := strings.Cut(rest, ".")
 	switch kind {
 	case "ingest":
 		return StreamIngest
@@ -158,6 +164,11 @@ func StreamOf(subject string) string {
 		return StreamDLQ
 	case "outcomes":
 		return StreamOutcomes
+	case "keep":
+		switch tail {
+		case StreamIngest, StreamJobs, StreamOutbox:
+			return tail
+		}
 	}
 	return ""
 }

@@ -176,10 +176,10 @@ func TestEnsureTopologyIdempotent(t *testing.T) {
 		maxAge    time.Duration
 		schedules bool
 	}{
-		{proto.StreamIngest, []string{"hookstream.ingest.>"}, jetstream.WorkQueuePolicy, 0, false},
+		{proto.StreamIngest, []string{"hookstream.ingest.>", "hookstream.keep.INGEST"}, jetstream.WorkQueuePolicy, 0, false},
 		{proto.StreamEvents, []string{"hookstream.events.>"}, jetstream.LimitsPolicy, 7 * 24 * time.Hour, false},
-		{proto.StreamJobs, []string{"hookstream.jobs.>"}, jetstream.WorkQueuePolicy, 0, false},
-		{proto.StreamOutbox, []string{"hookstream.outbox.>", "hookstream.retry.>", "hookstream.held.>"}, jetstream.WorkQueuePolicy, 0, true},
+		{proto.StreamJobs, []string{"hookstream.jobs.>", "hookstream.keep.JOBS"}, jetstream.WorkQueuePolicy, 0, false},
+		{proto.StreamOutbox, []string{"hookstream.outbox.>", "hookstream.retry.>", "hookstream.held.>", "hookstream.keep.OUTBOX"}, jetstream.WorkQueuePolicy, 0, true},
 		{proto.StreamDLQ, []string{"hookstream.dlq.>"}, jetstream.LimitsPolicy, 28 * 24 * time.Hour, false},
 		{proto.StreamOutcomes, []string{"hookstream.outcomes.>"}, jetstream.LimitsPolicy, 7 * 24 * time.Hour, false},
 	}

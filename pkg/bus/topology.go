@@ -57,7 +57,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// Ingest enforces its own 1 MiB payload limit (terminating, logging and counting a
 			// larger message); MaxMsgSize, headers included, is the outer guard above it and
 			// leaves room for the headers of a full 1 MiB HTTP request.
-			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll},
+			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll, proto.KeepSubject(proto.StreamIngest)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 			Duplicates: dedupWindow, MaxMsgSize: IngestMaxMsgSize, Replicas: r.Replicas,
 		},
@@ -68,7 +68,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			AllowDirect: true, AllowAtomicPublish: true,
 		},
 		{
-			Name: proto.StreamJobs, Subjects: []string{proto.SubjectJobsAll},
+			Name: proto.StreamJobs, Subjects: []string{proto.SubjectJobsAll, proto.KeepSubject(proto.StreamJobs)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 			Duplicates: dedupWindow, Replicas: r.Replicas, AllowAtomicPublish: true,
 		},
@@ -76,7 +76,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// Retries are schedule messages on hookstream.retry.…; when one fires, the server
 			// publishes it to the stream's outbox subject (nats-server 2.12 message schedules),
 			// so a delivery waiting hours for its next attempt holds no consumer slot.
-			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll, proto.SubjectHeldAll},
+			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll, proto.SubjectHeldAll, proto.KeepSubject(proto.StreamOutbox)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 			Duplicates: dedupWindow, Replicas: r.Replicas,
 			AllowMsgSchedules: true, AllowRollup: true, AllowAtomicPublish: true,

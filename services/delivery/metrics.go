@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"hookstream/pkg/bus"
 	"hookstream/pkg/retry"
 	"hookstream/proto"
 )
@@ -118,8 +119,8 @@ func (s *Service) registerGauges() error {
 	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		if st, err := s.js.Stream(ctx, proto.StreamOutbox); err == nil {
-			o.ObserveInt64(backlog, int64(st.CachedInfo().State.Msgs))
+		if n, err := bus.Backlog(ctx, s.js, proto.StreamOutbox); err == nil {
+			o.ObserveInt64(backlog, int64(n))
 		}
 		if st, err := s.js.Stream(ctx, proto.StreamDLQ); err == nil {
 			o.ObserveInt64(dlq, int64(st.CachedInfo().State.Msgs))

@@ -183,6 +183,15 @@ func runServices(ctx context.Context, role string, args []string) error {
 		runners = append(runners, runner{"http", healthServer(cfg.HTTPAddr, readiness(admin, role), mounts, log)})
 	}
 
+	// A work-queue stream is kept by the role that consumes it (bus.Keep).
+	for _, k := range []struct{ role, stream string }{{"ingest", proto.StreamIngest}, {"signer", proto.StreamJobs}, {"delivery", proto.StreamOutbox}} {
+		if want(k.role) {
+			runners = append(runners, runner{"keep " + k.stream, func(ctx context.Context) error {
+				bus.Keep(ctx, admin.JS, k.stream, bus.KeepEvery, log)
+				return nil
+			}})
+		}
+	}
 	if cfg.PprofAddr != "" {
 		runners = append(runners, runner{"pprof", pprofServer(cfg.PprofAddr, log)})
 	}

@@ -82,6 +82,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 10 * time.Second, MaxAckPending: 20_000, MaxDeliver: -1,
+		FilterSubject: proto.SubjectIngestAll, // not the stream's keeper (bus.Keep)
 	})
 	if err != nil {
 		return fmt.Errorf("ingest consumer: %w", err)

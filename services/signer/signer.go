@@ -118,6 +118,7 @@ func (s *Service) Run(ctx context.Context) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, proto.StreamJobs, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: s.cfg.JobAckWait, MaxAckPending: 20_000, MaxDeliver: -1,
+		FilterSubject: proto.SubjectJobsAll, // not the stream's keeper (bus.Keep)
 	})
 	if err != nil {
 		return fmt.Errorf("signer consumer: %w", err)
