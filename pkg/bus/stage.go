@@ -246,15 +246,17 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 		}, nil, stalled, log, fetch...)
 	} else {
-		group := make([]jetstream.Msg, 0, batch)
-		var began time.Time // when the group's first input arrived
+		var group []jetstream.Msg // handed on whole to processGroup: a new one each time
+		var began time.Time       // when the group's first input arrived
 		flush := func() {
-			if len(group) > 0 {
+			if n := len(group); n > 0 {
 				// Inputs gathered are handled even after ctx ends (Run's contract).
 				if p, ok := s.processGroup(context.WithoutCancel(ctx), group); ok {
 					acks <- p
 				}
-				group = make([]jetstream.Msg, 0, batch)
+				// Room for as many as this group had: the next is likely alike. (Room for a
+				// whole batch cost 4 KiB per group; at 1,000 readings/s most hold one input.)
+				group = make([]jetstream.Msg, 0, n)
 			}
 		}
 		// Group commit: while the previous group's outputs are being stored, inputs arriving
