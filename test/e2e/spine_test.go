@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -10,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/proto"
 )
 
 const seedPoint = "88d45219-a0cf-4509-8f3d-84d15e6a9c44"
@@ -126,6 +133,35 @@ func runSpine(t *testing.T, in *instance) {
 	if n := len(rc.requests()); n != 4 {
 		t.Errorf("receiver got %d requests, want 4", n)
 	}
+	checkDrainedAndKept(t, nc)
+}
+
+// checkDrainedAndKept waits until each work-queue stream holds nothing but its keeper (bus.Keep:
+// stored about a second after the stream was used, by the process that consumes it).
+func checkDrainedAndKept(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for _, name := range []string{proto.StreamIngest, proto.StreamJobs, proto.StreamOutbox} {
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return err
+			}
+			info, err := st.Info(ctx, jetstream.WithSubjectFilter(proto.KeepSubject(name)))
+			if err != nil {
+				return err
+			}
+			if kept := info.State.Subjects[proto.KeepSubject(name)]; kept != 1 || info.State.Msgs != 1 {
+				return fmt.Errorf("%s holds %d messages, %d of them keepers; want its keeper alone", name, info.State.Msgs, kept)
+			}
+		}
+		return nil
+	})
 }
 
 func mustJSON(v any) []byte {
