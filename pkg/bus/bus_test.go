@@ -205,8 +205,8 @@ func TestEnsureTopologyIdempotent(t *testing.T) {
 			if cfg.Storage != jetstream.FileStorage {
 				t.Errorf("storage = %v, want file", cfg.Storage)
 			}
-			if cfg.Duplicates <= 0 {
-				t.Errorf("no de-duplication window")
+			if cfg.Duplicates != bus.DefaultDuplicates {
+				t.Errorf("de-duplication window = %s, want %s", cfg.Duplicates, bus.DefaultDuplicates)
 			}
 		})
 	}
@@ -215,9 +215,18 @@ func TestEnsureTopologyIdempotent(t *testing.T) {
 			t.Errorf("bucket %s: %v", b, err)
 		}
 	}
-	// A changed retention is applied to the existing streams.
-	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{Events: time.Hour, DLQ: 2 * time.Hour}); err != nil {
+	// A changed retention and de-duplication window are applied to the existing streams.
+	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{Events: time.Hour, DLQ: 2 * time.Hour, Duplicates: 30 * time.Second}); err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range streams {
+		st, err := conn.JS.Stream(ctx, want.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().Config.Duplicates; got != 30*time.Second {
+			t.Errorf("%s de-duplication window after update = %s, want 30s", want.name, got)
+		}
 	}
 	for name, want := range map[string]time.Duration{proto.StreamEvents: time.Hour, proto.StreamDLQ: 2 * time.Hour} {
 		st, err := conn.JS.Stream(ctx, name)
@@ -265,6 +274,25 @@ func TestEnsureTopologyDLQRetention(t *testing.T) {
 				t.Errorf("rejected retention was applied: %s", got)
 			}
 		})
+	}
+}
+
+func TestEnsureTopologyDuplicatesBound(t *testing.T) {
+	_, conn := startBus(t)
+	ctx := t.Context()
+	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{Duplicates: bus.MaxDuplicates}); err != nil {
+		t.Fatalf("EnsureTopology(Duplicates %s): %v", bus.MaxDuplicates, err)
+	}
+	err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{Duplicates: bus.MaxDuplicates + time.Second})
+	if !errors.Is(err, bus.ErrInvalidConfig) {
+		t.Fatalf("EnsureTopology(Duplicates %s) = %v, want ErrInvalidConfig", bus.MaxDuplicates+time.Second, err)
+	}
+	st, err := conn.JS.Stream(ctx, proto.StreamOutbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.Duplicates; got != bus.MaxDuplicates {
+		t.Errorf("rejected window was applied: %s", got)
 	}
 }
 

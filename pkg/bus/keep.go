@@ -43,7 +43,7 @@ func Keep(ctx context.Context, js jetstream.JetStream, stream string, every time
 			return
 		case <-t.C:
 		}
-		if _, err := k.renew(ctx); err != nil && ctx.Err() == nil && log != nil && time.Since(logged) >= time.Minute {
+		if err := k.renew(ctx); err != nil && ctx.Err() == nil && log != nil && time.Since(logged) >= time.Minute {
 			logged = time.Now()
 			log.Warn("stream keeper failed, retrying", "stream", stream, "error", err.Error())
 		}
@@ -58,39 +58,38 @@ type keeper struct {
 	seen            uint64 // the stream's last sequence when a keeper was last stored or found newest
 }
 
-// renew stores a new keeper if anything else was stored since the last look, and reports whether
-// it did.
-func (k *keeper) renew(ctx context.Context) (bool, error) {
+// renew stores a new keeper if anything else was stored since the last look.
+func (k *keeper) renew(ctx context.Context) error {
 	var info *jetstream.StreamInfo
 	if k.st == nil {
 		st, err := k.js.Stream(ctx, k.stream)
 		if err != nil {
-			return false, err
+			return err
 		}
 		k.st, info = st, st.CachedInfo()
 	} else {
 		var err error
 		if info, err = k.st.Info(ctx); err != nil {
-			return false, err
+			return err
 		}
 	}
 	last := info.State.LastSeq
 	if last == k.seen {
-		return false, nil
+		return nil
 	}
 	switch m, err := k.st.GetLastMsgForSubject(ctx, k.subject); {
 	case err == nil && m.Sequence == last:
 		k.seen = last // the newest message is a keeper, another process's or one from before a restart
-		return false, nil
+		return nil
 	case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
-		return false, err
+		return err
 	}
 	ack, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: k.subject})
 	if err != nil {
-		return false, err
+		return err
 	}
 	k.seen = ack.Sequence
-	return true, k.st.Purge(ctx, jetstream.WithPurgeSubject(k.subject), jetstream.WithPurgeKeep(1))
+	return k.st.Purge(ctx, jetstream.WithPurgeSubject(k.subject), jetstream.WithPurgeKeep(1))
 }
 
 // Backlog is the number of messages in stream, its keeper not counted.

@@ -15,6 +15,11 @@ type Retention struct {
 	Events   time.Duration // EVENTS, default 7 days
 	DLQ      time.Duration // DLQ, default 28 days, at most 6 months
 	Outcomes time.Duration // OUTCOMES, default 7 days
+	// Duplicates is how long every stream remembers the Nats-Msg-Id values it stored, default
+	// DefaultDuplicates: a re-publish within it is dropped. The server holds each id of the
+	// window in memory, a few hundred bytes per reading (NOTES.md), so under sustained load the
+	// window sets the memory it takes.
+	Duplicates time.Duration
 	// Replicas is 1 for a single server, 3 in a cluster.
 	Replicas int
 }
@@ -29,6 +34,9 @@ func (r *Retention) setDefaults() {
 	if r.Outcomes <= 0 {
 		r.Outcomes = 7 * 24 * time.Hour
 	}
+	if r.Duplicates <= 0 {
+		r.Duplicates = DefaultDuplicates
+	}
 	if r.Replicas <= 0 {
 		r.Replicas = 1
 	}
@@ -41,9 +49,13 @@ const MaxDLQRetention = 183 * 24 * time.Hour
 // JetStream refuses a larger publish before any service sees it.
 const IngestMaxMsgSize = 2 << 20
 
-// dedupWindow is how long JetStream remembers Nats-Msg-Id values; a re-publish after a crash
-// within it is dropped.
-const dedupWindow = 10 * time.Minute
+// DefaultDuplicates is the default de-duplication window (JetStream's own default). A stage
+// re-publishes its outputs when its input comes back unacknowledged after a crash: once its
+// process is up again and the input's AckWait (10–30 s) has passed.
+const DefaultDuplicates = 2 * time.Minute
+
+// MaxDuplicates is the longest de-duplication window accepted.
+const MaxDuplicates = 24 * time.Hour
 
 // EnsureTopology creates or updates every stream and bucket hookstream uses. It is idempotent and
 // every service calls it at start, so any process can come up first.
@@ -52,6 +64,9 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 	if r.DLQ > MaxDLQRetention {
 		return fmt.Errorf("%w: dlq retention %s exceeds %s", ErrInvalidConfig, r.DLQ, MaxDLQRetention)
 	}
+	if r.Duplicates > MaxDuplicates {
+		return fmt.Errorf("%w: de-duplication window %s exceeds %s", ErrInvalidConfig, r.Duplicates, MaxDuplicates)
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			// Ingest enforces its own 1 MiB payload limit (terminating, logging and counting a
@@ -59,18 +74,18 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// leaves room for the headers of a full 1 MiB HTTP request.
 			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll, proto.KeepSubject(proto.StreamIngest)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-			Duplicates: dedupWindow, MaxMsgSize: IngestMaxMsgSize, Replicas: r.Replicas,
+			Duplicates: r.Duplicates, MaxMsgSize: IngestMaxMsgSize, Replicas: r.Replicas,
 		},
 		{
 			Name: proto.StreamEvents, Subjects: []string{proto.SubjectEventsAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: r.Events, Duplicates: dedupWindow, Replicas: r.Replicas,
+			MaxAge: r.Events, Duplicates: r.Duplicates, Replicas: r.Replicas,
 			AllowDirect: true, AllowAtomicPublish: true,
 		},
 		{
 			Name: proto.StreamJobs, Subjects: []string{proto.SubjectJobsAll, proto.KeepSubject(proto.StreamJobs)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-			Duplicates: dedupWindow, Replicas: r.Replicas, AllowAtomicPublish: true,
+			Duplicates: r.Duplicates, Replicas: r.Replicas, AllowAtomicPublish: true,
 		},
 		{
 			// Retries are schedule messages on hookstream.retry.…; when one fires, the server
@@ -78,18 +93,18 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// so a delivery waiting hours for its next attempt holds no consumer slot.
 			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll, proto.SubjectHeldAll, proto.KeepSubject(proto.StreamOutbox)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-			Duplicates: dedupWindow, Replicas: r.Replicas,
+			Duplicates: r.Duplicates, Replicas: r.Replicas,
 			AllowMsgSchedules: true, AllowRollup: true, AllowAtomicPublish: true,
 		},
 		{
 			Name: proto.StreamDLQ, Subjects: []string{proto.SubjectDLQAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: r.DLQ, Duplicates: dedupWindow, Replicas: r.Replicas,
+			MaxAge: r.DLQ, Duplicates: r.Duplicates, Replicas: r.Replicas,
 		},
 		{
 			Name: proto.StreamOutcomes, Subjects: []string{proto.SubjectOutcomeAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: r.Outcomes, Duplicates: dedupWindow, Replicas: r.Replicas,
+			MaxAge: r.Outcomes, Duplicates: r.Duplicates, Replicas: r.Replicas,
 			AllowAtomicPublish: true,
 		},
 	}

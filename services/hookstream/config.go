@@ -30,6 +30,8 @@ type Config struct {
 	LogLevel   string
 	// DLQRetention is how long dead letters are kept (default 28 days, at most 6 months).
 	DLQRetention time.Duration
+	// DedupWindow is how long every stream remembers message ids (bus.Retention.Duplicates).
+	DedupWindow time.Duration
 
 	JWTPublicKey string
 	JWTAudience  string
@@ -62,6 +64,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.Fsync, "fsync", env("FSYNC", bus.FsyncInterval), "NATS durability: interval (embedded server fsyncs every 1s) or always (fsync before every acknowledgement; services then store what they write together as atomic batches, one fsync each; with --nats-url, say always when that server syncs every write)")
 	fs.Float64Var(&c.RetryScale, "retry-scale", envFloat("RETRY_SCALE", 1), "multiply every retry delay (e.g. 0.001 in tests)")
 	fs.DurationVar(&c.DLQRetention, "dlq-retention", envDuration("DLQ_RETENTION", 28*24*time.Hour), "how long undelivered deliveries stay in the dead-letter stream (at most 4392h = 6 months)")
+	fs.DurationVar(&c.DedupWindow, "dedup-window", envDuration("DEDUP_WINDOW", bus.DefaultDuplicates), "how long every stream remembers message ids to drop a re-publish after a crash (at most 24h; memory grows with it under load, see README Memory)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "json"), "log format: json or text")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", env("JWT_PUBLIC_KEY", ""), "PEM public key that verifies API tokens (RS256, ES256, EdDSA)")
@@ -81,6 +84,9 @@ func (c *Config) validate() error {
 	}
 	if c.DLQRetention <= 0 || c.DLQRetention > bus.MaxDLQRetention {
 		return fmt.Errorf("--dlq-retention %s: want more than 0 and at most %s", c.DLQRetention, bus.MaxDLQRetention)
+	}
+	if c.DedupWindow <= 0 || c.DedupWindow > bus.MaxDuplicates {
+		return fmt.Errorf("--dedup-window %s: want more than 0 and at most %s", c.DedupWindow, bus.MaxDuplicates)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)

@@ -87,7 +87,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureTopology(ctx, admin, bus.Retention{DLQ: cfg.DLQRetention}, log); err != nil {
+	if err := ensureTopology(ctx, admin, bus.Retention{DLQ: cfg.DLQRetention, Duplicates: cfg.DedupWindow}, log); err != nil {
 		return err
 	}
 

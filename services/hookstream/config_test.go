@@ -1,0 +1,42 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"hookstream/pkg/bus"
+)
+
+// TestDedupWindowFlag: --dedup-window (or HOOKSTREAM_DEDUP_WINDOW) sets the streams'
+// de-duplication window, 2 minutes by default, and is refused outside (0, 24h].
+func TestDedupWindowFlag(t *testing.T) {
+	parse := func(args ...string) (Config, error) {
+		var c Config
+		fs := flag.NewFlagSet("all", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.flags(fs, "all")
+		if err := fs.Parse(args); err != nil {
+			return c, err
+		}
+		return c, c.validate()
+	}
+	c, err := parse("--dev")
+	if err != nil || c.DedupWindow != bus.DefaultDuplicates {
+		t.Fatalf("default: window %s, err %v; want %s", c.DedupWindow, err, bus.DefaultDuplicates)
+	}
+	if c, err := parse("--dev", "--dedup-window", "30s"); err != nil || c.DedupWindow != 30*time.Second {
+		t.Errorf("--dedup-window 30s: window %s, err %v", c.DedupWindow, err)
+	}
+	t.Setenv("HOOKSTREAM_DEDUP_WINDOW", "10m")
+	if c, err := parse("--dev"); err != nil || c.DedupWindow != 10*time.Minute {
+		t.Errorf("HOOKSTREAM_DEDUP_WINDOW=10m: window %s, err %v", c.DedupWindow, err)
+	}
+	for _, bad := range []string{"0s", "-1m", "25h"} {
+		if _, err := parse("--dev", "--dedup-window", bad); err == nil || !strings.Contains(err.Error(), "--dedup-window") {
+			t.Errorf("--dedup-window %s: err %v, want one naming the flag", bad, err)
+		}
+	}
+}
