@@ -287,6 +287,11 @@ func TestEnsureTopologyDuplicatesBound(t *testing.T) {
 	if !errors.Is(err, bus.ErrInvalidConfig) {
 		t.Fatalf("EnsureTopology(Duplicates %s) = %v, want ErrInvalidConfig", bus.MaxDuplicates+time.Second, err)
 	}
+	// JetStream refuses a window longer than a stream's maximum age: refused before any change.
+	err = bus.EnsureTopology(ctx, conn.JS, bus.Retention{DLQ: time.Hour, Duplicates: 2 * time.Hour})
+	if !errors.Is(err, bus.ErrInvalidConfig) {
+		t.Fatalf("EnsureTopology(DLQ 1h, Duplicates 2h) = %v, want ErrInvalidConfig", err)
+	}
 	st, err := conn.JS.Stream(ctx, proto.StreamOutbox)
 	if err != nil {
 		t.Fatal(err)

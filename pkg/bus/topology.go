@@ -67,6 +67,10 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 	if r.Duplicates > MaxDuplicates {
 		return fmt.Errorf("%w: de-duplication window %s exceeds %s", ErrInvalidConfig, r.Duplicates, MaxDuplicates)
 	}
+	// JetStream refuses a window longer than a stream's maximum age.
+	if shortest := min(r.Events, r.DLQ, r.Outcomes); r.Duplicates > shortest {
+		return fmt.Errorf("%w: de-duplication window %s exceeds the shortest retention, %s", ErrInvalidConfig, r.Duplicates, shortest)
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			// Ingest enforces its own 1 MiB payload limit (terminating, logging and counting a

@@ -88,6 +88,9 @@ func (c *Config) validate() error {
 	if c.DedupWindow <= 0 || c.DedupWindow > bus.MaxDuplicates {
 		return fmt.Errorf("--dedup-window %s: want more than 0 and at most %s", c.DedupWindow, bus.MaxDuplicates)
 	}
+	if c.DedupWindow > c.DLQRetention {
+		return fmt.Errorf("--dedup-window %s: want at most --dlq-retention (%s)", c.DedupWindow, c.DLQRetention)
+	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}

@@ -34,9 +34,10 @@ func TestDedupWindowFlag(t *testing.T) {
 	if c, err := parse("--dev"); err != nil || c.DedupWindow != 10*time.Minute {
 		t.Errorf("HOOKSTREAM_DEDUP_WINDOW=10m: window %s, err %v", c.DedupWindow, err)
 	}
-	for _, bad := range []string{"0s", "-1m", "25h"} {
-		if _, err := parse("--dev", "--dedup-window", bad); err == nil || !strings.Contains(err.Error(), "--dedup-window") {
-			t.Errorf("--dedup-window %s: err %v, want one naming the flag", bad, err)
+	for _, bad := range [][]string{{"--dedup-window", "0s"}, {"--dedup-window", "-1m"}, {"--dedup-window", "25h"},
+		{"--dedup-window", "2h", "--dlq-retention", "1h"}} {
+		if _, err := parse(append([]string{"--dev"}, bad...)...); err == nil || !strings.Contains(err.Error(), "--dedup-window") {
+			t.Errorf("%v: err %v, want one naming --dedup-window", bad, err)
 		}
 	}
 }
