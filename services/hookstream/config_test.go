@@ -11,7 +11,8 @@ import (
 )
 
 // TestDedupWindowFlag: --dedup-window (or HOOKSTREAM_DEDUP_WINDOW) sets the streams'
-// de-duplication window, 2 minutes by default, and is refused outside (0, 24h].
+// de-duplication window, 2 minutes by default, and is refused outside (0, 24h] or above
+// --dlq-retention.
 func TestDedupWindowFlag(t *testing.T) {
 	parse := func(args ...string) (Config, error) {
 		var c Config
