@@ -13,7 +13,7 @@ import (
 )
 
 // KeepEvery is how often Keep looks at its stream.
-const KeepEvery = time.Second
+const KeepEvery = 250 * time.Millisecond
 
 // Keep holds one small message, a keeper, on a work-queue stream's keep subject
 // (proto.KeepSubject) while the stream is in use, until ctx is done.

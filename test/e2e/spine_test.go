@@ -137,7 +137,8 @@ func runSpine(t *testing.T, in *instance) {
 }
 
 // checkDrainedAndKept waits until each work-queue stream holds nothing but its keeper (bus.Keep:
-// stored about a second after the stream was used, by the process that consumes it).
+// stored within a quarter of a second after the stream was used, by the process that consumes
+// it).
 func checkDrainedAndKept(t *testing.T, nc *nats.Conn) {
 	t.Helper()
 	js, err := jetstream.New(nc)
