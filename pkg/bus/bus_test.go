@@ -39,10 +39,12 @@ func startBus(t testing.TB) (*server.Server, *bus.Conn) {
 	return startBusWith(t, bus.ServerConfig{})
 }
 
-// startBusWith is startBus with the server's settings (StoreDir is set to t.TempDir()).
+// startBusWith is startBus with the server's settings (StoreDir, when empty, is t.TempDir()).
 func startBusWith(t testing.TB, cfg bus.ServerConfig) (*server.Server, *bus.Conn) {
 	t.Helper()
-	cfg.StoreDir = t.TempDir()
+	if cfg.StoreDir == "" {
+		cfg.StoreDir = t.TempDir()
+	}
 	srv, err := bus.StartServer(cfg)
 	if err != nil {
 		t.Fatalf("StartServer: %v", err)
@@ -130,16 +132,7 @@ func TestConnectEmbedded(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir(), Listen: tc.listen})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-			conn, err := bus.Connect("", srv, "embedded")
-			if err != nil {
-				t.Fatalf("Connect: %v", err)
-			}
-			defer conn.Close()
+			srv, conn := startBusWith(t, bus.ServerConfig{Listen: tc.listen})
 			peer := conn.NC.ConnectedAddr() // "pipe" in-process
 			if !tc.tcp {
 				if peer != "pipe" {

@@ -52,15 +52,7 @@ type keepRig struct {
 func newKeepRig(t *testing.T) *keepRig {
 	t.Helper()
 	r := &keepRig{dir: t.TempDir(), cons: map[string]jetstream.Consumer{}}
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: r.dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	if r.conn, err = bus.Connect("", srv, "test"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.conn.Close)
+	_, r.conn = startBusWith(t, bus.ServerConfig{StoreDir: r.dir})
 	ctx := t.Context()
 	if err := bus.EnsureTopology(ctx, r.conn.JS, bus.Retention{}); err != nil {
 		t.Fatal(err)
