@@ -164,11 +164,18 @@ func TestKeepIdle(t *testing.T) {
 		t.Fatalf("unused stream: %d keepers, last sequence %d; want nothing stored", n, last)
 	}
 	r.cycle(t, proto.StreamIngest, proto.IngestPointSubject("p", "pt"))
+	// Each keeper may store one keeper after the reading (both can look before either has
+	// stored one); the stream has settled once it holds one keeper and nothing is stored for
+	// ten intervals, by when each keeper has seen the other's.
 	var settled uint64
 	checkFor(t, 5*time.Second, func() error {
 		n, last := r.keepers(t, proto.StreamIngest)
 		if n != 1 || last < 2 {
 			return fmt.Errorf("%d keepers, last sequence %d; want 1 keeper after the reading", n, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n2, last2 := r.keepers(t, proto.StreamIngest); n2 != 1 || last2 != last {
+			return fmt.Errorf("still settling: %d keepers, last sequence %d → %d", n2, last, last2)
 		}
 		settled = last
 		return nil
