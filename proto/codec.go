@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Hand-written msgpack codecs for the types every reading passes through (Event, Job, JobGroup,
@@ -333,6 +334,20 @@ func (r *reader) fields(what string, field func(key []byte) (bool, error)) error
 	return nil
 }
 
+// event decodes an optional Event: nil for nil.
+func (r *reader) event(p **Event) error {
+	c, err := r.d.PeekCode()
+	if err != nil {
+		return err
+	}
+	if c == msgpcode.Nil {
+		*p = nil
+		return r.d.DecodeNil()
+	}
+	*p = new(Event)
+	return (*p).decode(r)
+}
+
 // list decodes an array of structs into *p (nil for nil) with each element's decode function.
 func list[T any](r *reader, p *[]T, decode func(*T, *reader) error) error {
 	n, err := r.d.DecodeArrayLen()
@@ -639,6 +654,7 @@ func (x *Attempt) decode(r *reader) error {
 func (x Delivery) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mapWriter{e: e}
 	w.begin(9 + count(len(x.Headers) > 0, len(x.Signed) > 0, x.SignedAt != 0, x.Fresh,
+		x.SignedScheme != "", x.SignedGen != 0, x.Context != nil,
 		x.FirstAttemptAt != 0, len(x.History) > 0, x.Resends != 0, x.ResentFrom != 0))
 	w.uint8("v", x.V)
 	w.str("id", x.ID)
@@ -659,6 +675,15 @@ func (x Delivery) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if x.Fresh {
 		w.bool("fr", x.Fresh)
+	}
+	if x.SignedScheme != "" {
+		w.str("ss", x.SignedScheme)
+	}
+	if x.SignedGen != 0 {
+		w.int("sgn", x.SignedGen)
+	}
+	if x.Context != nil && w.key("ctx") {
+		w.err = x.Context.EncodeMsgpack(e)
 	}
 	w.int64("ia", x.IngestedAt)
 	if x.FirstAttemptAt != 0 {
@@ -708,6 +733,12 @@ func (x *Delivery) decode(r *reader) error {
 			err = r.int64(&x.SignedAt)
 		case "fr":
 			x.Fresh, err = r.d.DecodeBool()
+		case "ss":
+			err = r.str(&x.SignedScheme)
+		case "sgn":
+			err = r.int(&x.SignedGen)
+		case "ctx":
+			err = r.event(&x.Context)
 		case "ia":
 			err = r.int64(&x.IngestedAt)
 		case "fa":

@@ -30,15 +30,30 @@ type Outcome struct {
 	TraceID       string     `json:"traceId,omitempty"`
 }
 
+// Operational events of a stream, the last token of hookstream.outcomes.{p}.{id}.stream.{event}.
+// Delivery publishes failing, recovered and disabled (status disabled_due_to_errors); the API
+// publishes paused, disabled (status disabled) and enabled when a user changes the status.
+const (
+	StreamFailing   = "failing"
+	StreamRecovered = "recovered"
+	StreamDisabled  = "disabled"
+	StreamPaused    = "paused"
+	StreamEnabled   = "enabled"
+)
+
 // StreamEvent is the public JSON of an operational event of a stream, published on
-// hookstream.outcomes.{partition}.{streamId}.stream.{failing|recovered|disabled}: the stream
-// started failing, recovered, or was disabled.
+// hookstream.outcomes.{partition}.{streamId}.stream.{event}. Status is the stream's status after
+// the event; the counters are delivery's at the time of the event (zero for a user's change).
+// Its JSON Schema is proto/schema/stream-event.schema.json; fields are only ever added.
 type StreamEvent struct {
-	SchemaVersion       int       `json:"schemaVersion"`
-	Partition           string    `json:"partition"`
-	StreamID            string    `json:"streamId"`
-	Event               string    `json:"event"`
-	Reason              string    `json:"reason,omitempty"`
-	ConsecutiveFailures int64     `json:"consecutiveFailures"`
-	At                  time.Time `json:"at"`
+	SchemaVersion       int        `json:"schemaVersion"`
+	Partition           string     `json:"partition"`
+	StreamID            string     `json:"streamId"`
+	Event               string     `json:"event"`
+	Status              string     `json:"status,omitempty"`
+	Reason              string     `json:"reason,omitempty"`
+	ConsecutiveFailures int64      `json:"consecutiveFailures"`
+	FailingSince        *time.Time `json:"failingSince,omitempty"`
+	LastSuccessAt       *time.Time `json:"lastSuccessAt,omitempty"`
+	At                  time.Time  `json:"at"`
 }

@@ -8,9 +8,13 @@ const (
 	TypeEventStream = "event-stream"
 )
 
-// Stream statuses.
+// Stream statuses. A paused stream, and one disabled due to errors, holds what it matches and
+// delivers it when it is active again; a disabled stream matches nothing, and what was pending
+// for it when it was disabled is dead-lettered. An empty status (definitions written before
+// statuses existed) is active.
 const (
 	StatusActive              = "active"
+	StatusPaused              = "paused"
 	StatusDisabled            = "disabled"
 	StatusDisabledDueToErrors = "disabled_due_to_errors"
 )

@@ -124,11 +124,20 @@ type Delivery struct {
 	Headers map[string]string `msgpack:"h,omitempty"` // static, non-secret headers
 	Body    []byte            `msgpack:"b"`
 
-	// Signed holds the signature headers computed at SignedAt. They are used as they are when
-	// Fresh is false; otherwise every attempt asks the signer for new ones.
-	Signed   map[string]string `msgpack:"sg,omitempty"`
-	SignedAt int64             `msgpack:"sa,omitempty"`
-	Fresh    bool              `msgpack:"fr,omitempty"`
+	// Signed holds the signature headers computed at SignedAt with scheme SignedScheme and the
+	// stream's secret generation SignedGen. An attempt uses them as they are only while the
+	// stream still signs with that scheme and generation and needs nothing fresh (Fresh is what
+	// the stream needed when the delivery was rendered); otherwise it asks the signer for new
+	// ones. Deliveries written before SignedScheme existed always ask.
+	Signed       map[string]string `msgpack:"sg,omitempty"`
+	SignedAt     int64             `msgpack:"sa,omitempty"`
+	Fresh        bool              `msgpack:"fr,omitempty"`
+	SignedScheme string            `msgpack:"ss,omitempty"`
+	SignedGen    int               `msgpack:"sgn,omitempty"`
+	// Context is the delivery's first event, for the placeholders of the stream's URL, which
+	// every attempt renders anew from the stream as it is then: its id, type, subject, time,
+	// value, quality, changed flag and (when small) data; the rest is left empty.
+	Context *Event `msgpack:"ctx,omitempty"`
 
 	IngestedAt     int64     `msgpack:"ia"`
 	FirstAttemptAt int64     `msgpack:"fa,omitempty"`
@@ -140,13 +149,16 @@ type Delivery struct {
 	ResentFrom uint64 `msgpack:"rf,omitempty"`
 }
 
-// DeadLetter is what the DLQ stream holds: the delivery with its full history.
+// DeadLetter is what the DLQ stream holds: the delivery with its full history. The delivery's
+// URL and Method are those of its last attempt, and Headers the request headers that attempt
+// sent, without credentials (nil when no attempt was made).
 type DeadLetter struct {
-	V        uint8    `msgpack:"v"`
-	Delivery Delivery `msgpack:"d"`
-	TraceID  string   `msgpack:"tid,omitempty"`
-	At       int64    `msgpack:"at"`
-	Reason   string   `msgpack:"r"`
+	V        uint8             `msgpack:"v"`
+	Delivery Delivery          `msgpack:"d"`
+	TraceID  string            `msgpack:"tid,omitempty"`
+	At       int64             `msgpack:"at"`
+	Reason   string            `msgpack:"r"`
+	Headers  map[string]string `msgpack:"hdr,omitempty"`
 }
 
 // SignRequest asks the signer for the headers of one attempt.

@@ -88,7 +88,11 @@ func formatOutcome(subject string, data []byte) string {
 		if json.Unmarshal(data, &e) != nil {
 			return subject + " " + string(data)
 		}
-		line := fmt.Sprintf("%s  %s/%s  stream %s  consecutiveFailures=%d", e.At.Format(time.RFC3339Nano), e.Partition, e.StreamID, strings.ToUpper(e.Event), e.ConsecutiveFailures)
+		line := fmt.Sprintf("%s  %s/%s  stream %s", e.At.Format(time.RFC3339Nano), e.Partition, e.StreamID, strings.ToUpper(e.Event))
+		if e.Status != "" {
+			line += "  status=" + e.Status
+		}
+		line += fmt.Sprintf("  consecutiveFailures=%d", e.ConsecutiveFailures)
 		if e.Reason != "" {
 			line += "  " + e.Reason
 		}

@@ -58,13 +58,14 @@ func NewIndex() *Index {
 	return &Index{parts: make(map[string]*partIndex), streams: make(map[string]*entry)}
 }
 
-// Apply indexes a stream definition, replacing its previous one; def nil removes the stream. A
+// Apply indexes a stream definition, replacing its previous one; def nil removes the stream, and
+// so does a disabled one (it matches nothing while disabled: nothing is kept for it). A
 // definition whose filter does not compile removes the stream and returns the error (the API
 // never stores one; a newer build might).
 func (x *Index) Apply(partition, id string, def *proto.StreamDef) error {
 	var e *entry
 	var err error
-	if def != nil {
+	if def != nil && def.Status != proto.StatusDisabled {
 		var s *match.Stream
 		if s, err = match.Compile(def); err == nil {
 			e = &entry{id: id, stream: s}

@@ -131,3 +131,30 @@ func TestIndexProjectsPerStream(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// A disabled stream matches nothing until it is enabled again; a paused one keeps matching (its
+// deliveries are held by delivery).
+func TestIndexSkipsDisabledStreams(t *testing.T) {
+	x := NewIndex()
+	def := func(status string) *proto.StreamDef {
+		return &proto.StreamDef{ID: "s", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P1"}, Status: status}
+	}
+	ev := pointEvent("p1", "P1", "1")
+	for _, step := range []struct {
+		status string
+		want   []string
+	}{
+		{proto.StatusActive, []string{"s"}},
+		{proto.StatusDisabled, nil},
+		{proto.StatusPaused, []string{"s"}},
+		{proto.StatusDisabled, nil},
+		{proto.StatusActive, []string{"s"}},
+	} {
+		if err := x.Apply("p1", "s", def(step.status)); err != nil {
+			t.Fatal(err)
+		}
+		if got := matchedIDs(x, ev); !slices.Equal(got, step.want) {
+			t.Errorf("status %s: matched %v, want %v", step.status, got, step.want)
+		}
+	}
+}

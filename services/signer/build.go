@@ -46,16 +46,32 @@ func (s *Service) build(ctx context.Context, def *proto.StreamDef, id string, ev
 	d := &proto.Delivery{
 		V: proto.Version, ID: id, Partition: def.Partition, StreamID: def.ID, EventIDs: eids,
 		URL: p.URL, Method: method, Body: p.Body, IngestedAt: ingested, Headers: headers,
-		Fresh: fresh(def),
+		Fresh: fresh(def), Context: urlContext(&events[0]),
 	}
 	if def.HasSecret && !d.Fresh {
 		now := time.Now()
 		if d.Signed, err = s.signatureHeaders(ctx, def, id, now, p.Body); err != nil {
 			return nil, err
 		}
-		d.SignedAt = now.UnixNano()
+		d.SignedAt, d.SignedScheme, d.SignedGen = now.UnixNano(), def.Signature, def.SecretGen
 	}
 	return d, nil
+}
+
+// maxContextData is the largest event payload a delivery keeps for its URL's {data}
+// placeholder; a larger one renders as empty.
+const maxContextData = 4 << 10
+
+// urlContext is what a delivery keeps of its first event for the placeholders of its stream's
+// URL, which delivery renders at every attempt: partition, source and ingest time are left out
+// (the delivery has them, or no placeholder uses them).
+func urlContext(ev *proto.Event) *proto.Event {
+	c := &proto.Event{V: proto.Version, ID: ev.ID, Type: ev.Type, Subject: ev.Subject, Time: ev.Time,
+		Value: ev.Value, Quality: ev.Quality, Changed: ev.Changed}
+	if len(ev.Data) <= maxContextData {
+		c.Data = ev.Data
+	}
+	return c
 }
 
 // signatureHeaders signs one request for timestamp at with the stream's scheme and current (and,
