@@ -53,6 +53,9 @@ type result struct {
 	excerpt    string
 	err        error
 	latency    time.Duration
+	// sent is the request's headers, credentials included (withoutCredentials before keeping
+	// them); nil when the attempt failed before it had headers.
+	sent map[string]string
 }
 
 func (r result) errorText() string {

@@ -83,8 +83,11 @@ type Service struct {
 	// sharedTargets counts the targets whose deliveries pass through the shared consumer.
 	sharedTargets int
 	held          map[string]bool // streams with held deliveries at start (route.go)
-	parking       chan parkedMsg  // moves to held subjects awaiting their store
-	peers         peers           // the targets lately active, as the janitor last saw them
+	// states holds the stored state of the streams not yet given a target since the start
+	// (health.go), which their targets start from.
+	states  map[string]proto.TargetState
+	parking chan parkedMsg // moves to held subjects awaiting their store
+	peers   peers          // the targets lately active, as the janitor last saw them
 	// lastKey is the target route handed the last delivery to (route only); switched is when
 	// route last handed one to a different target than the one before, unix ns.
 	lastKey  string
@@ -168,6 +171,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.loadHeld(ctx); err != nil {
 		return fmt.Errorf("delivery: held deliveries: %w", err)
 	}
+	states, err := loadStates(ctx, stateKV)
+	if err != nil {
+		return fmt.Errorf("delivery: stream states: %w", err)
+	}
+	s.mu.Lock()
+	s.states = states
+	s.mu.Unlock()
 
 	flushed := make(chan struct{})
 	go func() { s.flushLoop(ctx, stateKV); close(flushed) }()
@@ -269,7 +279,8 @@ type lane struct {
 	ccKey  laneKey // the settings cc was started with
 }
 
-// laneKey is what a running held consumer depends on: its target (slots) and the stream's status.
+// laneKey is what a running held consumer depends on: its target (slots) and whether the stream
+// holds its deliveries.
 type laneKey struct {
 	t      *target
 	active bool
@@ -410,9 +421,13 @@ func (s *Service) apply(c catalog.Change) {
 		// finished by that one's workers.
 		t = &target{key: key, sem: make(chan struct{}, maxInFlight), queue: make(chan inbound, maxInFlight), lane: &lane{}}
 		if old != nil {
-			t.health.consecutive, t.health.failingSince = old.health.consecutive, old.health.failingSince
+			old.health.mu.Lock()
+			t.health.consecutive, t.health.failingSince, t.health.lastSuccessAt = old.health.consecutive, old.health.failingSince, old.health.lastSuccessAt
+			old.health.mu.Unlock()
 			t.lane = old.lane
 			t.def.Store(old.def.Load())
+		} else if st, ok := s.takeState(key); ok {
+			t.health.seed(st)
 		}
 	}
 	if prev := t.def.Load(); prev != nil && prev.Status != proto.StatusActive && def.Status == proto.StatusActive {
@@ -424,7 +439,7 @@ func (s *Service) apply(c catalog.Change) {
 		t.limiter.Store(nil)
 	}
 	t.def.Store(def)
-	active := def.Status == "" || def.Status == proto.StatusActive
+	active := !holding(def) // a disabled stream's deliveries are taken too, to be dead-lettered
 	if def.Ordered || !active || s.takeHeldAtStart(key) {
 		t.lane.park()
 	}
@@ -449,7 +464,7 @@ func (s *Service) apply(c catalog.Change) {
 		return
 	}
 	if !active {
-		return // pending deliveries stay in OUTBOX until the stream is active again
+		return // pending deliveries stay in OUTBOX until the stream is active (or disabled) again
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { s.dispatch(t, inbound{msg: m, at: time.Now()}) },
 		// A continuous pull, unlike the shared consumer's bus.Pull: it must follow a consumer
@@ -510,13 +525,23 @@ func timeout(def *proto.StreamDef) time.Duration {
 	return DefaultTimeout
 }
 
+// holding reports whether a stream's deliveries wait for it to be active again: it is paused, or
+// disabled due to errors. They wait on its held subject, unattempted.
+func holding(def *proto.StreamDef) bool {
+	return def.Status == proto.StatusPaused || def.Status == proto.StatusDisabledDueToErrors
+}
+
+// disabledReason is the dead-letter reason of a delivery met while its stream is disabled.
+const disabledReason = "stream disabled: what was pending when it was disabled is dead-lettered, not sent"
+
 // attempt makes one HTTP attempt of a delivery and settles the message: ack when delivered,
-// reschedule when it may be retried, dead-letter otherwise.
+// reschedule when it may be retried, dead-letter otherwise. The attempt goes where the stream
+// points now (requestOf), whatever it pointed at when the delivery was rendered.
 func (s *Service) attempt(t *target, in inbound) {
 	m := in.msg
 	def := t.def.Load()
-	if def.Status != "" && def.Status != proto.StatusActive {
-		s.parkNow(t, in) // disabled while it waited for a slot: it waits in the held subject
+	if holding(def) {
+		s.parkNow(t, in) // paused or disabled while it waited for a slot: it waits in the held subject
 		return
 	}
 	ctx, span := tracer().Start(telemetry.Extract(s.attemptCtx, m.Headers()), "deliver", trace.WithSpanKind(trace.SpanKindClient))
@@ -525,6 +550,14 @@ func (s *Service) attempt(t *target, in inbound) {
 	if err := proto.Unmarshal(m.Data(), &d); err != nil {
 		s.log.ErrorContext(ctx, "undecodable delivery dropped", "subject", m.Subject(), "error", err.Error())
 		_ = m.Term()
+		return
+	}
+	if def.Status == proto.StatusDisabled {
+		var seq uint64
+		if meta, err := m.Metadata(); err == nil {
+			seq = meta.Sequence.Stream
+		}
+		s.deadLetterUnattempted(ctx, m, &d, def, disabledReason, "off"+itemKey(seq, m))
 		return
 	}
 	if s.overQuota(ctx, m, &d, def) { // quota.go: held or refused, and counted when admitted
@@ -546,7 +579,9 @@ func (s *Service) attempt(t *target, in inbound) {
 	if d.FirstAttemptAt == 0 {
 		d.FirstAttemptAt = now.UnixNano()
 	}
-	if span.IsRecording() { // attributes cost allocations (and a URL parse) for nobody otherwise
+	req, reqErr := requestOf(&d, def)
+	d.URL, d.Method = req.url, req.method // what the outcome and a dead letter show
+	if span.IsRecording() {               // attributes cost allocations (and a URL parse) for nobody otherwise
 		span.SetAttributes(attribute.String("hookstream.partition", d.Partition), attribute.String("hookstream.stream_id", d.StreamID),
 			attribute.String("hookstream.delivery_id", d.ID), attribute.Int("hookstream.attempt", n),
 			attribute.String("http.request.method", d.Method), attribute.String("url.full", outbound.RedactURL(d.URL)))
@@ -567,7 +602,10 @@ func (s *Service) attempt(t *target, in inbound) {
 		}
 		now = time.Now()
 	}
-	res := s.sendSigned(ctx, &d, def) // headers (static, signed, fresh, auth, traceparent) and the HTTP call: sign.go
+	res := result{err: reqErr}
+	if reqErr == nil {
+		res = s.sendSigned(ctx, &d, def, req) // headers (static, signed, fresh, auth, traceparent) and the HTTP call: sign.go
+	}
 	if s.attemptCtx.Err() != nil {
 		// Shut down mid-attempt: leave the delivery for redelivery, it is not a failure.
 		_ = m.Nak()
@@ -613,7 +651,7 @@ func (s *Service) attempt(t *target, in inbound) {
 		if n >= maxAttempts && kind == retry.Retry {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", n, att.Error)
 		}
-		if err := s.deadLetter(ctx, &d, reason); err != nil {
+		if err := s.deadLetter(ctx, &d, reason, withoutCredentials(res.sent, def)); err != nil {
 			log().ErrorContext(ctx, "dead-letter failed, attempt will repeat", "error", err.Error())
 			_ = m.NakWithDelay(time.Second)
 			return
@@ -627,29 +665,60 @@ func (s *Service) attempt(t *target, in inbound) {
 	}
 }
 
-// noteHealth records an attempt on the target and disables the stream when it has failed
-// failureLimit times in a row, for longer than MaxFailingFor, or answered 410 Gone. It reports
-// whether this attempt disabled the stream.
+// deadLetterUnattempted dead-letters a delivery without attempting it (its stream is disabled,
+// or its partition's quota refuses it) and settles m; the outcome names the reason. key makes
+// the outcome record's id unique per settlement.
+func (s *Service) deadLetterUnattempted(ctx context.Context, m jetstream.Msg, d *proto.Delivery, def *proto.StreamDef, reason, key string) {
+	log := s.log.With("partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID)
+	if err := s.deadLetter(ctx, d, reason, nil); err != nil {
+		log.ErrorContext(ctx, "dead-letter failed, will repeat", "reason", reason, "error", err.Error())
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if err := m.DoubleAck(ctx); err != nil {
+		log.WarnContext(ctx, "ack after dead-letter failed", "error", err.Error())
+	}
+	s.unattemptedOutcome(ctx, d, proto.OutcomeDeadLettered, def.MaxRetry+1, reason, nil, key)
+	s.clearResent(d)
+}
+
+// noteHealth records an attempt on the target, publishes the failing or recovered event it
+// causes, and disables the stream when autoDisable says so. It reports whether this attempt
+// disabled the stream.
 func (s *Service) noteHealth(t *target, def *proto.StreamDef, kind retry.Kind, att proto.Attempt) bool {
-	event, consecutive, failingSince := t.health.record(kind == retry.Delivered, att.At)
+	event, c := t.health.record(kind == retry.Delivered, att.At)
 	if event != "" {
-		s.streamEvent(def.Partition, def.ID, event, att.Error, consecutive)
+		s.streamEvent(def.Partition, def.ID, event, cmp.Or(def.Status, proto.StatusActive), att.Error, c)
 	}
-	reason := ""
-	switch {
-	case kind == retry.Gone:
-		reason = "endpoint answered 410 Gone"
-	case kind == retry.Delivered:
-	case def.FailureLimit > 0 && consecutive >= int64(def.FailureLimit):
-		reason = fmt.Sprintf("%d consecutive failed attempts (failureLimit %d); last: %s", consecutive, def.FailureLimit, att.Error)
-	case failingSince > 0 && time.Duration(att.At-failingSince) > MaxFailingFor:
-		reason = fmt.Sprintf("failing without a success since %s", time.Unix(0, failingSince).UTC().Format(time.RFC3339))
-	}
-	if reason == "" || def.Status != proto.StatusActive {
+	if def.Status != proto.StatusActive && def.Status != "" {
 		return false
 	}
-	s.disable(s.attemptCtx, def.Partition, def.ID, reason)
+	reason := autoDisable(def, kind, c, att)
+	if reason == "" {
+		return false
+	}
+	s.disable(s.attemptCtx, def.Partition, def.ID, reason, c)
 	return true
+}
+
+// autoDisable says why an attempt of the kind, which left the stream's counters at c, disables
+// the stream, or "" when it does not: the endpoint answered 410 Gone; no attempt has succeeded
+// for longer than MaxFailingFor while attempts kept failing; or — only when the stream sets
+// failureLimit — failureLimit attempts failed in a row. An outage of minutes or hours therefore
+// never disables a stream by default: its deliveries wait in the retry schedule.
+func autoDisable(def *proto.StreamDef, kind retry.Kind, c counters, att proto.Attempt) string {
+	switch {
+	case kind == retry.Gone:
+		return "endpoint answered 410 Gone"
+	case kind == retry.Delivered:
+		return ""
+	case def.FailureLimit > 0 && c.consecutive >= int64(def.FailureLimit):
+		return fmt.Sprintf("%d consecutive failed attempts (failureLimit %d); last: %s", c.consecutive, def.FailureLimit, att.Error)
+	case c.failingSince > 0 && time.Duration(att.At-c.failingSince) > MaxFailingFor:
+		return fmt.Sprintf("no successful attempt since %s (%d failed attempts in a row); last: %s",
+			time.Unix(0, c.failingSince).UTC().Format(time.RFC3339), c.consecutive, att.Error)
+	}
+	return ""
 }
 
 // clearResent removes the dead-letter entry a resent delivery came from, now that it has been
@@ -692,9 +761,10 @@ func (s *Service) reschedule(ctx context.Context, hdr nats.Header, d *proto.Deli
 	return err
 }
 
-// deadLetter stores the delivery and its history in DLQ and waits for the store to confirm.
-func (s *Service) deadLetter(ctx context.Context, d *proto.Delivery, reason string) error {
-	dl := proto.DeadLetter{V: proto.Version, Delivery: *d, At: time.Now().UnixNano(), Reason: reason, TraceID: telemetry.TraceID(ctx)}
+// deadLetter stores the delivery, its history and the headers of its last attempt (without
+// credentials; nil when none was made) in DLQ and waits for the store to confirm.
+func (s *Service) deadLetter(ctx context.Context, d *proto.Delivery, reason string, headers map[string]string) error {
+	dl := proto.DeadLetter{V: proto.Version, Delivery: *d, At: time.Now().UnixNano(), Reason: reason, TraceID: telemetry.TraceID(ctx), Headers: headers}
 	data, err := proto.Marshal(&dl)
 	if err != nil {
 		return err

@@ -17,15 +17,9 @@ import (
 // MaxFailingFor is how long a stream may fail without a success before it is disabled.
 const MaxFailingFor = 14 * 24 * time.Hour
 
-// Operational events, published on hookstream.outcomes.{p}.{id}.stream.{event}.
-const (
-	streamFailing   = "failing"
-	streamRecovered = "recovered"
-	streamDisabled  = "disabled"
-)
-
-// health tracks one target's attempt results between flushes to the state bucket. It is safe
-// for concurrent use.
+// health tracks one target's attempt results between flushes to the state bucket. A new target
+// starts from the stored state (seed), so that a restart neither forgets how long a stream has
+// been failing nor its failure count. It is safe for concurrent use.
 type health struct {
 	mu              sync.Mutex
 	attempts        int64 // attempts since the last flush
@@ -35,36 +29,56 @@ type health struct {
 	sawSuccess      bool  // a success since the last flush
 	failingSince    int64
 	dirty           bool
+	// recovering: the failures were forgotten when the stream was re-enabled, and its next
+	// success is still its recovery.
+	recovering bool
+}
+
+// counters is a target's failure record after an attempt.
+type counters struct {
+	consecutive   int64 // failed attempts since the last success
+	failingSince  int64 // the first failed attempt after the last success, unix ns; 0 when not failing
+	lastSuccessAt int64 // unix ns; 0 when unknown
+}
+
+// seed sets the counters a new target starts from (the stored state).
+func (h *health) seed(st proto.TargetState) {
+	h.mu.Lock()
+	h.consecutive, h.failingSince, h.lastSuccessAt = st.ConsecutiveFailures, st.FailingSince, st.LastSuccessAt
+	h.mu.Unlock()
 }
 
 // record notes an attempt and returns the operational event it causes ("" for none) and the
-// failure count and failing-since time after it.
-func (h *health) record(ok bool, at int64) (event string, consecutive, failingSince int64) {
+// counters after it. A failure before which the stream was not failing (its first, or the
+// first after a success) is the failing event; the first success after failures recovered.
+func (h *health) record(ok bool, at int64) (event string, c counters) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.attempts++
 	h.lastTriggeredAt = at
 	h.dirty = true
 	if ok {
-		if h.consecutive > 0 {
-			event = streamRecovered
+		if h.consecutive > 0 || h.recovering {
+			event = proto.StreamRecovered
 		}
-		h.consecutive, h.failingSince, h.lastSuccessAt, h.sawSuccess = 0, 0, at, true
-		return event, 0, 0
+		h.consecutive, h.failingSince, h.lastSuccessAt, h.sawSuccess, h.recovering = 0, 0, at, true, false
+		return event, counters{lastSuccessAt: at}
 	}
-	if h.consecutive == 0 {
-		event = streamFailing
-		if h.failingSince == 0 {
-			h.failingSince = at
-		}
+	if h.consecutive == 0 && !h.recovering {
+		event = proto.StreamFailing
+	}
+	if h.failingSince == 0 {
+		h.failingSince = at
 	}
 	h.consecutive++
-	return event, h.consecutive, h.failingSince
+	return event, counters{consecutive: h.consecutive, failingSince: h.failingSince, lastSuccessAt: h.lastSuccessAt}
 }
 
-// reset forgets failures, when a stream is re-enabled.
+// reset forgets failures, when a stream is re-enabled: the next success announces its recovery,
+// and a failure before it is no new failing event (the stream has not recovered yet).
 func (h *health) reset() {
 	h.mu.Lock()
+	h.recovering = h.recovering || h.consecutive > 0
 	h.consecutive, h.failingSince = 0, 0
 	h.mu.Unlock()
 }
@@ -170,9 +184,40 @@ func mergeState(ctx context.Context, kv jetstream.KeyValue, key string, d proto.
 	return errors.New("state changed concurrently 5 times")
 }
 
-// disable sets a stream's status to disabled_due_to_errors unless it is no longer active. Its
-// pending deliveries stay in OUTBOX; they flow again when the stream is re-enabled.
-func (s *Service) disable(ctx context.Context, partition, id, reason string) {
+// loadStates reads every stream's stored state (one pass over the bucket), for the targets this
+// service creates to start from.
+func loadStates(ctx context.Context, kv jetstream.KeyValue) (map[string]proto.TargetState, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	states := map[string]proto.TargetState{}
+	for e := range w.Updates() {
+		if e == nil {
+			break // the initial values are all delivered
+		}
+		var st proto.TargetState
+		if proto.Unmarshal(e.Value(), &st) == nil {
+			states[e.Key()] = st
+		}
+	}
+	return states, ctx.Err()
+}
+
+// takeState returns the stored state of a stream this service had at start, once.
+func (s *Service) takeState(key string) (proto.TargetState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.states[key]
+	delete(s.states, key)
+	return st, ok
+}
+
+// disable sets a stream's status to disabled_due_to_errors unless it is no longer active, and
+// publishes the disabled event with the counters that caused it. Its pending deliveries stay in
+// OUTBOX; they flow again when the stream is re-enabled.
+func (s *Service) disable(ctx context.Context, partition, id, reason string, c counters) {
 	key := proto.StreamKey(partition, id)
 	for range 5 {
 		e, err := s.streamsKV.Get(ctx, key)
@@ -197,14 +242,17 @@ func (s *Service) disable(ctx context.Context, partition, id, reason string) {
 			return
 		}
 		s.log.Warn("stream disabled", "partition", partition, "stream_id", id, "reason", reason)
-		s.streamEvent(partition, id, streamDisabled, reason, 0)
+		s.streamEvent(partition, id, proto.StreamDisabled, proto.StatusDisabledDueToErrors, reason, c)
 		return
 	}
 }
 
-func (s *Service) streamEvent(partition, id, event, reason string, consecutive int64) {
+// streamEvent publishes an operational event of a stream (proto.StreamEvent) without waiting.
+func (s *Service) streamEvent(partition, id, event, status, reason string, c counters) {
 	now := time.Now().UTC()
-	data, err := json.Marshal(proto.StreamEvent{SchemaVersion: 1, Partition: partition, StreamID: id, Event: event, Reason: reason, ConsecutiveFailures: consecutive, At: now})
+	e := proto.StreamEvent{SchemaVersion: 1, Partition: partition, StreamID: id, Event: event, Status: status,
+		Reason: reason, ConsecutiveFailures: c.consecutive, FailingSince: timeOf(c.failingSince), LastSuccessAt: timeOf(c.lastSuccessAt), At: now}
+	data, err := json.Marshal(e)
 	if err != nil {
 		return
 	}
@@ -214,4 +262,13 @@ func (s *Service) streamEvent(partition, id, event, reason string, consecutive i
 	if _, err := s.js.PublishMsgAsync(msg); err != nil {
 		s.log.Warn("stream event not published", "stream_id", id, "event", event, "error", err.Error())
 	}
+}
+
+// timeOf is a unix-ns time as a UTC time, nil for 0.
+func timeOf(ns int64) *time.Time {
+	if ns == 0 {
+		return nil
+	}
+	t := time.Unix(0, ns).UTC()
+	return &t
 }

@@ -125,7 +125,7 @@ func (s *Service) registerGauges() error {
 		if st, err := s.js.Stream(ctx, proto.StreamDLQ); err == nil {
 			o.ObserveInt64(dlq, int64(st.CachedInfo().State.Msgs))
 		}
-		counts := map[string]int64{proto.StatusActive: 0, proto.StatusDisabled: 0, proto.StatusDisabledDueToErrors: 0}
+		counts := map[string]int64{proto.StatusActive: 0, proto.StatusPaused: 0, proto.StatusDisabled: 0, proto.StatusDisabledDueToErrors: 0}
 		for _, d := range s.cat.All() {
 			counts[d.Status]++
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,16 +114,7 @@ func (s *Service) overQuota(ctx context.Context, m jetstream.Msg, d *proto.Deliv
 	}
 	maxAttempts := def.MaxRetry + 1
 	if l.OnExceed == quota.Refuse {
-		if err := s.deadLetter(ctx, d, reason); err != nil {
-			log.ErrorContext(ctx, "dead-letter over quota failed, will repeat", "error", err.Error())
-			_ = m.NakWithDelay(time.Second)
-			return true
-		}
-		if err := m.DoubleAck(ctx); err != nil {
-			log.WarnContext(ctx, "ack after dead-letter failed", "error", err.Error())
-		}
-		s.quotaOutcome(ctx, d, proto.OutcomeDeadLettered, maxAttempts, reason, nil, seq)
-		s.clearResent(d)
+		s.deadLetterUnattempted(ctx, m, d, def, reason, "q"+strconv.FormatUint(seq, 10))
 		return true
 	}
 	due := reset.Add(time.Duration(itemSeq(seq, m)%uint64(holdSpread/time.Millisecond)) * time.Millisecond)
@@ -134,7 +126,7 @@ func (s *Service) overQuota(ctx context.Context, m jetstream.Msg, d *proto.Deliv
 	if err := m.DoubleAck(ctx); err != nil {
 		log.WarnContext(ctx, "ack after hold failed; the delivery may be held twice", "error", err.Error())
 	}
-	s.quotaOutcome(ctx, d, proto.OutcomeHeld, maxAttempts, reason, &due, seq)
+	s.unattemptedOutcome(ctx, d, proto.OutcomeHeld, maxAttempts, reason, &due, "q"+strconv.FormatUint(seq, 10))
 	return true
 }
 
@@ -224,9 +216,10 @@ func (s *Service) releaseHeld(ctx context.Context, partition string) {
 	}
 }
 
-// quotaOutcome publishes the outcome of a delivery settled by its quota without an attempt:
-// attempt is the number the refused or held attempt has.
-func (s *Service) quotaOutcome(ctx context.Context, d *proto.Delivery, result string, maxAttempts int, reason string, next *time.Time, seq uint64) {
+// unattemptedOutcome publishes the outcome of a delivery settled without an attempt (held or
+// refused by its quota, or met while its stream is disabled): attempt is the number the attempt
+// would have had; key makes the record's id unique per settlement.
+func (s *Service) unattemptedOutcome(ctx context.Context, d *proto.Delivery, result string, maxAttempts int, reason string, next *time.Time, key string) {
 	o := proto.Outcome{
 		SchemaVersion: 1, ID: d.ID, Partition: d.Partition, StreamID: d.StreamID, EventIDs: d.EventIDs,
 		Result: result, Attempt: len(d.History) + 1, MaxAttempts: maxAttempts, Error: reason,
@@ -242,7 +235,7 @@ func (s *Service) quotaOutcome(ctx context.Context, d *proto.Delivery, result st
 	}
 	msg := nats.NewMsg(proto.OutcomeSubject(d.Partition, d.StreamID, result))
 	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/o%d/q%d", d.ID, d.Resends, seq))
+	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/o%d/%s", d.ID, d.Resends, key))
 	if _, err := s.js.PublishMsgAsync(msg); err != nil {
 		s.log.Warn("outcome not published", "delivery_id", d.ID, "error", err.Error())
 	}

@@ -639,7 +639,7 @@ func (s *Service) startHeld(t *target) {
 	}
 }
 
-// unparkLoop looks at every active, unordered target with a lane in use, every unparkEvery.
+// unparkLoop looks at every unordered target that does not hold its deliveries with a lane in use, every unparkEvery.
 func (s *Service) unparkLoop(ctx context.Context) {
 	tick := time.NewTicker(unparkEvery)
 	defer tick.Stop()
@@ -653,7 +653,7 @@ func (s *Service) unparkLoop(ctx context.Context) {
 		s.mu.Lock()
 		var lanes []*target
 		for _, t := range s.targets {
-			if def := t.def.Load(); !def.Ordered && (def.Status == "" || def.Status == proto.StatusActive) && t.lane.inUse() {
+			if def := t.def.Load(); !def.Ordered && !holding(def) && t.lane.inUse() {
 				lanes = append(lanes, t)
 			}
 		}

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,7 +76,7 @@ func (f *fixture) start() {
 
 func (f *fixture) putStream(def proto.StreamDef) {
 	f.t.Helper()
-	def.V, def.Partition, def.Type, def.Status = proto.Version, "p", "point-stream", proto.StatusActive
+	def.V, def.Partition, def.Type, def.Status = proto.Version, "p", "point-stream", cmp.Or(def.Status, proto.StatusActive)
 	def.MaxRetry = 15
 	data, err := proto.Marshal(&def)
 	if err != nil {
@@ -291,8 +292,8 @@ func TestOrderedStreamKeepsOrder(t *testing.T) {
 	}
 }
 
-// A disabled stream's deliveries are held, not attempted, and flow once it is enabled.
-func TestDisabledStreamHoldsItsDeliveries(t *testing.T) {
+// A paused stream's deliveries are held, not attempted, and flow once it is active again.
+func TestPausedStreamHoldsItsDeliveries(t *testing.T) {
 	f := newFixture(t)
 	rc := newReceiver(t, nil, nil)
 	def := proto.StreamDef{ID: "d1", WebhookURL: rc.url}
@@ -304,14 +305,11 @@ func TestDisabledStreamHoldsItsDeliveries(t *testing.T) {
 		}
 		return nil
 	})
-	disabled := def
-	disabled.V, disabled.Partition, disabled.Type, disabled.Status, disabled.MaxRetry = proto.Version, "p", "point-stream", proto.StatusDisabled, 15
-	data, _ := proto.Marshal(&disabled)
-	if _, err := f.kv.Put(context.Background(), proto.StreamKey("p", "d1"), data); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "target disabled", func() error {
-		if d := f.target("d1").def.Load(); d.Status != proto.StatusDisabled {
+	paused := def
+	paused.Status = proto.StatusPaused
+	f.putStream(paused)
+	waitFor(t, "target paused", func() error {
+		if d := f.target("d1").def.Load(); d.Status != proto.StatusPaused {
 			return errors.New("not yet")
 		}
 		return nil
@@ -324,9 +322,9 @@ func TestDisabledStreamHoldsItsDeliveries(t *testing.T) {
 		return nil
 	})
 	if n := len(rc.got()); n != 0 {
-		t.Fatalf("%d deliveries to a disabled stream", n)
+		t.Fatalf("%d deliveries to a paused stream", n)
 	}
-	f.putStream(def) // enabled again
+	f.putStream(def) // active again
 	waitFor(t, "held deliveries delivered after enabling", wantCount(rc, 5))
 }
 
