@@ -137,6 +137,7 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("DELETE "+base+"/streams/{id}/entities", s.guard(auth.ScopeStreamsWrite, s.deleteEntities))
 	mux.HandleFunc("GET "+base+"/streams/{id}/deliveries", s.guard(auth.ScopeStreamsRead, s.listDeliveries))
 	mux.HandleFunc("GET "+base+"/dead-letters", s.guard(auth.ScopeStreamsRead, s.listDeadLetters))
+	mux.HandleFunc("GET "+base+"/dead-letters/{id}", s.guard(auth.ScopeStreamsRead, s.getDeadLetter))
 	mux.HandleFunc("POST "+base+"/dead-letters/resend", s.guard(auth.ScopeDeadLettersWrite, s.resendDeadLetters))
 	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
 	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
@@ -224,7 +225,7 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	def := &proto.StreamDef{
 		V: proto.Version, ID: uuid.NewString(), Partition: partition, Type: typ,
 		Format: proto.FormatPoint, Method: "POST", Signature: proto.SignatureHubSHA256,
-		MaxRetry: retry.MaxRetries, FailureLimit: 10, MaxInFlight: 16, TimeoutMs: 10_000,
+		MaxRetry: retry.MaxRetries, MaxInFlight: 16, TimeoutMs: 10_000,
 		PropagateTrace: true, Status: proto.StatusActive,
 		CreatedAt: now.UnixNano(), UpdatedAt: now.UnixNano(),
 	}
@@ -396,8 +397,9 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 		return err
 	}
 	wasActive := probe.Status == proto.StatusActive
+	was := probe.Status
 	def, err := s.update(ctx, partition, id, func(d *proto.StreamDef) error {
-		wasActive = d.Status == proto.StatusActive
+		wasActive, was = d.Status == proto.StatusActive, d.Status
 		if werr := body.apply(d, false, s.policy); werr != nil {
 			return werr
 		}
@@ -415,6 +417,9 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 		if err := s.resetFailures(ctx, proto.StreamKey(partition, id)); err != nil {
 			s.log.Warn("failure counters not reset", "partition", partition, "stream_id", id, "error", err.Error())
 		}
+	}
+	if def.Status != was {
+		s.statusChanged(def)
 	}
 	res := resource(def, s.targetState(ctx, def))
 	res.Attributes.WebhookSecret = shown
@@ -582,7 +587,7 @@ type streamAttribues struct {
 	Format         string   `json:"format"`
 	Signature      string   `json:"signature,omitempty"`
 	MaxRetry       int      `json:"maxRetry"`
-	FailureLimit   int      `json:"failureLimit"`
+	FailureLimit   int      `json:"failureLimit,omitempty"`
 	MaxInFlight    int      `json:"maxInFlight"`
 	TimeoutMs      int      `json:"timeoutMs"`
 	MaxRate        float64  `json:"maxRate,omitempty"`

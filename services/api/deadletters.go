@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,7 +43,30 @@ type deadLetterResource struct {
 	Resends        int             `json:"resends"`
 	BodyBytes      int             `json:"bodyBytes"`
 	Attempts       []attemptRecord `json:"attempts"`
+	// Request is the last attempt's request, body included: on GET of one entry, and in lists
+	// with ?include=body.
+	Request *requestRecord `json:"request,omitempty"`
 }
+
+// requestRecord is the request of a dead letter's last attempt as it was sent: method, URL
+// (credentials in it redacted), headers without the outbound credential, and the body — as
+// text when it is valid UTF-8, otherwise base64 (bodyEncoding says which), cut at maxShownBody
+// bytes (bodyTruncated).
+type requestRecord struct {
+	Method        string            `json:"method"`
+	URL           string            `json:"url"`
+	Headers       map[string]string `json:"headers"`
+	Body          string            `json:"body"`
+	BodyEncoding  string            `json:"bodyEncoding"`
+	BodyTruncated bool              `json:"bodyTruncated,omitempty"`
+}
+
+// maxShownBody bounds the body a dead-letter answer shows (a delivery's body is at most about
+// 1 MiB; a list of 1,000 entries with bodies stays bounded by maxListBodies).
+const (
+	maxShownBody  = 1 << 20
+	maxListBodies = 8 << 20
+)
 
 type attemptRecord struct {
 	At         string  `json:"at"`
@@ -131,6 +156,15 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request, partit
 	if err != nil {
 		return err
 	}
+	withBody := false
+	switch inc := r.URL.Query().Get("include"); inc {
+	case "":
+	case "body":
+		withBody = true
+	default:
+		return web.BadRequest("include", "must be body (to include each entry's request), not %q", clip(inc))
+	}
+	shown := 0
 	subject := proto.DLQSubject(partition, "*")
 	if q.streamID != "" {
 		subject = proto.DLQSubject(partition, q.streamID)
@@ -147,7 +181,12 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request, partit
 		if merr != nil || proto.Unmarshal(m.Data(), &dl) != nil {
 			return true
 		}
-		out = append(out, deadLetter(meta.Sequence.Stream, &dl))
+		res := deadLetter(meta.Sequence.Stream, &dl)
+		if withBody && shown < maxListBodies {
+			res.Request = requestOf(&dl)
+			shown += len(res.Request.Body)
+		}
+		out = append(out, res)
 		return true
 	})
 	if err != nil {
@@ -173,6 +212,55 @@ func deadLetter(seq uint64, dl *proto.DeadLetter) deadLetterResource {
 		})
 	}
 	return res
+}
+
+// requestOf is the recorded request of a dead letter's last attempt.
+func requestOf(dl *proto.DeadLetter) *requestRecord {
+	d := &dl.Delivery
+	rec := &requestRecord{Method: d.Method, URL: outbound.RedactURL(d.URL), Headers: dl.Headers, BodyEncoding: "utf-8"}
+	if rec.Headers == nil {
+		rec.Headers = d.Headers // never attempted: the headers its body was rendered with
+	}
+	body := d.Body
+	if len(body) > maxShownBody {
+		body, rec.BodyTruncated = body[:maxShownBody], true
+	}
+	if utf8.Valid(body) {
+		rec.Body = string(body)
+	} else {
+		rec.Body, rec.BodyEncoding = base64.StdEncoding.EncodeToString(body), "base64"
+	}
+	return rec
+}
+
+// getDeadLetter answers one dead-letter entry with the request of its last attempt, body
+// included. Another partition's entry is reported exactly like a missing one.
+func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request, partition string) error {
+	id := r.PathValue("id")
+	seq, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || seq == 0 {
+		return web.NotFound("dead letter " + clip(id))
+	}
+	ctx := r.Context()
+	dlq, err := s.js.Stream(ctx, proto.StreamDLQ)
+	if err != nil {
+		return err
+	}
+	raw, err := dlq.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, ""))) {
+		return web.NotFound("dead letter " + id)
+	}
+	if err != nil {
+		return fmt.Errorf("read dead letter: %w", err)
+	}
+	var dl proto.DeadLetter
+	if err := proto.Unmarshal(raw.Data, &dl); err != nil {
+		return fmt.Errorf("decode dead letter %d: %w", seq, err)
+	}
+	res := deadLetter(seq, &dl)
+	res.Request = requestOf(&dl)
+	web.WriteJSON(w, http.StatusOK, res)
+	return nil
 }
 
 type resendBody struct {
@@ -252,15 +340,30 @@ func (s *Service) resendDeadLetters(w http.ResponseWriter, r *http.Request, part
 			return fmt.Errorf("scan dead letters: %w", err)
 		}
 	}
-	resent := make([]string, 0, len(entries))
-	for _, e := range entries {
-		d := e.dl.Delivery
-		if _, _, err := s.load(ctx, partition, d.StreamID); err != nil {
-			var we *web.Error
-			if errors.As(err, &we) && we.Status == http.StatusNotFound {
-				continue // its stream was deleted: nothing to resend to
-			}
+	// Every entry's stream is checked before anything is resent: a disabled one refuses.
+	live := make([]bool, len(entries))
+	for i, e := range entries {
+		def, _, err := s.load(ctx, partition, e.dl.Delivery.StreamID)
+		var we *web.Error
+		switch {
+		case errors.As(err, &we) && we.Status == http.StatusNotFound:
+			continue // its stream was deleted: nothing to resend to
+		case err != nil:
 			return err
+		}
+		if werr := refuseDisabled(def); werr != nil {
+			if len(body.IDs) > 0 {
+				werr.Field = fmt.Sprintf("ids[%d]", i)
+			}
+			return werr
+		}
+		live[i] = true
+	}
+	resent := make([]string, 0, len(entries))
+	for i, e := range entries {
+		d := e.dl.Delivery
+		if !live[i] {
+			continue
 		}
 		d.History, d.FirstAttemptAt = nil, 0
 		d.Resends++

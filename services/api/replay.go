@@ -58,6 +58,9 @@ func (s *Service) replayStream(w http.ResponseWriter, r *http.Request, partition
 	if err != nil {
 		return err
 	}
+	if err := refuseDisabled(def); err != nil {
+		return err
+	}
 	stream, err := match.Compile(def)
 	if err != nil {
 		return fmt.Errorf("compile stream %s: %w", def.ID, err)

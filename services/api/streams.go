@@ -94,8 +94,8 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 		def.MaxRetry = *b.MaxRetry
 	}
 	if b.FailureLimit != nil {
-		if *b.FailureLimit < 1 || *b.FailureLimit > maxFailureLimit {
-			return web.BadRequest("failureLimit", "must be 1 to %d", maxFailureLimit)
+		if *b.FailureLimit < 0 || *b.FailureLimit > maxFailureLimit {
+			return web.BadRequest("failureLimit", "must be 1 to %d consecutive failed attempts, or 0 for none", maxFailureLimit)
 		}
 		def.FailureLimit = *b.FailureLimit
 	}
@@ -124,8 +124,11 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 		def.PropagateTrace = *b.PropagateTrace
 	}
 	if b.Status != nil {
-		if *b.Status != proto.StatusActive && *b.Status != proto.StatusDisabled {
-			return web.BadRequest("status", "must be %q or %q", proto.StatusActive, proto.StatusDisabled)
+		switch *b.Status {
+		case proto.StatusActive, proto.StatusPaused, proto.StatusDisabled:
+		default:
+			return web.BadRequest("status", "must be %q, %q (hold deliveries until active again) or %q (send and keep nothing)",
+				proto.StatusActive, proto.StatusPaused, proto.StatusDisabled)
 		}
 		def.Status = *b.Status
 	}

@@ -230,7 +230,8 @@ func TestStreamBodyApply(t *testing.T) {
 		{"maxRetry 15", true, "", func(b *streamBody) { b.MaxRetry = ptr(15) }, "", nil},
 		{"maxRetry 16", true, "", func(b *streamBody) { b.MaxRetry = ptr(16) }, "maxRetry", nil},
 
-		{"failureLimit 0", true, "", func(b *streamBody) { b.FailureLimit = ptr(0) }, "failureLimit", nil},
+		{"failureLimit 0 (none)", true, "", func(b *streamBody) { b.FailureLimit = ptr(0) }, "", nil},
+		{"failureLimit -1", true, "", func(b *streamBody) { b.FailureLimit = ptr(-1) }, "failureLimit", nil},
 		{"failureLimit 1", true, "", func(b *streamBody) { b.FailureLimit = ptr(1) }, "", nil},
 		{"failureLimit 10000", true, "", func(b *streamBody) { b.FailureLimit = ptr(10_000) }, "", nil},
 		{"failureLimit 10001", true, "", func(b *streamBody) { b.FailureLimit = ptr(10_001) }, "failureLimit", nil},
