@@ -302,12 +302,7 @@ func TestAutoDisableKeepsBacklog(t *testing.T) {
 	})
 	nc := in.connect()
 	outcomes := collectOutcomes(t, nc, "p1")
-	var events atomic.Int32
-	sub, err := nc.Subscribe("hookstream.outcomes.p1.*.stream.*", func(m *nats.Msg) { events.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	events := streamEvents(t, nc, "p1")
 	id := in.createStream("p1", map[string]any{"webhookUrl": rc.URL, "pointIds": []string{"pt"}, "failureLimit": 3})
 	publishReading(t, nc, "p1", "pt", map[string]any{"value": 0})
 	checkFor(t, 30*time.Second, func() error {
@@ -373,9 +368,27 @@ func TestAutoDisableKeepsBacklog(t *testing.T) {
 		}
 		return nil
 	})
-	if events.Load() < 2 { // failing, disabled (recovered follows the first success)
-		t.Errorf("%d operational events, want failing and disabled at least", events.Load())
-	}
+	// The events carry the counters that caused them: failing at the first failure, disabled at
+	// the third, recovered at the first success.
+	checkFor(t, 10*time.Second, func() error {
+		evs := events()
+		failing, err := eventOf(evs, id, "failing", "active")
+		if err != nil {
+			return err
+		}
+		disabled, err := eventOf(evs, id, "disabled", "disabled_due_to_errors")
+		if err != nil {
+			return err
+		}
+		if _, err := eventOf(evs, id, "recovered", "active"); err != nil {
+			return err
+		}
+		if failing["consecutiveFailures"] != 1.0 || disabled["consecutiveFailures"] != 3.0 || disabled["failingSince"] == nil ||
+			!strings.Contains(fmt.Sprint(disabled["reason"]), "failureLimit 3") {
+			return fmt.Errorf("failing %v, disabled %v", failing, disabled)
+		}
+		return nil
+	})
 	found := false
 	for _, o := range outcomes() {
 		found = found || o.Result == "disabled"
