@@ -11,9 +11,14 @@ all: build
 build:
 	cd services/hookstream && $(GO) build -o ../../$(BIN) .
 
-## run: build and start every service with embedded NATS (127.0.0.1:4222) and the API on 127.0.0.1:8080.
+## run: build and start every service with embedded NATS (127.0.0.1:4222) and the API on 127.0.0.1:8080,
+## data under ./data. HTTP_ADDR, NATS_LISTEN and DATA move them (make run HTTP_ADDR=127.0.0.1:9090);
+## left unset, the binary's HOOKSTREAM_HTTP_ADDR, HOOKSTREAM_NATS_LISTEN and HOOKSTREAM_DATA apply.
+HTTP_ADDR ?=
+NATS_LISTEN ?=
+DATA ?=
 run: build
-	./$(BIN) --dev --data ./data --log-format text
+	./$(BIN) --dev --log-format text$(if $(HTTP_ADDR), --http-addr '$(HTTP_ADDR)')$(if $(NATS_LISTEN), --nats-listen '$(NATS_LISTEN)')$(if $(DATA), --data '$(DATA)')
 
 ## test: unit and integration tests of every module (with -race), then the end-to-end suite.
 test: build vet test-unit test-e2e

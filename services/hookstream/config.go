@@ -94,6 +94,9 @@ func (c *Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)
 	}
+	if err := new(slog.Level).UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
 	if err := validatePprofAddr(c.PprofAddr); err != nil {
 		return fmt.Errorf("--pprof-addr: %w", err)
 	}

@@ -42,3 +42,26 @@ func TestDedupWindowFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestLogLevelFlag: --log-level takes slog's level names and refuses anything else, naming the
+// flag.
+func TestLogLevelFlag(t *testing.T) {
+	for level, ok := range map[string]bool{"debug": true, "info": true, "WARN": true, "error": true, "loud": false, "": false} {
+		t.Run(level, func(t *testing.T) {
+			var c Config
+			fs := flag.NewFlagSet("all", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			c.flags(fs, "all")
+			if err := fs.Parse([]string{"--dev", "--log-level", level}); err != nil {
+				t.Fatal(err)
+			}
+			err := c.validate()
+			if ok && err != nil {
+				t.Errorf("validate: %v", err)
+			}
+			if !ok && (err == nil || !strings.Contains(err.Error(), "--log-level")) {
+				t.Errorf("validate: %v; want an error naming --log-level", err)
+			}
+		})
+	}
+}

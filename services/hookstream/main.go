@@ -1,11 +1,12 @@
 // Command hookstream is the single binary: with no subcommand it runs every service in one
 // process with NATS embedded; with one it runs one service against an external NATS server, or a
-// tool (nats, token).
+// tool (nats, token, pub, …).
 //
 //	hookstream [--dev] [--data DIR] [--http-addr HOST:PORT] [--nats-listen HOST:PORT]
 //	hookstream ingest|matcher|signer|delivery|api --nats-url nats://HOST:PORT
 //	hookstream nats [--data DIR] [--nats-listen HOST:PORT]
 //	hookstream token [--data DIR] --partition P
+//	hookstream pub [--nats-url URL] SUBJECT JSON
 //	hookstream tail [--nats-url URL] [--partition P [--stream ID]] [--since D]
 //	hookstream keygen
 //	hookstream rekey [--data DIR | --nats-url URL]
@@ -29,6 +30,7 @@ func usage() {
   hookstream ingest|matcher|signer|delivery|api --nats-url URL [flags]
   hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
   hookstream token --partition P [flags]  print a development token (needs --data of a --dev instance)
+  hookstream pub [--nats-url URL] SUBJECT JSON   publish a message, print JetStream's acknowledgement
   hookstream tail [--partition P [--stream ID]] [--since 10m]   follow delivery outcomes
   hookstream keygen                       print a new random master key for webhook secrets
   hookstream rekey [flags]                re-encrypt every webhook secret under the current master key
@@ -59,7 +61,9 @@ func run(ctx context.Context, args []string) error {
 	case "nats":
 		return runNATS(ctx, args)
 	case "token":
-		return runToken(args)
+		return runToken(args, os.Stdout)
+	case "pub":
+		return runPub(ctx, args, os.Stdout, os.Stderr)
 	case "tail":
 		return runTail(ctx, args, os.Stdout)
 	case "keygen":

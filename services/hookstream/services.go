@@ -5,9 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -305,7 +307,7 @@ func runNATS(ctx context.Context, args []string) error {
 }
 
 // runToken prints a development token signed with the instance's dev key.
-func runToken(args []string) error {
+func runToken(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	data := fs.String("data", env("DATA", "./data"), "data directory of the --dev instance")
 	partitions := fs.String("partition", "", "partition(s) the token may use, comma-separated, or * for all")
@@ -317,7 +319,7 @@ func runToken(args []string) error {
 	if *partitions == "" {
 		return errors.New("token: --partition is required")
 	}
-	key, err := auth.LoadDevKey(*data, true)
+	key, err := devKey(*data)
 	if err != nil {
 		return err
 	}
@@ -325,8 +327,22 @@ func runToken(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(tok)
+	fmt.Fprintln(out, tok)
 	return nil
+}
+
+// devKey reads the dev token key of a data directory for the token command. It never creates
+// one: a token signed with a key no server holds would only be refused with 401.
+func devKey(data string) ([]byte, error) {
+	key, err := auth.LoadDevKey(data, false)
+	if errors.Is(err, os.ErrNotExist) {
+		path := filepath.Join(data, auth.DevKeyFile)
+		return nil, fmt.Errorf("token: no development key at %s: give --data the data directory of the --dev instance, or start one there once to create it (hookstream --dev --data %s)", path, data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	return key, nil
 }
 
 func splitList(s string) []string {

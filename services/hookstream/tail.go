@@ -20,7 +20,7 @@ import (
 // operational event of a stream) until interrupted or --count lines were printed.
 func runTail(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	natsURL := fs.String("nats-url", env("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL")
+	natsURL := fs.String("nats-url", defaultNATSURL(), "NATS server URL")
 	partition := fs.String("partition", "", "only this partition")
 	stream := fs.String("stream", "", "only this stream id (needs --partition)")
 	since := fs.Duration("since", 0, "start this far back (e.g. 10m); default: only new outcomes")

@@ -128,11 +128,17 @@ func startProc(t testing.TB, name string, args ...string) *proc {
 // startProcEnv starts the binary with env added to the test's environment.
 func startProcEnv(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
+	cmd := exec.Command(binPath, args...)
 	if len(env) > 0 {
-		p.cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(os.Environ(), env...)
 	}
+	return startCmd(t, name, cmd)
+}
+
+// startCmd starts cmd as a proc: its output kept, killed at the end of the test.
+func startCmd(t testing.TB, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
