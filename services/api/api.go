@@ -138,6 +138,7 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+base+"/streams/{id}/deliveries", s.guard(auth.ScopeStreamsRead, s.listDeliveries))
 	mux.HandleFunc("GET "+base+"/dead-letters", s.guard(auth.ScopeStreamsRead, s.listDeadLetters))
 	mux.HandleFunc("POST "+base+"/dead-letters/resend", s.guard(auth.ScopeDeadLettersWrite, s.resendDeadLetters))
+	mux.HandleFunc("GET "+base+"/rejected-inputs", s.guard(auth.ScopeStreamsRead, s.listRejectedInputs)) // rejected.go
 	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
 	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
 	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
@@ -177,8 +178,8 @@ func (s *Service) guard(scope string, h handler) http.HandlerFunc {
 			return
 		}
 		partition := r.PathValue("partition")
-		if !proto.ValidToken(partition) {
-			web.WriteError(w, web.BadRequest("partition", "invalid partition id"))
+		if p := proto.TokenProblem(partition); p != "" {
+			web.WriteError(w, web.BadRequest("partition", "partition id %q %s", clip(partition), p))
 			return
 		}
 		if err := claims.Allow(partition, scope); err != nil {
