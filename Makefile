@@ -36,6 +36,7 @@ test-e2e: build
 FUZZTIME ?= 10s
 fuzz:
 	cd services/ingest && $(GO) test -run '^$$' -fuzz '^FuzzParseReadings$$' -fuzztime $(FUZZTIME) .
+	cd services/ingest && $(GO) test -run '^$$' -fuzz '^FuzzEdgesAgree$$' -fuzztime $(FUZZTIME) .
 	cd services/api && $(GO) test -run '^$$' -fuzz '^FuzzStreamCreate$$' -fuzztime $(FUZZTIME) .
 
 ## bench-match: the matcher's decision per event at 1k, 10k and 100k streams in one partition

@@ -264,6 +264,8 @@ func Unmarshal(b []byte, v any) error {
 		ver = x.V
 	case *StreamDef:
 		ver = x.V
+	case *RejectedInput:
+		ver = x.V
 	}
 	if ver > Version {
 		return fmt.Errorf("%w: version %d > %d", ErrVersion, ver, Version)

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"hookstream/pkg/auth"
+	"hookstream/proto"
 )
 
 // MaxBody is the largest request body accepted (1 MiB).
@@ -134,8 +135,13 @@ func Authenticate(v auth.Verifier, r *http.Request) (*auth.Claims, error) {
 	return v.Verify(tok)
 }
 
-// Server returns an http.Server with every timeout set.
+// Server returns an http.Server with every timeout set. When h is a ServeMux, a request whose
+// path leaves a wildcard of the pattern it is for empty ("/points//values") is answered 400
+// naming the wildcard, where the mux would redirect to the cleaned path, another resource.
 func Server(addr string, h http.Handler) *http.Server {
+	if mux, ok := h.(*http.ServeMux); ok {
+		h = emptyWildcards(mux)
+	}
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -159,4 +165,45 @@ func Health(mux *http.ServeMux, ready func() error) {
 		}
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+}
+
+// emptyWildcards serves mux, answering 400 for a path with an empty segment where the pattern
+// it would match has a wildcard. The wildcards of hookstream's routes are all ids.
+func emptyWildcards(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "//") {
+			if name := emptyWildcard(mux, r); name != "" {
+				WriteError(w, BadRequest(name, "%s is empty in the path; it must be %s", name, proto.TokenRule))
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// emptyWildcard names the wildcard that an empty segment of r's path stands in, in the pattern
+// the path matches with its empty segments filled; "" when there is none.
+func emptyWildcard(mux *http.ServeMux, r *http.Request) string {
+	segs := strings.Split(r.URL.Path, "/")
+	var empty []int
+	for i := 1; i < len(segs)-1; i++ { // not the root, nor a trailing slash
+		if segs[i] == "" {
+			segs[i] = "~" // a wildcard matches it; no literal segment of a route is "~"
+			empty = append(empty, i)
+		}
+	}
+	filled := r.Clone(r.Context())
+	filled.URL.Path, filled.URL.RawPath = strings.Join(segs, "/"), ""
+	_, pattern := mux.Handler(filled)
+	i := strings.IndexByte(pattern, '/') // after "METHOD " and any host
+	if i < 0 {
+		return ""
+	}
+	psegs := strings.Split(pattern[i:], "/")
+	for _, i := range empty {
+		if i < len(psegs) && strings.HasPrefix(psegs[i], "{") {
+			return strings.TrimSuffix(strings.Trim(psegs[i], "{}"), "...")
+		}
+	}
+	return ""
 }

@@ -139,6 +139,7 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+base+"/dead-letters", s.guard(auth.ScopeStreamsRead, s.listDeadLetters))
 	mux.HandleFunc("GET "+base+"/dead-letters/{id}", s.guard(auth.ScopeStreamsRead, s.getDeadLetter))
 	mux.HandleFunc("POST "+base+"/dead-letters/resend", s.guard(auth.ScopeDeadLettersWrite, s.resendDeadLetters))
+	mux.HandleFunc("GET "+base+"/rejected-inputs", s.guard(auth.ScopeStreamsRead, s.listRejectedInputs)) // rejected.go
 	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
 	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
 	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
@@ -178,8 +179,8 @@ func (s *Service) guard(scope string, h handler) http.HandlerFunc {
 			return
 		}
 		partition := r.PathValue("partition")
-		if !proto.ValidToken(partition) {
-			web.WriteError(w, web.BadRequest("partition", "invalid partition id"))
+		if p := proto.TokenProblem(partition); p != "" {
+			web.WriteError(w, web.BadRequest("partition", "partition id %q %s", clip(partition), p))
 			return
 		}
 		if err := claims.Allow(partition, scope); err != nil {

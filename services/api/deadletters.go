@@ -307,7 +307,7 @@ func (s *Service) resendDeadLetters(w http.ResponseWriter, r *http.Request, part
 			}
 			raw, err := dlq.GetMsg(ctx, seq)
 			// Another partition's entry is reported exactly like a missing one.
-			if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, ""))) {
+			if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && (!strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, "")) || proto.IsRejectedSubject(raw.Subject))) {
 				return &web.Error{Status: http.StatusNotFound, Code: "not_found", Field: field, Message: "dead letter " + id + " not found"}
 			}
 			if err != nil {

@@ -2,12 +2,10 @@ package ingest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,6 +30,7 @@ type DeviceEvent struct {
 	Time    time.Time
 	HasTime bool
 	Data    []byte // compact JSON; nil when absent
+	rawTime []byte // occurredAt as it came, JSON, when HasTime
 }
 
 type wireEvent struct {
@@ -41,43 +40,19 @@ type wireEvent struct {
 	Data       json.RawMessage `json:"data"`
 }
 
-// ParseEvents decodes one event or an array of events, as JSON or msgpack:
-// {"type", "subject", "occurredAt"?, "data"?}. defaultType, when not empty, is the type of events
-// that name none (the type token of the NATS subject); an event naming another type is rejected
-// then, so that the subject never lies about its content. Types and subjects are single subject
-// tokens (proto.ValidToken); "point" is reserved for readings.
-func ParseEvents(data []byte, defaultType string) ([]DeviceEvent, error) {
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) == 0 {
-		return nil, fmt.Errorf("%w: empty payload", ErrInvalidEvent)
+// ParseEvents decodes one event or an array of events in format f (see payloadJSON for what
+// every payload must meet): {"type", "subject", "occurredAt"?, "data"?}. defaultType, when not
+// empty, is the type of events that name none (the type token of the NATS subject); an event
+// naming another type is rejected then, so that the subject never lies about its content. Types
+// and subjects are single subject tokens (proto.ValidToken); "point" is reserved for readings.
+func ParseEvents(data []byte, f Format, defaultType string) ([]DeviceEvent, error) {
+	trimmed, err := payloadJSON(data, f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
-	if trimmed[0] != '{' && trimmed[0] != '[' {
-		j, err := msgpackToJSON(data)
-		if err != nil {
-			return nil, fmt.Errorf("%w: payload is neither JSON nor msgpack: %v", ErrInvalidEvent, err)
-		}
-		trimmed = j
-	}
-	if !utf8.Valid(trimmed) {
-		return nil, fmt.Errorf("%w: payload is not valid UTF-8", ErrInvalidEvent)
-	}
-	var wires []wireEvent
-	if trimmed[0] == '[' {
-		if err := json.Unmarshal(trimmed, &wires); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
-		}
-		if len(wires) == 0 {
-			return nil, fmt.Errorf("%w: empty array", ErrInvalidEvent)
-		}
-	} else {
-		var w wireEvent
-		if err := json.Unmarshal(trimmed, &w); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
-		}
-		wires = []wireEvent{w}
-	}
-	if len(wires) > MaxEvents {
-		return nil, fmt.Errorf("%w: %d events exceed the limit of %d", ErrInvalidEvent, len(wires), MaxEvents)
+	wires, err := decodeMany[wireEvent](trimmed, "event", MaxEvents)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
 	out := make([]DeviceEvent, len(wires))
 	for i, w := range wires {
@@ -104,8 +79,8 @@ func (w wireEvent) event(defaultType string) (DeviceEvent, error) {
 	if e.Type == "" {
 		return e, fmt.Errorf("%w: type is required", ErrInvalidEvent)
 	}
-	if !proto.ValidToken(e.Type) {
-		return e, fmt.Errorf("%w: type %q is not a single subject token (1-128 of A-Z a-z 0-9 - _ : @ ~ + = %%)", ErrInvalidEvent, clip(e.Type))
+	if p := proto.TokenProblem(e.Type); p != "" {
+		return e, fmt.Errorf("%w: type %q %s (a single subject token)", ErrInvalidEvent, clip(e.Type), p)
 	}
 	if e.Type == proto.EventTypePoint {
 		return e, fmt.Errorf("%w: type %q is reserved for point readings", ErrInvalidEvent, proto.EventTypePoint)
@@ -116,8 +91,8 @@ func (w wireEvent) event(defaultType string) (DeviceEvent, error) {
 	if w.Subject == nil || *w.Subject == "" {
 		return e, fmt.Errorf("%w: subject is required", ErrInvalidEvent)
 	}
-	if !proto.ValidToken(*w.Subject) {
-		return e, fmt.Errorf("%w: subject %q is not a single subject token (1-128 of A-Z a-z 0-9 - _ : @ ~ + = %%)", ErrInvalidEvent, clip(*w.Subject))
+	if p := proto.TokenProblem(*w.Subject); p != "" {
+		return e, fmt.Errorf("%w: subject %q %s (a single subject token)", ErrInvalidEvent, clip(*w.Subject), p)
 	}
 	e.Subject = *w.Subject
 	if ts := bytes.TrimSpace(w.OccurredAt); len(ts) > 0 && !bytes.Equal(ts, []byte("null")) {
@@ -125,7 +100,7 @@ func (w wireEvent) event(defaultType string) (DeviceEvent, error) {
 		if err != nil {
 			return e, fmt.Errorf("%w: occurredAt: %v", ErrInvalidEvent, errors.Unwrap(err))
 		}
-		e.Time, e.HasTime = t, true
+		e.Time, e.HasTime, e.rawTime = t, true, ts
 	}
 	if d := bytes.TrimSpace(w.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
 		if len(d) > maxEventDataBytes {
@@ -152,13 +127,9 @@ func EventSource(partition, eventType, subject string) string {
 	return "//hookstream/partitions/" + partition + "/events/" + eventType + "/" + subject
 }
 
-// handleEvents turns an INGEST message of hookstream.ingest.{partition}.events.{type} into
-// canonical events on hookstream.events.{partition}.{type}.{subject}.
-func (s *Service) handleEvents(_ context.Context, msg jetstream.Msg, partition, eventType string) ([]*nats.Msg, error) {
-	events, err := ParseEvents(msg.Data(), eventType)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", bus.ErrTerm, err)
-	}
+// handleEvents turns the events of an INGEST message of
+// hookstream.ingest.{partition}.events.{type}, accepted by acceptInput, into canonical events on hookstream.events.{partition}.{type}.{subject}.
+func (s *Service) handleEvents(msg jetstream.Msg, partition string, events []DeviceEvent) ([]*nats.Msg, error) {
 	meta, ingestedAt, err := arrival(msg)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -22,65 +23,98 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := r.Header.Get("Idempotency-Key")
-	if len(key) > 200 {
-		web.WriteError(w, web.BadRequest("Idempotency-Key", "longer than 200 characters"))
-		return
-	}
-	body, err := s.readBody(w, r)
+	key, err := idempotencyKey(r)
 	if err != nil {
 		web.WriteError(w, err)
 		return
 	}
-	events, err := ParseEvents(body, "")
+	raw, err := s.readBody(w, r)
 	if err != nil {
-		countRejected(r.Context(), "http", reasonInvalid)
-		web.WriteError(w, web.BadRequest("", "%s", err.Error()))
+		web.WriteError(w, err)
 		return
 	}
-	var order []string
-	groups := map[string][]map[string]any{}
-	for _, e := range events {
-		if _, ok := groups[e.Type]; !ok {
-			order = append(order, e.Type)
-		}
-		we := map[string]any{"type": e.Type, "subject": e.Subject}
-		if e.HasTime {
-			we["occurredAt"] = e.Time.UTC().Format(time.RFC3339Nano)
-		}
-		if e.Data != nil {
-			we["data"] = json.RawMessage(e.Data)
-		}
-		groups[e.Type] = append(groups[e.Type], we)
+	groups, n, err := acceptEvents(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)
+	if err != nil {
+		s.refused(w, r, err)
+		return
 	}
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
-	var seqs []uint64
-	for _, typ := range order {
-		data, err := json.Marshal(groups[typ])
-		if err != nil {
-			web.WriteError(w, err)
-			return
-		}
-		if len(data) > MaxPayload {
-			// Re-encoding can lengthen events (occurredAt as RFC 3339): refuse rather than store a
-			// message that ingest would drop after this request was answered 202.
-			countRejected(r.Context(), "http", reasonTooLarge)
-			web.WriteError(w, tooLarge(len(data)))
-			return
-		}
-		msg := nats.NewMsg(proto.IngestEventSubject(partition, typ))
-		msg.Data = data
+	seqs := make([]uint64, 0, len(groups))
+	for _, g := range groups {
+		msg := nats.NewMsg(proto.IngestEventSubject(partition, g.typ))
+		msg.Data = g.data
 		msg.Header.Set(HeaderIngestedAt, now)
+		msg.Header.Set("Content-Type", mediaJSON)
 		if key != "" {
-			msg.Header.Set(jetstream.MsgIDHeader, partition+"/events/"+typ+"/"+key)
+			msg.Header.Set(jetstream.MsgIDHeader, partition+"/events/"+g.typ+"/"+key)
 		}
 		ack, err := s.js.PublishMsg(r.Context(), msg)
 		if err != nil {
-			s.log.Error("ingest publish failed", "partition", partition, "event_type", typ, "error", err.Error())
+			s.log.Error("ingest publish failed", "partition", partition, "event_type", g.typ, "error", err.Error())
 			web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not store events, retry"})
 			return
 		}
 		seqs = append(seqs, ack.Sequence)
 	}
-	web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": len(events), "sequences": seqs})
+	web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequences": seqs})
+}
+
+// eventGroup is the INGEST message (JSON) of one type's events of a request.
+type eventGroup struct {
+	typ  string
+	data []byte
+}
+
+// storedEvent is an event as an HTTP request stores it: its fields as they came, so that the
+// stage reads them exactly as the request was read.
+type storedEvent struct {
+	Type       string          `json:"type"`
+	Subject    string          `json:"subject"`
+	OccurredAt json.RawMessage `json:"occurredAt,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+}
+
+// acceptEvents is the HTTP edge's decision on the body of an events request (at most
+// MaxPayload bytes as sent): the INGEST messages to store, one per type, and how many events
+// they hold; or the error to answer (a *web.Error: 400, 413 or 415). A group of one event is
+// stored as an object, not an array, so that no group nests deeper than the request did; each
+// group is accepted by acceptInput (FuzzEdgesAgree checks it).
+func acceptEvents(contentType, contentEncoding string, raw []byte) ([]eventGroup, int, error) {
+	f, body, err := decodeBody(contentType, contentEncoding, raw)
+	if err != nil {
+		return nil, 0, err
+	}
+	events, err := ParseEvents(body, f, "")
+	if err != nil {
+		return nil, 0, web.BadRequest("", "%s", err.Error())
+	}
+	var order []string
+	byType := map[string][]storedEvent{}
+	for _, e := range events {
+		if _, ok := byType[e.Type]; !ok {
+			order = append(order, e.Type)
+		}
+		byType[e.Type] = append(byType[e.Type], storedEvent{Type: e.Type, Subject: e.Subject, OccurredAt: e.rawTime, Data: e.Data})
+	}
+	groups := make([]eventGroup, 0, len(order))
+	for _, typ := range order {
+		var v any = byType[typ]
+		if len(byType[typ]) == 1 {
+			v = byType[typ][0]
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // stored as sent: "<" stays "<"
+		if err := enc.Encode(v); err != nil {
+			return nil, 0, err
+		}
+		data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+		if len(data) > MaxPayload {
+			// Stored, a group can be longer than the request (a msgpack body becomes JSON):
+			// refused rather than stored and then dropped by the stage after a 202.
+			return nil, 0, tooLarge(len(data))
+		}
+		groups = append(groups, eventGroup{typ: typ, data: data})
+	}
+	return groups, len(events), nil
 }

@@ -25,7 +25,7 @@ func TestParseEvents(t *testing.T) {
 	}
 	for _, tt := range valid {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseEvents([]byte(tt.body), tt.defaultType)
+			got, err := ParseEvents([]byte(tt.body), FormatDetect, tt.defaultType)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +56,7 @@ func TestParseEvents(t *testing.T) {
 	}
 	for _, tt := range invalid {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseEvents([]byte(tt.body), tt.defaultType)
+			_, err := ParseEvents([]byte(tt.body), FormatDetect, tt.defaultType)
 			if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want ErrInvalidEvent mentioning %q", err, tt.want)
 			}

@@ -93,6 +93,12 @@ func (s *Service) Run(ctx context.Context) error {
 		// The server syncs every write: the events of the messages pulled together are stored
 		// as one atomic batch, with one fsync.
 		stage.Handle, stage.Group, stage.Atomic = nil, bus.PerInput(s.handle), true
+		stage.StreamOf = func(subject string) string {
+			if st := proto.StreamOf(subject); st != proto.StreamDLQ {
+				return st
+			}
+			return "" // DLQ takes no atomic batches: rejected inputs are stored one by one
+		}
 	}
 	return stage.Run(ctx)
 }
@@ -105,37 +111,40 @@ const pullMaxBytes = 8 * bus.IngestMaxMsgSize
 // kindPoint labels point readings in hookstream_readings (built once: it is counted per message).
 var kindPoint = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "point")))
 
+// handle turns an INGEST message into its canonical events, or, when acceptInput refuses it,
+// into a record of the refusal in DLQ (rejected.go): either way the message is acknowledged only
+// once its output is stored.
 func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
-	if err := checkSize(msg); err != nil {
-		return nil, err
+	in, err := acceptInput(msg.Subject(), msg.Headers(), msg.Data())
+	if err == nil {
+		var outs []*nats.Msg
+		if in.kind == "events" {
+			outs, err = s.handleEvents(msg, in.partition, in.events)
+		} else {
+			outs, err = s.handlePoints(ctx, msg, in.partition, in.last, in.readings)
+		}
+		if !errors.Is(err, bus.ErrTerm) {
+			return outs, err
+		}
 	}
-	partition, kind, last, ok := proto.ParseIngestSubject(msg.Subject())
-	if !ok || !proto.ValidToken(partition) || !proto.ValidToken(last) {
-		return nil, fmt.Errorf("%w: malformed subject", bus.ErrTerm)
-	}
-	switch kind {
-	case "points":
-	case "events":
-		return s.handleEvents(ctx, msg, partition, last)
-	default:
-		return nil, fmt.Errorf("%w: unsupported ingest kind %q", bus.ErrTerm, kind)
-	}
-	readings, err := ParseReadings(msg.Data())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", bus.ErrTerm, err)
-	}
+	return s.rejected(ctx, msg, err)
+}
+
+// handlePoints turns the readings of an INGEST message of
+// hookstream.ingest.{partition}.points.{pointId}, accepted by acceptInput, into canonical events.
+func (s *Service) handlePoints(ctx context.Context, msg jetstream.Msg, partition, pointID string, readings []Reading) ([]*nats.Msg, error) {
 	meta, ingestedAt, err := arrival(msg)
 	if err != nil {
 		return nil, err
 	}
 	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
 		sp.SetAttributes(attribute.String("hookstream.partition", partition),
-			attribute.String("hookstream.point_id", last), attribute.Int("hookstream.readings", len(readings)))
+			attribute.String("hookstream.point_id", pointID), attribute.Int("hookstream.readings", len(readings)))
 	}
 	metrics.readings.Add(ctx, int64(len(readings)), kindPoint)
 	outs := make([]*nats.Msg, 0, len(readings))
 	for i, r := range readings {
-		ev, err := s.pointEvent(ctx, partition, last, r, ingestedAt)
+		ev, err := s.pointEvent(ctx, partition, pointID, r, ingestedAt)
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +153,7 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 		if err != nil {
 			return nil, fmt.Errorf("%w: encode: %v", bus.ErrTerm, err)
 		}
-		out := bus.NewMsg(proto.EventSubject(partition, proto.EventTypePoint, last), ev.ID, data)
+		out := bus.NewMsg(proto.EventSubject(partition, proto.EventTypePoint, pointID), ev.ID, data)
 		outs = append(outs, out)
 	}
 	return outs, nil

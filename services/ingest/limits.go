@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -16,7 +15,8 @@ import (
 
 // MaxPayload is the largest payload (readings or events) of one ingest message, over NATS as
 // over HTTP (where it is the request body limit). A larger NATS message that JetStream still
-// stores — INGEST's own MaxMsgSize is the outer guard — is terminated, logged and counted.
+// stores — INGEST's own MaxMsgSize is the outer guard — is refused, logged, counted and kept in
+// DLQ with the start of its payload (rejected.go).
 const MaxPayload = web.MaxBody
 
 // ErrTooLarge marks input over MaxPayload.
@@ -40,28 +40,9 @@ func (e *TooLargeError) Error() string {
 // Unwrap makes the error both ErrTooLarge and bus.ErrTerm: it is never redelivered.
 func (e *TooLargeError) Unwrap() []error { return []error{ErrTooLarge, bus.ErrTerm} }
 
-// checkSize refuses a message whose payload exceeds MaxPayload before anything decodes it.
-func checkSize(msg jetstream.Msg) error {
-	if n := len(msg.Data()); n > MaxPayload {
-		return &TooLargeError{Size: n, Limit: MaxPayload}
-	}
-	return nil
-}
-
 // countRejected adds one rejected input to hookstream_ingest_rejected_total.
 func countRejected(ctx context.Context, source, reason string) {
 	metrics.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("source", source), attribute.String("reason", reason)))
-}
-
-// reject is told by the stage about every INGEST message it terminates.
-func (s *Service) reject(msg jetstream.Msg, err error) {
-	if tl, ok := errors.AsType[*TooLargeError](err); ok {
-		s.log.Warn("ingest message too large", "subject", msg.Subject(), "size_bytes", tl.Size, "limit_bytes", tl.Limit)
-		countRejected(context.Background(), "nats", reasonTooLarge)
-		return
-	}
-	s.log.Warn("reading rejected", "subject", msg.Subject(), "error", err.Error())
-	countRejected(context.Background(), "nats", reasonInvalid)
 }
 
 // readBody reads an HTTP ingest body of at most MaxPayload bytes; an oversize body is counted.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
 	"go.opentelemetry.io/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -112,7 +113,8 @@ func TestOversizeNATSReading(t *testing.T) {
 
 // TestHTTPSizeLimits: a reading body of exactly MaxPayload is stored (INGEST leaves room for its
 // headers); a larger body, and an events request whose storage form exceeds MaxPayload although
-// its body does not (JSON re-encoding escapes "<" as \u003c), are 413, counted, never stored.
+// its body does not (a msgpack string of control characters becomes JSON's \u0001 escapes, six
+// times as long), are 413, counted, never stored.
 func TestHTTPSizeLimits(t *testing.T) {
 	reader := testMetrics()
 	f := newFixture(t)
@@ -131,8 +133,11 @@ func TestHTTPSizeLimits(t *testing.T) {
 	reading := func(n int) string { return `{"value":"` + strings.Repeat("x", n) + `"}` }
 	full := "[" + reading(60_000) + strings.Repeat(","+reading(60_000), 16)
 	full += strings.Repeat(" ", MaxPayload-len(full)-1) + "]"
-	event := `{"type":"alarm","subject":"d1","data":{"note":"` + strings.Repeat("<", 200_000) + `"}}`
-	escaped := "[" + strings.Repeat(event+",", 4) + event + "]" // 1 MB as sent, 6 MB re-encoded
+	event := map[string]any{"type": "alarm", "subject": "d1", "data": map[string]any{"note": strings.Repeat("\x01", 40_000)}}
+	escaped, err := msgpack.Marshal([]any{event, event, event, event, event})
+	if err != nil { // 200 kB as sent, 1.2 MB as JSON
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name, path, body string
 		status           int
@@ -141,7 +146,7 @@ func TestHTTPSizeLimits(t *testing.T) {
 	}{
 		{"reading body of exactly the limit", "/ingest/v1/partitions/p1/points/pt1/values", full, 202, 1, 0},
 		{"reading body over the limit", "/ingest/v1/partitions/p1/points/pt1/values", reading(MaxPayload), 413, 0, 1},
-		{"events longer once stored", "/ingest/v1/partitions/p1/events", escaped, 413, 0, 1},
+		{"events longer once stored", "/ingest/v1/partitions/p1/events", string(escaped), 413, 0, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

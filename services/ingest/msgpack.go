@@ -1,22 +1,27 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
-)
+	"math"
+	"time"
+	"unicode/utf8"
 
-// maxMsgpackDepth bounds the nesting of a msgpack payload. The msgpack decoder recurses once per
-// level, and a 1 MiB payload of nested one-element arrays would otherwise overflow the stack —
-// a fatal error, not a recoverable panic.
-const maxMsgpackDepth = 100
+	"github.com/vmihailenco/msgpack/v5"
+)
 
 var errMsgpack = errors.New("malformed msgpack")
 
 // checkMsgpack walks one msgpack value without recursion before the decoder sees it: the value
 // must fill data exactly (so every declared length is backed by bytes, and a declared count of
-// four billion allocates nothing), nest at most maxMsgpackDepth deep, and use only strings and
-// integers as map keys (the decoder panics on an array key).
+// four billion allocates nothing), nest at most MaxDepth deep (the decoder recurses once per
+// level, and a 1 MiB payload of nested one-element arrays would overflow the stack — a fatal
+// error, not a recoverable panic), hold only valid UTF-8 in its strings (JSON would carry them
+// altered, as U+FFFD), and use only strings and integers as map keys (the decoder panics on an
+// array key).
 func checkMsgpack(data []byte) error {
 	type frame struct {
 		left  uint64 // items still to read
@@ -63,7 +68,7 @@ func checkMsgpack(data []byte) error {
 		i++
 		var skip uint64     // payload bytes after the header
 		var children uint64 // items of a container
-		container, isMap, keyOK := false, false, false
+		container, isMap, keyOK, isStr := false, false, false, false
 		var err error
 		switch {
 		case b <= 0x7f, b >= 0xe0: // fixint
@@ -73,17 +78,17 @@ func checkMsgpack(data []byte) error {
 		case b >= 0x90 && b <= 0x9f:
 			container, children = true, uint64(b&0x0f)
 		case b >= 0xa0 && b <= 0xbf:
-			skip, keyOK = uint64(b&0x1f), true
+			skip, keyOK, isStr = uint64(b&0x1f), true, true
 		case b == 0xc0, b == 0xc2, b == 0xc3:
 		case b == 0xc4, b == 0xd9:
 			skip, err = length(1)
-			keyOK = b == 0xd9
+			keyOK, isStr = b == 0xd9, b == 0xd9
 		case b == 0xc5, b == 0xda:
 			skip, err = length(2)
-			keyOK = b == 0xda
+			keyOK, isStr = b == 0xda, b == 0xda
 		case b == 0xc6, b == 0xdb:
 			skip, err = length(4)
-			keyOK = b == 0xdb
+			keyOK, isStr = b == 0xdb, b == 0xdb
 		case b == 0xc7, b == 0xc8, b == 0xc9:
 			skip, err = length(map[byte]int{0xc7: 1, 0xc8: 2, 0xc9: 4}[b])
 			skip++ // ext type byte
@@ -114,8 +119,8 @@ func checkMsgpack(data []byte) error {
 			if isMap {
 				children *= 2 // pairs
 			}
-			if len(stack) >= maxMsgpackDepth {
-				return fmt.Errorf("%w: nested deeper than %d levels", errMsgpack, maxMsgpackDepth)
+			if len(stack) > MaxDepth { // the root frame holds no container
+				return fmt.Errorf("%w: nested deeper than %d levels (arrays and maps)", errMsgpack, MaxDepth)
 			}
 			// Every item takes at least one byte: a count the data cannot hold is rejected now.
 			if children > uint64(len(data)-i) {
@@ -127,10 +132,79 @@ func checkMsgpack(data []byte) error {
 		if err := need(skip); err != nil {
 			return err
 		}
+		if isStr && !utf8.Valid(data[i:i+int(skip)]) {
+			return fmt.Errorf("%w: the string at byte %d is not valid UTF-8", errMsgpack, i)
+		}
 		i += int(skip)
 	}
 	if i != len(data) {
 		return fmt.Errorf("%w: %d bytes of trailing data", errMsgpack, len(data)-i)
 	}
 	return nil
+}
+
+// msgpackContainer reports whether b begins a msgpack map or array.
+func msgpackContainer(b byte) bool {
+	return b >= 0x80 && b <= 0x9f || b >= 0xdc && b <= 0xdf
+}
+
+// msgpackToJSON converts a msgpack payload (a map or an array) to JSON, so that both encodings
+// share one validation path.
+func msgpackToJSON(data []byte) ([]byte, error) {
+	if !msgpackContainer(data[0]) {
+		return nil, fmt.Errorf("%w: the payload is not a map or an array (type byte 0x%02x)", errMsgpack, data[0])
+	}
+	if err := checkMsgpack(data); err != nil {
+		return nil, err
+	}
+	var v any
+	dec := msgpack.NewDecoder(bytes.NewReader(data))
+	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: %v", errMsgpack, err)
+	}
+	v, err := jsonable(v)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+// jsonable turns decoded msgpack into values JSON encodes as they are: maps with string keys,
+// times as RFC 3339; it refuses NaN and infinities, which JSON cannot hold.
+func jsonable(v any) (any, error) {
+	var err error
+	switch x := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, val := range x {
+			if m[fmt.Sprint(k)], err = jsonable(val); err != nil {
+				return nil, err
+			}
+		}
+		return m, nil
+	case map[string]any:
+		for k, val := range x {
+			if x[k], err = jsonable(val); err != nil {
+				return nil, err
+			}
+		}
+	case []any:
+		for i := range x {
+			if x[i], err = jsonable(x[i]); err != nil {
+				return nil, err
+			}
+		}
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("a number is %v: NaN and Infinity are not taken", x)
+		}
+	case float32:
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("a number is %v: NaN and Infinity are not taken", f)
+		}
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano), nil
+	}
+	return v, nil
 }

@@ -8,9 +8,6 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // MaxReadings is the most readings one message or request may carry.
@@ -37,40 +34,17 @@ type wireReading struct {
 	QualityOfValue *int            `json:"qualityOfValue"`
 }
 
-// ParseReadings decodes one reading or an array of readings, as JSON or msgpack. Every reading
-// must have a value; a timestamp is RFC 3339 or Unix milliseconds.
-func ParseReadings(data []byte) ([]Reading, error) {
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) == 0 {
-		return nil, fmt.Errorf("%w: empty payload", ErrInvalidReading)
+// ParseReadings decodes one reading or an array of readings in format f (see payloadJSON for
+// what every payload must meet). Every reading must have a value; a timestamp is RFC 3339 or
+// Unix milliseconds.
+func ParseReadings(data []byte, f Format) ([]Reading, error) {
+	trimmed, err := payloadJSON(data, f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidReading, err)
 	}
-	if trimmed[0] != '{' && trimmed[0] != '[' {
-		j, err := msgpackToJSON(data)
-		if err != nil {
-			return nil, fmt.Errorf("%w: payload is neither JSON nor msgpack: %v", ErrInvalidReading, err)
-		}
-		trimmed = j
-	}
-	if !utf8.Valid(trimmed) {
-		return nil, fmt.Errorf("%w: payload is not valid UTF-8", ErrInvalidReading)
-	}
-	var wires []wireReading
-	if trimmed[0] == '[' {
-		if err := json.Unmarshal(trimmed, &wires); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidReading, err)
-		}
-		if len(wires) == 0 {
-			return nil, fmt.Errorf("%w: empty array", ErrInvalidReading)
-		}
-	} else {
-		var w wireReading
-		if err := json.Unmarshal(trimmed, &w); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidReading, err)
-		}
-		wires = []wireReading{w}
-	}
-	if len(wires) > MaxReadings {
-		return nil, fmt.Errorf("%w: %d readings exceed the limit of %d", ErrInvalidReading, len(wires), MaxReadings)
+	wires, err := decodeMany[wireReading](trimmed, "reading", MaxReadings)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidReading, err)
 	}
 	out := make([]Reading, len(wires))
 	for i, w := range wires {
@@ -129,52 +103,4 @@ func parseTimestamp(raw []byte) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w: timestamp must be RFC 3339 or Unix milliseconds", ErrInvalidReading)
 	}
 	return time.UnixMilli(int64(ms)), nil
-}
-
-// msgpackToJSON converts a msgpack reading (a map or an array of maps) to JSON so that both
-// encodings share one validation path.
-func msgpackToJSON(data []byte) ([]byte, error) {
-	if err := checkMsgpack(data); err != nil {
-		return nil, err
-	}
-	var v any
-	dec := msgpack.NewDecoder(bytes.NewReader(data))
-	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	v = stringKeys(v)
-	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-		return nil, errors.New("NaN or Inf value")
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-// stringKeys turns msgpack maps into JSON-encodable ones.
-func stringKeys(v any) any {
-	switch x := v.(type) {
-	case map[any]any:
-		m := make(map[string]any, len(x))
-		for k, val := range x {
-			m[fmt.Sprint(k)] = stringKeys(val)
-		}
-		return m
-	case map[string]any:
-		for k, val := range x {
-			x[k] = stringKeys(val)
-		}
-		return x
-	case []any:
-		for i := range x {
-			x[i] = stringKeys(x[i])
-		}
-		return x
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	}
-	return v
 }

@@ -12,7 +12,7 @@ import (
 // testdata/fuzz/FuzzParseReadings; `make fuzz` explores further.
 func FuzzParseReadings(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rs, err := ParseReadings(data)
+		rs, err := ParseReadings(data, FormatDetect)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidReading) {
 				t.Fatalf("error %v does not wrap ErrInvalidReading", err)

@@ -97,7 +97,7 @@ func TestParseReadings(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ingest.ParseReadings(tc.in)
+			got, err := ingest.ParseReadings(tc.in, ingest.FormatDetect)
 			if tc.want == nil && tc.count == 0 {
 				if err == nil {
 					t.Fatalf("ParseReadings accepted %q: %+v", clip(tc.in), got)

@@ -299,24 +299,42 @@ func TestServiceBatchAndIngestedAtHeader(t *testing.T) {
 	f.settled(t)
 }
 
+// TestServiceRejectsMalformed: every INGEST message the stage refuses is kept in DLQ with its
+// reason, payload and trace before it is acknowledged (never dropped), and logged once.
 func TestServiceRejectsMalformed(t *testing.T) {
+	for _, atomic := range []bool{false, true} {
+		t.Run(fmt.Sprintf("atomic=%v", atomic), func(t *testing.T) { testRejectsMalformed(t, atomic) })
+	}
+}
+
+func testRejectsMalformed(t *testing.T, atomic bool) {
 	tests := []struct {
-		name    string
-		subject string
-		data    string
-		log     string
+		name     string
+		subject  string
+		data     string
+		hdr      map[string]string
+		log      string
+		kept     string // the subject of its record in DLQ
+		tooLarge bool
 	}{
-		{"truncated JSON", proto.IngestPointSubject("p1", "bad1"), `{"value":`, "invalid reading"},
-		{"missing value", proto.IngestPointSubject("p1", "bad2"), `{"qualityOfValue":1}`, "value is required"},
-		{"empty array", proto.IngestPointSubject("p1", "bad3"), `[]`, "empty array"},
-		{"unknown ingest kind", "hookstream.ingest.p1.gizmos.door", `{"value":1}`, "unsupported ingest kind"},
-		{"device event without a subject", proto.IngestEventSubject("p1", "door"), `{"value":1}`, "subject is required"},
-		{"point id not a valid token", "hookstream.ingest.p1.points.pt$1", `{"value":1}`, "malformed subject"},
+		{"truncated JSON", proto.IngestPointSubject("p1", "bad1"), `{"value":`, nil, "invalid reading", proto.RejectedSubject("p1"), false},
+		{"missing value", proto.IngestPointSubject("p1", "bad2"), `{"qualityOfValue":1}`, nil, "value is required", proto.RejectedSubject("p1"), false},
+		{"empty array", proto.IngestPointSubject("p1", "bad3"), `[]`, nil, "empty array", proto.RejectedSubject("p1"), false},
+		{"unknown ingest kind", "hookstream.ingest.p1.gizmos.door", `{"value":1}`, nil, "unsupported ingest kind", proto.RejectedSubject("p1"), false},
+		{"device event without a subject", proto.IngestEventSubject("p1", "door"), `{"value":1}`, nil, "subject is required", proto.RejectedSubject("p1"), false},
+		{"point id not a valid token", "hookstream.ingest.p1.points.pt$1", `{"value":1}`, nil, "malformed subject", proto.RejectedSubject("p1"), false},
+		{"partition not a valid token", "hookstream.ingest.p$1.points.pt1", `{"value":1}`, nil, "malformed subject", proto.RejectedSubjectUnowned, false},
+		{"value beyond float64", proto.IngestPointSubject("p2", "inf"), `{"value":1e999}`, nil, "beyond the range", proto.RejectedSubject("p2"), false},
+		{"too deep", proto.IngestEventSubject("p2", "deep"), `{"subject":"s","data":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, nil, "deeper than 100", proto.RejectedSubject("p2"), false},
+		{"unsupported Content-Type", proto.IngestPointSubject("p2", "xml"), `<value>1</value>`, map[string]string{"Content-Type": "text/xml"}, "Content-Type text/xml", proto.RejectedSubject("p2"), false},
+		{"JSON declared, msgpack sent", proto.IngestPointSubject("p2", "mp"), "\x81\xa5value\x01", map[string]string{"Content-Type": "application/json"}, "invalid JSON", proto.RejectedSubject("p2"), false},
+		{"too large", proto.IngestPointSubject("p2", "big"), `{"value":"` + strings.Repeat("x", MaxPayload) + `"}`, nil, "ingest message too large", proto.RejectedSubject("p2"), true},
 	}
 	f := newFixture(t)
+	f.conn.Atomic = atomic // as under --fsync always: the stage stores its outputs as atomic batches
 	f.start(t)
 	for _, tc := range tests {
-		f.publish(t, tc.subject, []byte(tc.data), nil)
+		f.publish(t, tc.subject, []byte(tc.data), tc.hdr)
 	}
 	// A good reading after the bad ones: the consumer delivers in order, so once its event is in
 	// EVENTS every bad one was handled.
@@ -327,11 +345,12 @@ func TestServiceRejectsMalformed(t *testing.T) {
 	}
 	info := f.settled(t)
 	if info.NumRedelivered != 0 || info.Delivered.Consumer != uint64(len(tests)+1) {
-		t.Errorf("consumer delivered %d with %d redelivered; want %d, 0 (rejected readings must be terminated)",
+		t.Errorf("consumer delivered %d with %d redelivered; want %d, 0 (rejected readings must be settled at once)",
 			info.Delivered.Consumer, info.NumRedelivered, len(tests)+1)
 	}
+	records := f.rejectedRecords(t, len(tests))
 	logs := f.logs.String()
-	for _, tc := range tests {
+	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var lines []string
 			for _, l := range strings.Split(logs, "\n") {
@@ -342,9 +361,60 @@ func TestServiceRejectsMalformed(t *testing.T) {
 			if len(lines) != 1 {
 				t.Fatalf("%d log lines for %s, want 1:\n%s", len(lines), tc.subject, logs)
 			}
-			if !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "reading rejected") || !strings.Contains(lines[0], tc.log) {
-				t.Errorf("log line %q: want a warning 'reading rejected' mentioning %q", lines[0], tc.log)
+			if !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], tc.log) || !strings.Contains(lines[0], "kept_on="+tc.kept) {
+				t.Errorf("log line %q: want a warning mentioning %q and kept_on=%s", lines[0], tc.log, tc.kept)
+			}
+			rec := records[i]
+			kept := tc.data[:min(len(tc.data), proto.RejectedPayloadMax)] // the start of a larger one
+			if payload := rec.Payload; rec.subject != tc.kept || rec.Subject != tc.subject || rec.Size != len(tc.data) || string(payload) != kept ||
+				rec.StoredAt == 0 || rec.At < rec.StoredAt || rec.ContentType != tc.hdr["Content-Type"] {
+				rec.Payload = nil
+				t.Errorf("record on %s: %+v (payload %d bytes), want the input of %s, kept on %s", rec.subject, rec.RejectedInput, len(payload), tc.subject, tc.kept)
+			}
+			if want := map[bool]string{true: reasonTooLarge, false: reasonInvalid}[tc.tooLarge]; rec.Reason != want || rec.Error == "" || strings.Contains(rec.Error, "permanent failure") {
+				t.Errorf("record reason %q, error %q; want %s and the problem alone", rec.Reason, rec.Error, want)
+			}
+			if !tc.tooLarge && !strings.Contains(rec.Error, strings.TrimPrefix(tc.log, "invalid reading")) {
+				t.Errorf("record error %q does not mention %q", rec.Error, tc.log)
 			}
 		})
 	}
+}
+
+// rejectedRecord is a decoded record of DLQ's rejected inputs.
+type rejectedRecord struct {
+	proto.RejectedInput
+	subject string
+}
+
+// rejectedRecords waits until DLQ holds n messages and returns them, decoded, in order.
+func (f *fixture) rejectedRecords(t *testing.T, n int) []rejectedRecord {
+	t.Helper()
+	ctx := context.Background()
+	dlq, err := f.conn.JS.Stream(ctx, proto.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 8*time.Second, func() error {
+		info, err := dlq.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != uint64(n) {
+			return fmt.Errorf("DLQ has %d messages, want %d", info.State.Msgs, n)
+		}
+		return nil
+	})
+	out := make([]rejectedRecord, n)
+	for i := range out {
+		raw, err := dlq.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(raw.Data, &out[i].RejectedInput); err != nil {
+			t.Fatal(err)
+		}
+		out[i].subject = raw.Subject
+	}
+	return out
 }
