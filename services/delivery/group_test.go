@@ -84,10 +84,8 @@ func (f *fixture) unstarted(id string) (*Service, jetstream.Consumer) {
 // each item to its own stream; an item for a stream not known yet waits on its own until the
 // stream is.
 func TestDeliveryGroup(t *testing.T) {
-	prev := unknownRetry
-	unknownRetry = 100 * time.Millisecond // before the service starts: route reads it
-	t.Cleanup(func() { unknownRetry = prev })
 	f := newFixture(t)
+	f.cfg.UnknownRetry = 100 * time.Millisecond
 	var once sync.Once
 	rc := newReceiver(t, nil, func(body string) int {
 		code := http.StatusOK
@@ -126,7 +124,13 @@ func TestDeliveryGroup(t *testing.T) {
 	if f.target("h").latency.Load() == 0 {
 		t.Error("h's deliveries were attempted by another stream's target")
 	}
-	time.Sleep(3 * unknownRetry)
+	// The items for the stream not known yet leave the group, to be tried again on their own.
+	waitFor(t, "items of an unknown stream handed back", func() error {
+		if n := f.countMsgs(proto.OutboxSubject("p", "late")) + f.countMsgs(proto.RetrySubject("p", "late", ">")); n < 2 {
+			return fmt.Errorf("%d of 2 handed back", n)
+		}
+		return nil
+	})
 	if n := len(late.got()); n != 0 {
 		t.Fatalf("%d deliveries for a stream not known yet were attempted", n)
 	}
@@ -178,25 +182,21 @@ func TestGroupItemRequeue(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta, _ := m.Metadata()
-	gr := &group{s: s, msg: m, meta: meta}
+	gr := &group{msg: m, meta: meta}
 	gr.pending.Store(int32(len(dg.Items)))
-	var items []*groupItem
+	var items []work
 	for i, it := range dg.Items {
-		items = append(items, &groupItem{g: gr, i: i, subject: m.Subject(), data: it.Data, hdr: itemHeader(it)})
+		items = append(items, work{msg: m, item: &groupItem{g: gr, i: i, subject: m.Subject(), data: it.Data, hdr: itemHeader(it)}})
 	}
-	if err := items[0].Ack(); err != nil {
-		t.Fatal(err)
-	}
-	if err := items[1].Nak(); err != nil {
-		t.Fatal(err)
-	}
-	if err := items[1].Ack(); err != nil { // settled already: no effect
-		t.Fatal(err)
+	for i, st := range []settlement{{fate: delivered}, {fate: later}, {fate: delivered}} { // the third: item 1 again
+		if err := s.settle(ctx, items[min(i, 1)], st); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if info, _ := cons.Info(ctx); info.NumAckPending != 1 {
 		t.Fatalf("group acknowledged with an item unsettled (ack pending %d)", info.NumAckPending)
 	}
-	if err := items[2].NakWithDelay(200 * time.Millisecond); err != nil {
+	if err := s.settle(ctx, items[2], settlement{fate: later, delay: 200 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "group acknowledged", noAckPending(cons))
@@ -243,16 +243,13 @@ func TestSettleParkedDrainsAtShutdown(t *testing.T) {
 	tg := &target{key: "p.m", lane: &lane{}}
 	tg.def.Store(&proto.StreamDef{ID: "m", Partition: "p"})
 	for m := range b.Messages() {
-		out, err := heldMsg(tg, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fut, err := f.conn.JS.PublishMsgAsync(out)
+		w := work{msg: m}
+		fut, err := f.conn.JS.PublishMsgAsync(heldMsg(tg, w))
 		if err != nil {
 			t.Fatal(err)
 		}
 		tg.markParked()
-		s.parking <- parkedMsg{t: tg, msg: m, ack: fut}
+		s.parking <- parkedMsg{t: tg, w: w, ack: fut}
 	}
 	routeDone := make(chan struct{})
 	close(routeDone) // shutting down: route has finished

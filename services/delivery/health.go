@@ -74,6 +74,16 @@ func (h *health) record(ok bool, at int64) (event string, c counters) {
 	return event, counters{consecutive: h.consecutive, failingSince: h.failingSince, lastSuccessAt: h.lastSuccessAt}
 }
 
+// takeOver takes the counters of the health of a target this one replaces.
+func (h *health) takeOver(old *health) {
+	old.mu.Lock()
+	c, f, l, r := old.consecutive, old.failingSince, old.lastSuccessAt, old.recovering
+	old.mu.Unlock()
+	h.mu.Lock()
+	h.consecutive, h.failingSince, h.lastSuccessAt, h.recovering = c, f, l, r
+	h.mu.Unlock()
+}
+
 // reset forgets failures, when a stream is re-enabled: the next success announces its recovery,
 // and a failure before it is no new failing event (the stream has not recovered yet).
 func (h *health) reset() {

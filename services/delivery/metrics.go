@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -20,21 +21,43 @@ import (
 // tracer is looked up per use so that a provider installed later (a test's) takes effect.
 func tracer() trace.Tracer { return otel.Tracer("hookstream") }
 
-// Instruments on the global meter provider. Labels stay low-cardinality: results and status
-// classes, never stream, point or partition ids.
-var (
-	meter         = otel.Meter("hookstream/delivery")
-	deliveries, _ = meter.Int64Counter("hookstream_deliveries",
-		metric.WithDescription("Delivery attempts by result (delivered, retrying, dead_lettered, disabled) and status class (2xx … 5xx, error)."))
-	attemptSeconds, _ = meter.Float64Histogram("hookstream_attempt_duration_seconds", metric.WithUnit("s"),
+// metrics are delivery's instruments. Labels stay low-cardinality: results and status classes,
+// never stream, point or partition ids.
+type metrics struct {
+	meter          metric.Meter
+	deliveries     metric.Int64Counter
+	attemptSeconds metric.Float64Histogram
+	e2eSeconds     metric.Float64Histogram
+	parked         metric.Int64Counter
+	// attribute sets of measurements, built once per label combination: an attempt records
+	// two, and building a set per call allocated more than the attempt's span.
+	attemptAttrs, deliveryAttrs attrSets
+}
+
+// newMetrics creates delivery's instruments on meter.
+func newMetrics(meter metric.Meter) (*metrics, error) {
+	m := &metrics{meter: meter}
+	var err error
+	if m.deliveries, err = meter.Int64Counter("hookstream_deliveries",
+		metric.WithDescription("Delivery attempts by result (delivered, retrying, dead_lettered, disabled, held) and status class (2xx … 5xx, error, none).")); err != nil {
+		return nil, fmt.Errorf("delivery metrics: %w", err)
+	}
+	if m.attemptSeconds, err = meter.Float64Histogram("hookstream_attempt_duration_seconds", metric.WithUnit("s"),
 		metric.WithDescription("Duration of one HTTP attempt, by status class."),
-		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-	e2eSeconds, _ = meter.Float64Histogram("hookstream_end_to_end_latency_seconds", metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)); err != nil {
+		return nil, fmt.Errorf("delivery metrics: %w", err)
+	}
+	if m.e2eSeconds, err = meter.Float64Histogram("hookstream_end_to_end_latency_seconds", metric.WithUnit("s"),
 		metric.WithDescription("From ingest accepting a reading to its endpoint answering 2xx."),
-		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 600, 3600, 86400))
-	parkedMoves, _ = meter.Int64Counter("hookstream_delivery_parked",
-		metric.WithDescription("Deliveries moved to their target's held subject (a slow, ordered or disabled target)."))
-)
+		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 60, 600, 3600, 86400)); err != nil {
+		return nil, fmt.Errorf("delivery metrics: %w", err)
+	}
+	if m.parked, err = meter.Int64Counter("hookstream_delivery_parked",
+		metric.WithDescription("Deliveries moved to their target's held subject (a slow, ordered, paused or auto-disabled target).")); err != nil {
+		return nil, fmt.Errorf("delivery metrics: %w", err)
+	}
+	return m, nil
+}
 
 // statusClass maps a status to its class label; 0 (no response) is "error".
 func statusClass(status int) string {
@@ -49,8 +72,7 @@ func statusClass(status int) string {
 
 var statusClasses = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
-// attrSets holds the attribute sets of measurements, built once per label combination: an
-// attempt records two, and building a set per call allocated more than the attempt's span.
+// attrSets holds measurement options by label combination.
 type attrSets struct {
 	mu sync.RWMutex
 	m  map[[2]string]metric.MeasurementOption
@@ -74,19 +96,18 @@ func (a *attrSets) get(k [2]string, mk func() []attribute.KeyValue) metric.Measu
 	return o
 }
 
-var attemptAttrs, deliveryAttrs attrSets
-
 // countDelivery counts an attempt (or a delivery settled without one) in hookstream_deliveries.
-func countDelivery(ctx context.Context, result, class string) {
-	deliveries.Add(ctx, 1, deliveryAttrs.get([2]string{result, class}, func() []attribute.KeyValue {
+func (m *metrics) countDelivery(ctx context.Context, result, class string) {
+	m.deliveries.Add(ctx, 1, m.deliveryAttrs.get([2]string{result, class}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{attribute.String("result", result), attribute.String("status_class", class)}
 	}))
 }
 
 // record puts an attempt's result on its span and in the metrics.
-func (s *Service) record(ctx context.Context, span trace.Span, d *proto.Delivery, res result, kind retry.Kind, start time.Time) {
+func (s *Service) record(ctx context.Context, span trace.Span, d *proto.Delivery, res result, kind retry.Kind) {
 	class := statusClass(res.status)
-	attemptSeconds.Record(ctx, res.latency.Seconds(), attemptAttrs.get([2]string{class}, func() []attribute.KeyValue {
+	m := s.metrics
+	m.attemptSeconds.Record(ctx, res.latency.Seconds(), m.attemptAttrs.get([2]string{class}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{attribute.String("status_class", class)}
 	}))
 	if res.status != 0 {
@@ -94,29 +115,30 @@ func (s *Service) record(ctx context.Context, span trace.Span, d *proto.Delivery
 	}
 	span.SetAttributes(attribute.String("hookstream.result", kind.String()))
 	if kind == retry.Delivered {
-		e2eSeconds.Record(ctx, time.Since(time.Unix(0, d.IngestedAt)).Seconds())
+		m.e2eSeconds.Record(ctx, time.Since(time.Unix(0, d.IngestedAt)).Seconds())
 		return
 	}
 	span.SetStatus(codes.Error, res.errorText())
 }
 
-// registerGauges reports the backlog, the dead-letter count and disabled streams.
-func (s *Service) registerGauges() error {
+// registerGauges reports the backlog, the dead-letter count and the streams by status until the
+// returned unregister is called.
+func (s *Service) registerGauges() (unregister func(), err error) {
+	meter := s.metrics.meter
 	backlog, err := meter.Int64ObservableGauge("hookstream_outbox_backlog",
 		metric.WithDescription("Messages waiting in OUTBOX, including scheduled retries (all targets); a delivery group counts once."))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dlq, err := meter.Int64ObservableGauge("hookstream_dlq_size", metric.WithDescription("Entries in the dead-letter stream."))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	disabled, err := meter.Int64ObservableGauge("hookstream_streams",
-		metric.WithDescription("Streams known to delivery, by status."))
+	streams, err := meter.Int64ObservableGauge("hookstream_streams", metric.WithDescription("Streams known to delivery, by status."))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+	reg, err := meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if n, err := bus.Backlog(ctx, s.js, proto.StreamOutbox); err == nil {
@@ -130,9 +152,12 @@ func (s *Service) registerGauges() error {
 			counts[d.Status]++
 		}
 		for status, n := range counts {
-			o.ObserveInt64(disabled, n, metric.WithAttributes(attribute.String("status", status)))
+			o.ObserveInt64(streams, n, metric.WithAttributes(attribute.String("status", status)))
 		}
 		return nil
-	}, backlog, dlq, disabled)
-	return err
+	}, backlog, dlq, streams)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = reg.Unregister() }, nil
 }

@@ -9,14 +9,14 @@ import (
 	"hookstream/pkg/bus"
 )
 
-// outcomes publishes the outcome records of attempts. Outcomes are informational and published
+// records publishes the outcome records of attempts. Outcomes are informational and published
 // without waiting; a delivery never waits for its record.
 //
 // When the server fsyncs every write (Conn.Atomic), one record per attempt would cost one fsync
 // each, as many as the delivery itself. Then records go through a queue to one goroutine that
 // publishes them as atomic batches, one batch at a time: the records made while a batch is being
 // stored make up the next one (a group commit: an idle service sends each record at once).
-type outcomes struct {
+type records struct {
 	js   jetstream.JetStream
 	log  *slog.Logger
 	in   chan *nats.Msg // nil: publish each record directly
@@ -26,8 +26,8 @@ type outcomes struct {
 // outcomeQueue bounds the records waiting for the batcher; a full queue holds attempts back.
 const outcomeQueue = 4096
 
-func newOutcomes(js jetstream.JetStream, log *slog.Logger, batched bool) *outcomes {
-	o := &outcomes{js: js, log: log}
+func newRecords(js jetstream.JetStream, log *slog.Logger, batched bool) *records {
+	o := &records{js: js, log: log}
 	if batched {
 		o.in = make(chan *nats.Msg, outcomeQueue)
 		o.done = make(chan struct{})
@@ -37,7 +37,7 @@ func newOutcomes(js jetstream.JetStream, log *slog.Logger, batched bool) *outcom
 }
 
 // publish sends msg, or queues it for the next batch. It must not be called after close.
-func (o *outcomes) publish(msg *nats.Msg) {
+func (o *records) publish(msg *nats.Msg) {
 	if o.in != nil {
 		o.in <- msg
 		return
@@ -48,14 +48,14 @@ func (o *outcomes) publish(msg *nats.Msg) {
 }
 
 // close publishes the records queued and stops the batcher.
-func (o *outcomes) close() {
+func (o *records) close() {
 	if o.in != nil {
 		close(o.in)
 		<-o.done
 	}
 }
 
-func (o *outcomes) run() {
+func (o *records) run() {
 	defer close(o.done)
 	batch := make([]*nats.Msg, 0, bus.MaxAtomicBatch)
 	for msg := range o.in {
@@ -77,7 +77,7 @@ func (o *outcomes) run() {
 }
 
 // send publishes batch and waits until it is stored; a refused batch is published one by one.
-func (o *outcomes) send(batch []*nats.Msg) {
+func (o *records) send(batch []*nats.Msg) {
 	var err error
 	if len(batch) == 1 {
 		err = bus.PublishEach(o.js, batch)
@@ -90,7 +90,7 @@ func (o *outcomes) send(batch []*nats.Msg) {
 	}
 }
 
-func (o *outcomes) sendBatch(batch []*nats.Msg) error {
+func (o *records) sendBatch(batch []*nats.Msg) error {
 	f, err := bus.PublishBatch(o.js, batch)
 	if err != nil {
 		return err

@@ -13,10 +13,10 @@ import (
 	"hookstream/proto"
 )
 
-// TestOutcomesBatched: records queued while the batcher is busy go out as one atomic batch; a
+// TestRecordsBatched: records queued while the batcher is busy go out as one atomic batch; a
 // batch holding a record stored before (as after a crash) is refused whole and its records are
 // then published one by one, each stored once.
-func TestOutcomesBatched(t *testing.T) {
+func TestRecordsBatched(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	record := func(i int) *nats.Msg {
@@ -24,7 +24,7 @@ func TestOutcomesBatched(t *testing.T) {
 	}
 	// run queues records before the batcher starts (as if it were busy), then closes it.
 	run := func(from, to int) {
-		o := &outcomes{js: f.conn.JS, log: slog.New(slog.DiscardHandler), in: make(chan *nats.Msg, outcomeQueue), done: make(chan struct{})}
+		o := &records{js: f.conn.JS, log: slog.New(slog.DiscardHandler), in: make(chan *nats.Msg, outcomeQueue), done: make(chan struct{})}
 		for i := from; i < to; i++ {
 			o.publish(record(i))
 		}

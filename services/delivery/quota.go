@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,12 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"hookstream/pkg/bus"
 	"hookstream/pkg/quota"
-	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
 
@@ -88,46 +84,37 @@ func (s *Service) stopQuota() {
 }
 
 // overQuota admits (and counts) an attempt of d, or, when its partition's delivery or payload
-// quota would be passed, settles m — held until the period resets, or dead-lettered — and
-// reports true: the attempt is not made.
-func (s *Service) overQuota(ctx context.Context, m jetstream.Msg, d *proto.Delivery, def *proto.StreamDef) bool {
+// quota would be passed, returns its fate — held until the period resets, or dead-lettered —
+// with the report to publish once it is settled, and over true: the attempt is not made.
+func (s *Service) overQuota(ctx context.Context, w work, d *proto.Delivery, def *proto.StreamDef) (st settlement, report func(), over bool) {
 	q := s.quota
 	if q == nil {
-		return false
+		return st, nil, false
 	}
 	breach, ok := q.meter.Admit(ctx, d.Partition, int64(len(d.Body)))
 	if ok {
-		return false
+		return st, nil, false
 	}
 	now := time.Now()
 	l := q.table.Limits(d.Partition)
 	reason := "quota exceeded: " + breach.Message(d.Partition, l.Period)
 	reset := quota.Reset(l.Period, now)
-	log := s.log.With("partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID)
 	if start := quota.Start(l.Period, now).Unix(); !loggedFor(&q.logged, d.Partition, start) {
-		log.WarnContext(ctx, "partition quota exhausted; deliveries are "+map[string]string{quota.Hold: "held", quota.Refuse: "dead-lettered"}[l.OnExceed]+" until the period resets",
+		s.log.WarnContext(ctx, "partition quota exhausted; deliveries are "+map[string]string{quota.Hold: "held", quota.Refuse: "dead-lettered"}[l.OnExceed]+" until the period resets",
+			"partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID,
 			"limit", breach.Limit, "used", breach.Used, "max", breach.Max, "resets_at", reset.Format(time.RFC3339))
 	}
-	var seq uint64
-	if meta, err := m.Metadata(); err == nil {
-		seq = meta.Sequence.Stream
-	}
-	maxAttempts := def.MaxRetry + 1
+	key, maxAttempts := "q"+strconv.FormatUint(w.seq(), 10), def.MaxRetry+1
 	if l.OnExceed == quota.Refuse {
-		s.deadLetterUnattempted(ctx, m, d, def, reason, "q"+strconv.FormatUint(seq, 10))
-		return true
+		return settlement{fate: deadLetter, d: d, reason: reason}, func() {
+			s.unattemptedOutcome(ctx, d, proto.OutcomeDeadLettered, maxAttempts, reason, nil, key)
+			s.clearResent(d)
+		}, true
 	}
-	due := reset.Add(time.Duration(itemSeq(seq, m)%uint64(holdSpread/time.Millisecond)) * time.Millisecond)
-	if err := s.hold(ctx, m.Headers(), d, seq, due); err != nil {
-		log.ErrorContext(ctx, "hold over quota failed, will repeat", "error", err.Error())
-		_ = m.NakWithDelay(time.Second)
-		return true
-	}
-	if err := m.DoubleAck(ctx); err != nil {
-		log.WarnContext(ctx, "ack after hold failed; the delivery may be held twice", "error", err.Error())
-	}
-	s.unattemptedOutcome(ctx, d, proto.OutcomeHeld, maxAttempts, reason, &due, "q"+strconv.FormatUint(seq, 10))
-	return true
+	due := reset.Add(time.Duration(w.ordinal()%uint64(holdSpread/time.Millisecond)) * time.Millisecond)
+	return settlement{fate: holdUntil, d: d, due: due}, func() {
+		s.unattemptedOutcome(ctx, d, proto.OutcomeHeld, maxAttempts, reason, &due, key)
+	}, true
 }
 
 // loggedFor reports whether partition's exhaustion in the period starting at start was logged
@@ -135,29 +122,6 @@ func (s *Service) overQuota(ctx context.Context, m jetstream.Msg, d *proto.Deliv
 func loggedFor(m *sync.Map, partition string, start int64) bool {
 	prev, loaded := m.Swap(partition, start)
 	return loaded && prev.(int64) == start
-}
-
-// hold stores the delivery, unchanged (no attempt recorded), as a schedule message that the
-// server publishes back to the stream's outbox subject at due. seq, the OUTBOX sequence of the
-// message being held, makes the id unique per hold: a redelivered message is de-duplicated, a
-// delivery held again after a release is not.
-func (s *Service) hold(ctx context.Context, hdr nats.Header, d *proto.Delivery, seq uint64, due time.Time) error {
-	data, err := proto.Marshal(d)
-	if err != nil {
-		return err
-	}
-	msg := bus.NewMsg(proto.QuotaHeldSubject(d.Partition, d.StreamID, fmt.Sprintf("%s-%d-q%d", d.ID, d.Resends, seq)), fmt.Sprintf("%s/%d/held%d", d.ID, d.Resends, seq), data)
-	for _, k := range []string{"traceparent", "tracestate"} {
-		if v := hdr.Get(k); v != "" {
-			msg.Header.Set(k, v)
-		}
-	}
-	msg.Header.Set(hdrSchedule, "@at "+due.UTC().Format(time.RFC3339Nano))
-	msg.Header.Set(hdrScheduleTarget, proto.OutboxSubject(d.Partition, d.StreamID))
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err = s.js.PublishMsg(ctx, msg)
-	return err
 }
 
 // releaseHeld moves a partition's held deliveries back to their outbox subjects now, unless the
@@ -196,12 +160,7 @@ func (s *Service) releaseHeld(ctx context.Context, partition string) {
 			s.log.Warn("release held delivery", "partition", partition, "subject", subject, "error", err.Error())
 			continue
 		}
-		msg := bus.NewMsg(proto.OutboxSubject(partition, parts[3]), fmt.Sprintf("release/%d", raw.Sequence), raw.Data)
-		for _, k := range []string{"traceparent", "tracestate"} {
-			if v := raw.Header.Get(k); v != "" {
-				msg.Header.Set(k, v)
-			}
-		}
+		msg := outboxMsg(proto.OutboxSubject(partition, parts[3]), fmt.Sprintf("release/%d", raw.Sequence), raw.Data, raw.Header, time.Time{}, "")
 		if _, err := s.js.PublishMsg(ctx, msg); err != nil {
 			s.log.Warn("release held delivery", "partition", partition, "subject", subject, "error", err.Error())
 			continue
@@ -213,30 +172,5 @@ func (s *Service) releaseHeld(ctx context.Context, partition string) {
 	}
 	if released > 0 {
 		s.log.Info("held deliveries released after a quota change", "partition", partition, "count", released)
-	}
-}
-
-// unattemptedOutcome publishes the outcome of a delivery settled without an attempt (held or
-// refused by its quota, or met while its stream is disabled): attempt is the number the attempt
-// would have had; key makes the record's id unique per settlement.
-func (s *Service) unattemptedOutcome(ctx context.Context, d *proto.Delivery, result string, maxAttempts int, reason string, next *time.Time, key string) {
-	o := proto.Outcome{
-		SchemaVersion: 1, ID: d.ID, Partition: d.Partition, StreamID: d.StreamID, EventIDs: d.EventIDs,
-		Result: result, Attempt: len(d.History) + 1, MaxAttempts: maxAttempts, Error: reason,
-		At: time.Now().UTC(), NextAttemptAt: next, TraceID: telemetry.TraceID(ctx),
-	}
-	if o.EventIDs == nil {
-		o.EventIDs = []string{}
-	}
-	countDelivery(ctx, result, "none")
-	data, err := json.Marshal(&o)
-	if err != nil {
-		return
-	}
-	msg := nats.NewMsg(proto.OutcomeSubject(d.Partition, d.StreamID, result))
-	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s/o%d/%s", d.ID, d.Resends, key))
-	if _, err := s.js.PublishMsgAsync(msg); err != nil {
-		s.log.Warn("outcome not published", "delivery_id", d.ID, "error", err.Error())
 	}
 }

@@ -23,6 +23,7 @@ import (
 type fixture struct {
 	t    *testing.T
 	conn *bus.Conn
+	cfg  Config // what start runs the service with
 	svc  *Service
 	kv   jetstream.KeyValue
 	stop func()
@@ -48,13 +49,13 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, conn: conn, kv: kv}
+	return &fixture{t: t, conn: conn, kv: kv, cfg: Config{Conn: conn, RetryScale: 0.0001}}
 }
 
 // start runs the delivery service until the test ends (or stop is called).
 func (f *fixture) start() {
 	f.t.Helper()
-	svc, err := New(Config{Conn: f.conn, RetryScale: 0.0001})
+	svc, err := New(f.cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -115,6 +116,24 @@ func (f *fixture) subjectMsgs(subject string) uint64 {
 		f.t.Fatal(err)
 	}
 	return info.State.Subjects[subject]
+}
+
+// countMsgs counts the messages of OUTBOX on the subjects filter matches.
+func (f *fixture) countMsgs(filter string) uint64 {
+	f.t.Helper()
+	st, err := f.conn.JS.Stream(context.Background(), proto.StreamOutbox)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
 }
 
 func (f *fixture) target(id string) *target {
@@ -332,11 +351,8 @@ func TestPausedStreamHoldsItsDeliveries(t *testing.T) {
 // way, then dropped once the streams bucket confirms it is gone; one for a stream created late is
 // delivered.
 func TestDeliveryForUnknownStream(t *testing.T) {
-	retry, giveUp := unknownRetry, unknownGiveUp
-	unknownRetry, unknownGiveUp = 20*time.Millisecond, 5
-	t.Cleanup(func() { unknownRetry, unknownGiveUp = retry, giveUp })
-
 	f := newFixture(t)
+	f.cfg.UnknownRetry, f.cfg.UnknownGiveUp = 20*time.Millisecond, 5
 	rc := newReceiver(t, nil, nil)
 	f.start()
 	f.publish(proto.OutboxSubject("p", "gone"), "gone", rc.url, 0, 1)
@@ -364,74 +380,35 @@ func (m pendingMsg) Metadata() (*jetstream.MsgMetadata, error) {
 	return &jetstream.MsgMetadata{NumPending: m.pending}, nil
 }
 
-// A target whose queue is full is parked only when that helps another target: it is slow
-// outright, a much faster target is active, or deliveries that may be other targets' wait
-// behind it. One merely saturated, as fast as its peers, is waited for; one none of whose slots
-// frees for stuckAfter is parked.
+// await queues a delivery as soon as its target has room while the policy says to wait, parks at
+// once when the policy says so, and gives up after StuckAfter when no room comes.
 func TestAwait(t *testing.T) {
-	cases := []struct {
+	for _, c := range []struct {
 		name    string
-		slot    time.Duration
-		peer    time.Duration // another active target; 0: none
+		slot    time.Duration // the target's average attempt (one slot)
+		room    bool          // its queue frees a place after 2 ms
 		pending uint64
-		stuck   bool          // no slot frees
-		stalled time.Duration // since a slot last freed
-		ended   uint64        // attempts of other targets ended since then
-		busy    int64         // attempts of other targets in progress
 		park    bool
-		reason  string // part of why it was parked
+		reason  string
 	}{
-		{name: "fast target is waited for", slot: 500 * time.Microsecond, peer: 100 * time.Microsecond},
-		{name: "saturated target alone is waited for", slot: 5 * time.Millisecond},
-		{name: "saturated target beside peers as fast is waited for", slot: 5 * time.Millisecond, peer: 3 * time.Millisecond},
-		{name: "slower than an active peer is parked", slot: 5 * time.Millisecond, peer: 500 * time.Microsecond, park: true},
-		{name: "a little slower than an active peer is waited for", slot: 5 * time.Millisecond, peer: time.Millisecond},
-		{name: "a backlog behind it is not held back", slot: 5 * time.Millisecond, pending: hiddenBacklog, park: true},
-		{name: "slow target is parked", slot: slowSlot, park: true},
-		{name: "stuck target alone is parked after stuckAfter", slot: 0, stuck: true, park: true},
-		{name: "stuck target beside another is parked after stallAfter", slot: 0, peer: time.Millisecond, stuck: true, park: true, reason: "while other streams are active"},
-		{name: "stuck target while others' attempts end is parked after stallAmid", slot: 0, peer: time.Millisecond, stuck: true, ended: stallPeers, busy: 3, park: true, reason: "other streams' attempts ended"},
-		{name: "stuck target while others' attempts all end is parked after stallAmid", slot: 0, peer: time.Millisecond, stuck: true, ended: 1, park: true, reason: "other streams' attempts ended"},
-		{name: "stuck target while few of others' attempts end waits for stallAfter", slot: 0, peer: time.Millisecond, stuck: true, ended: stallPeers - 1, busy: 3, park: true, reason: "while other streams are active"},
-		{name: "stuck target while none of others' attempts end waits for stallAfter", slot: 0, peer: time.Millisecond, stuck: true, park: true, reason: "while other streams are active"},
-		{name: "stuck target alone while attempts end waits for stuckAfter", slot: 0, stuck: true, ended: stallPeers, park: true, reason: "no slot freed for"},
-		{name: "target whose slots have not freed for long is parked", slot: 0, stuck: true, stalled: time.Second, park: true},
-	}
-	for _, c := range cases {
+		{name: "room comes: queued", slot: 5 * time.Millisecond, room: true},
+		{name: "slow: parked at once", slot: DefaultParking.SlowSlot, room: true, park: true, reason: "on average"},
+		{name: "a backlog behind it: parked at once", slot: 5 * time.Millisecond, room: true, pending: DefaultParking.HiddenBacklog, park: true, reason: "wait in the shared consumer"},
+		{name: "no room, alone: parked after StuckAfter", slot: 0, park: true, reason: "no slot freed for"},
+	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := &Service{}
-			var f typical
-			f.note("target", c.slot) // the target itself: not a peer
-			if c.peer > 0 {
-				f.note("peer", c.peer)
-				s.switched.Store(time.Now().UnixNano()) // route hands deliveries to both
-			}
-			s.peers.set(f)
-			tg := &target{key: "target", sem: make(chan struct{}, 1), queue: make(chan inbound, 1)}
-			tg.latency.Store(int64(c.slot)) // one slot
-			tg.progress.Store(time.Now().Add(-c.slot/2 - c.stalled).UnixNano())
-			s.ended.Store(c.ended)                          // tg.mark is 0
-			s.attempting.Store(int64(cap(tg.sem)) + c.busy) // its own slot, taken below, and the others'
+			s := &Service{cfg: Config{Parking: DefaultParking}, now: time.Now}
+			tg := &target{key: "target", sem: make(chan struct{}, 1), queue: make(chan work, 1)}
+			tg.latency.Store(int64(c.slot))
+			tg.progress.Store(time.Now().UnixNano())
 			tg.sem <- struct{}{}
-			tg.queue <- inbound{}
-			if !c.stuck {
+			tg.queue <- work{}
+			if c.room {
 				go func() { time.Sleep(2 * time.Millisecond); <-tg.queue }()
 			}
-			began := time.Now()
-			why := s.await(tg, inbound{msg: pendingMsg{pending: c.pending}}, tg.slot())
-			queued := why == ""
-			if queued == c.park {
-				t.Fatalf("queued %v after %v, want parked %v", queued, time.Since(began), c.park)
-			}
-			took := time.Since(began)
-			if c.park && !c.stuck && took > 2*time.Millisecond {
-				t.Errorf("parked after waiting %v, not at once", took)
-			}
-			if c.stuck && c.stalled == 0 && c.peer > 0 && took >= stuckAfter {
-				t.Errorf("stuck beside another target, parked only after %v", took)
-			}
-			if !strings.Contains(why, c.reason) {
-				t.Errorf("parked because %q, want %q in it", why, c.reason)
+			why := s.await(tg, work{msg: pendingMsg{pending: c.pending}})
+			if parked := why != ""; parked != c.park || !strings.Contains(why, c.reason) {
+				t.Fatalf("await = %q; want parked %v (%q)", why, c.park, c.reason)
 			}
 		})
 	}
@@ -440,7 +417,7 @@ func TestAwait(t *testing.T) {
 // The janitor's snapshot of peers holds the targets routed to lately, by current slot.
 func TestNotePeers(t *testing.T) {
 	now := time.Now()
-	s := &Service{targets: map[string]*target{}}
+	s := &Service{targets: map[string]*target{}, cfg: Config{Parking: DefaultParking}}
 	add := func(key string, latency time.Duration, routedAgo time.Duration) {
 		tg := &target{key: key, sem: make(chan struct{}, 10)}
 		tg.latency.Store(int64(latency))
@@ -449,14 +426,17 @@ func TestNotePeers(t *testing.T) {
 	}
 	add("slow", 100*time.Millisecond, 0)          // slot 10 ms
 	add("fast", 10*time.Millisecond, time.Second) // slot 1 ms
-	add("idle", time.Millisecond, peerWindow+time.Second)
+	add("idle", time.Millisecond, DefaultParking.PeerWindow+time.Second)
 	add("mid", 30*time.Millisecond, 0) // slot 3 ms
 	add("new", 0, 0)                   // no attempt finished yet: not taken for fast
-	add("new2", 0, 0)
 	s.notePeers(now)
-	for key, want := range map[string]bool{"slow": true, "mid": false, "fast": false, "idle": false, "new": false, "new2": false} {
-		if got := s.peers.fasterThan(key, s.targets[key].slot()); got != want {
-			t.Errorf("fasterThan(%s) = %v, want %v", key, got, want)
+	for key, want := range map[string]struct {
+		median, own time.Duration
+	}{"slow": {time.Millisecond, 10 * time.Millisecond}, "mid": {time.Millisecond, 3 * time.Millisecond},
+		"fast": {3 * time.Millisecond, time.Millisecond}, "idle": {3 * time.Millisecond, 0}, "new": {3 * time.Millisecond, 0}} {
+		median, ok, own := s.peers.other(key)
+		if !ok || median != want.median || own != want.own {
+			t.Errorf("other(%s) = %v, %v, %v; want %v, true, %v", key, median, ok, own, want.median, want.own)
 		}
 	}
 }
@@ -464,6 +444,7 @@ func TestNotePeers(t *testing.T) {
 // typical compares a target with the median of the others (the faster middle one of an even
 // count), not with the fastest of them.
 func TestTypicalOther(t *testing.T) {
+	var p peers
 	var f typical
 	for _, n := range []struct {
 		key  string
@@ -471,38 +452,19 @@ func TestTypicalOther(t *testing.T) {
 	}{{"a", 5}, {"b", 9}, {"c", 4}, {"d", 1}} {
 		f.note(n.key, n.slot)
 	}
-	f.sort()
+	p.set(f)
 	for key, want := range map[string]time.Duration{"a": 4, "b": 4, "c": 5, "d": 5, "e": 4} {
-		if got, ok := f.other(key); !ok || got != want {
+		if got, ok, _ := p.other(key); !ok || got != want {
 			t.Errorf("other(%q) = %v, %v; want %v", key, got, ok, want)
 		}
 	}
-	var g typical
-	g.note("a", 7)
-	if _, ok := g.other("a"); ok {
+	var q peers
+	q.set(typical{{"a", 7}})
+	if _, ok, own := q.other("a"); ok || own != 7 {
 		t.Error("a alone has another")
 	}
-	if got, _ := g.other("b"); got != 7 {
+	if got, _, _ := q.other("b"); got != 7 {
 		t.Errorf("other(b) = %v, want 7", got)
-	}
-	// Ten targets as fast as each other but one lucky: none is parked for being slower.
-	var p peers
-	var h typical
-	for i := range 10 {
-		h.note(fmt.Sprint(i), time.Duration(500+400*i)*time.Microsecond) // 0.5–4.1 ms
-	}
-	h.note("lucky", 300*time.Microsecond)
-	p.set(h)
-	if p.fasterThan("9", 4100*time.Microsecond) {
-		t.Error("a target 4.1 ms per slot among peers of 0.3–3.7 ms is taken for slowerBy times slower")
-	}
-	if !p.fasterThan("slow", 30*time.Millisecond) {
-		t.Error("a target 30 ms per slot among peers of 0.3–4.1 ms is not taken for slower")
-	}
-	// A target that was as fast as the others at the snapshot and is slow now (a burst of slow
-	// attempts since) is judged by the lesser.
-	if p.fasterThan("0", 30*time.Millisecond) {
-		t.Error("a target fast at the snapshot is taken for slower on its latest attempts")
 	}
 }
 
@@ -510,37 +472,37 @@ func TestTypicalOther(t *testing.T) {
 // another, or when the service has more than one target; the first target alone is not (it
 // was, and one stream alone was parked on a hiccup of 20 ms in its first 5 s).
 func TestMixed(t *testing.T) {
-	s := &Service{targets: map[string]*target{}}
+	s := &Service{targets: map[string]*target{}, cfg: Config{Parking: DefaultParking}}
 	s.putTarget("p/a", &target{key: "p/a"}, false)
 	s.putTarget("p/o", &target{key: "p/o"}, true) // ordered: never in the shared consumer
 	now := time.Now()
 	s.noteSwitch("p/a", now)
 	s.noteSwitch("p/a", now)
-	if s.mixed() {
+	if s.mixed(now) {
 		t.Fatal("one target alone counts as mixed")
 	}
 	s.noteSwitch("p/b", now)
-	if !s.mixed() {
+	if !s.mixed(now) {
 		t.Fatal("a switch to a second target does not count as mixed")
 	}
-	s.switched.Store(now.Add(-peerWindow).UnixNano())
-	if s.mixed() {
-		t.Fatalf("mixed %v after the last switch", peerWindow)
+	if s.mixed(now.Add(DefaultParking.PeerWindow)) {
+		t.Fatalf("mixed %v after the last switch", DefaultParking.PeerWindow)
 	}
+	later := now.Add(DefaultParking.PeerWindow)
 	s.putTarget("p/b", &target{key: "p/b"}, false) // its deliveries may be hidden behind p/a's
-	if !s.mixed() {
+	if !s.mixed(later) {
 		t.Fatal("a second unordered target does not count as mixed")
 	}
 	s.putTarget("p/b", &target{key: "p/b"}, true) // it became ordered
-	if s.mixed() {
+	if s.mixed(later) {
 		t.Fatal("an ordered target counts as mixed")
 	}
 	s.putTarget("p/o", &target{key: "p/o"}, false) // and this one unordered
-	if !s.mixed() {
+	if !s.mixed(later) {
 		t.Fatal("a target that became unordered does not count as mixed")
 	}
 	s.dropTarget("p/o")
-	if s.mixed() {
+	if s.mixed(later) {
 		t.Fatal("a deleted target still counts as mixed")
 	}
 }
@@ -548,10 +510,10 @@ func TestMixed(t *testing.T) {
 // A target's mark never goes back: a start that read the ended count before an end of the same
 // target stored a later one would otherwise count that end as another target's.
 func TestNoteProgressMarkMonotonic(t *testing.T) {
-	s := &Service{}
+	s := &Service{cfg: Config{Parking: DefaultParking}}
 	tg := &target{key: "t", sem: make(chan struct{}, 2)}
-	tg.noteProgress(5)
-	tg.noteProgress(3)
+	tg.noteProgress(5, time.Now())
+	tg.noteProgress(3, time.Now())
 	if got := tg.mark.Load(); got != 5 {
 		t.Fatalf("mark %d after 5 then 3, want 5", got)
 	}
@@ -559,9 +521,9 @@ func TestNoteProgressMarkMonotonic(t *testing.T) {
 	if s.othersMoved(tg) {
 		t.Error("others moved with no attempt ended since the target's own")
 	}
-	s.ended.Store(5 + stallPeers)
+	s.ended.Store(5 + DefaultParking.StallPeers)
 	s.attempting.Store(10)
 	if !s.othersMoved(tg) {
-		t.Errorf("others did not move after %d attempts ended", stallPeers)
+		t.Errorf("others did not move after %d attempts ended", DefaultParking.StallPeers)
 	}
 }
