@@ -2,11 +2,11 @@ package proto
 
 // Key-value buckets of quotas.
 const (
-	// BucketQuotas holds a partition's quota settings (QuotaLimits), key "{partition}". A
+	// BucketQuotas holds a partition's quota settings (QuotaLimits), key "{partition}" (a KeyPart). A
 	// partition without an entry has the instance's default limits (flags).
 	BucketQuotas = "hookstream_quotas"
 	// BucketUsage holds a partition's usage in one quota period (QuotaUsage), key
-	// "{partition}.{periodStartUnix}". Entries expire after UsageMaxAge.
+	// "{partition}.{periodStartUnix}" (the partition a KeyPart). Entries expire after UsageMaxAge.
 	BucketUsage = "hookstream_usage"
 )
 

@@ -134,9 +134,10 @@ func Reset(period string, t time.Time) time.Time {
 	}
 }
 
-// UsageKey is the key of a partition's usage of the period starting at start in the usage bucket.
+// UsageKey is the key of a partition's usage of the period starting at start in the usage bucket:
+// "{partition}.{periodStartUnix}", the partition as a proto.KeyPart.
 func UsageKey(partition string, start time.Time) string {
-	return partition + "." + strconv.FormatInt(start.Unix(), 10)
+	return proto.KeyPart(partition) + "." + strconv.FormatInt(start.Unix(), 10)
 }
 
 // Usage is what a partition used in one period.

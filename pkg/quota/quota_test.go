@@ -247,7 +247,15 @@ func TestMeterAdmitsExactlyTheLimit(t *testing.T) {
 	}
 }
 
+// TestTableFollowsBucket writes, reads and purges a partition's settings, for an id made of
+// key-safe characters and one with characters that KV keys do not allow.
 func TestTableFollowsBucket(t *testing.T) {
+	for _, partition := range []string{"acme", "a:b@c~d+e=f%g"} {
+		t.Run(partition, func(t *testing.T) { testTableFollowsBucket(t, partition) })
+	}
+}
+
+func testTableFollowsBucket(t *testing.T, partition string) {
 	quotas, _ := startKV(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -258,30 +266,30 @@ func TestTableFollowsBucket(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- tab.Run(ctx, quotas[0]) }()
 	<-tab.Ready()
-	if l := tab.Limits("acme"); l.MaxDeliveries != 100 || l.Period != quota.PeriodDay || l.OnExceed != quota.Hold {
+	if l := tab.Limits(partition); l.MaxDeliveries != 100 || l.Period != quota.PeriodDay || l.OnExceed != quota.Hold {
 		t.Fatalf("defaults: %+v", l)
 	}
 	md, oe := int64(7), quota.Refuse
-	if err := quota.Write(ctx, quotas[0], "acme", &proto.QuotaLimits{MaxDeliveries: &md, OnExceed: &oe}); err != nil {
+	if err := quota.Write(ctx, quotas[0], partition, &proto.QuotaLimits{MaxDeliveries: &md, OnExceed: &oe}); err != nil {
 		t.Fatal(err)
 	}
-	if p := <-changed; p != "acme" {
+	if p := <-changed; p != partition {
 		t.Fatalf("OnChange(%q)", p)
 	}
-	if l := tab.Limits("acme"); l.MaxDeliveries != 7 || l.OnExceed != quota.Refuse || l.Period != quota.PeriodDay {
+	if l := tab.Limits(partition); l.MaxDeliveries != 7 || l.OnExceed != quota.Refuse || l.Period != quota.PeriodDay {
 		t.Fatalf("after write: %+v", l)
 	}
-	if l, q, err := quota.Read(ctx, quotas[0], "acme", defaults); err != nil || q == nil || l.MaxDeliveries != 7 {
+	if l, q, err := quota.Read(ctx, quotas[0], partition, defaults); err != nil || q == nil || l.MaxDeliveries != 7 {
 		t.Fatalf("Read: %+v %v %v", l, q, err)
 	}
 	if l := tab.Limits("other"); l.MaxDeliveries != 100 {
 		t.Fatalf("another partition: %+v", l)
 	}
-	if err := quotas[0].Purge(ctx, "acme"); err != nil {
+	if err := quotas[0].Purge(ctx, proto.KeyPart(partition)); err != nil {
 		t.Fatal(err)
 	}
 	<-changed
-	if l := tab.Limits("acme"); l.MaxDeliveries != 100 {
+	if l := tab.Limits(partition); l.MaxDeliveries != 100 {
 		t.Fatalf("after purge: %+v", l)
 	}
 	cancel()

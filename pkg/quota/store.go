@@ -14,7 +14,7 @@ import (
 
 // Read returns a partition's settings as stored (nil when it has none) and its effective limits.
 func Read(ctx context.Context, kv jetstream.KeyValue, partition string, defaults Limits) (Limits, *proto.QuotaLimits, error) {
-	e, err := kv.Get(ctx, partition)
+	e, err := kv.Get(ctx, proto.KeyPart(partition))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Apply(defaults, nil), nil, nil
 	}
@@ -35,7 +35,7 @@ func Write(ctx context.Context, kv jetstream.KeyValue, partition string, q *prot
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(ctx, partition, data); err != nil {
+	if _, err := kv.Put(ctx, proto.KeyPart(partition), data); err != nil {
 		return fmt.Errorf("store quota of %s: %w", partition, err)
 	}
 	return nil
@@ -169,27 +169,33 @@ func (t *Table) Run(ctx context.Context, kv jetstream.KeyValue) error {
 				}
 				continue
 			}
-			t.apply(e)
-			if !initial && t.OnChange != nil {
-				t.OnChange(e.Key())
+			partition, ok := t.apply(e)
+			if ok && !initial && t.OnChange != nil {
+				t.OnChange(partition)
 			}
 		}
 	}
 }
 
-func (t *Table) apply(e jetstream.KeyValueEntry) {
+// apply takes a change of the bucket into the table and returns its partition; ok is false for
+// an entry that is no partition's settings.
+func (t *Table) apply(e jetstream.KeyValueEntry) (partition string, ok bool) {
+	if partition, ok = proto.ParseKeyPart(e.Key()); !ok {
+		return "", false
+	}
 	var q *proto.QuotaLimits
 	if e.Operation() == jetstream.KeyValuePut {
 		q = new(proto.QuotaLimits)
 		if proto.Unmarshal(e.Value(), q) != nil {
-			return
+			return "", false
 		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if q == nil {
-		delete(t.stored, e.Key())
+		delete(t.stored, partition)
 	} else {
-		t.stored[e.Key()] = Apply(t.defaults, q)
+		t.stored[partition] = Apply(t.defaults, q)
 	}
+	return partition, true
 }

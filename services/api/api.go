@@ -279,7 +279,7 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 func (s *Service) partitionStreams(ctx context.Context, partition string) ([]*proto.StreamDef, error) {
 	// One watch reads every key and value of the partition in one pass (listing keys and
 	// getting each would be a round trip per stream); it ends with a nil entry.
-	w, err := s.streams.Watch(ctx, partition+".*", jetstream.IgnoreDeletes())
+	w, err := s.streams.Watch(ctx, proto.PartitionKeys(partition), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("list streams: %w", err)
 	}

@@ -79,7 +79,7 @@ func (s *Service) checkStreamQuota(ctx context.Context, w http.ResponseWriter, p
 }
 
 func (s *Service) countStreams(ctx context.Context, partition string) (int, error) {
-	lister, err := s.streams.ListKeysFiltered(ctx, partition+".*")
+	lister, err := s.streams.ListKeysFiltered(ctx, proto.PartitionKeys(partition))
 	if err != nil {
 		return 0, fmt.Errorf("count streams: %w", err)
 	}
