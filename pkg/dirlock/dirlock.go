@@ -57,7 +57,7 @@ type LockedError struct {
 
 func (e *LockedError) Error() string {
 	if e.Waited > 0 {
-		return fmt.Sprintf("data directory %s is still locked by %s after waiting %s; one process per data directory",
+		return fmt.Sprintf("data directory %s is still locked by %s; gave up waiting after %s (--lock-wait)",
 			e.Dir, e.Holder, e.Waited.Round(time.Millisecond))
 	}
 	return fmt.Sprintf("data directory %s is in use by %s; one process per data directory: stop that one, or give this one another --data",
