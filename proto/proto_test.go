@@ -351,3 +351,16 @@ func TestUnmarshalRejectsNewerVersion(t *testing.T) {
 		}
 	})
 }
+
+func TestStreamSize(t *testing.T) {
+	for _, ids := range [][]string{nil, {"a"}, {"a", "b:c", "d"}} {
+		data, err := proto.Marshal(&proto.StreamDef{V: proto.Version, ID: "s1", Partition: "p:1", PointIDs: ids, EventTypes: []string{"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sz proto.StreamSize
+		if err := proto.Unmarshal(data, &sz); err != nil || sz.Partition != "p:1" || int(sz.Points) != len(ids) {
+			t.Errorf("StreamSize of %d point ids = %+v, %v", len(ids), sz, err)
+		}
+	}
+}

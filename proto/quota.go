@@ -13,12 +13,14 @@ const (
 // QuotaLimits is a partition's quota settings as stored in BucketQuotas. A nil field is not set
 // for the partition and takes the instance default; a zero limit is unlimited.
 type QuotaLimits struct {
-	V             uint8   `msgpack:"v"`
-	MaxStreams    *int    `msgpack:"ms,omitempty"`
-	MaxDeliveries *int64  `msgpack:"md,omitempty"`
-	MaxBytes      *int64  `msgpack:"mb,omitempty"`
-	Period        *string `msgpack:"per,omitempty"`
-	OnExceed      *string `msgpack:"oe,omitempty"`
+	V          uint8 `msgpack:"v"`
+	MaxStreams *int  `msgpack:"ms,omitempty"`
+	// MaxStreamPoints bounds the point ids of all the partition's streams together.
+	MaxStreamPoints *int64  `msgpack:"msp,omitempty"`
+	MaxDeliveries   *int64  `msgpack:"md,omitempty"`
+	MaxBytes        *int64  `msgpack:"mb,omitempty"`
+	Period          *string `msgpack:"per,omitempty"`
+	OnExceed        *string `msgpack:"oe,omitempty"`
 }
 
 // QuotaUsage is what a partition used in one quota period, summed over every process.

@@ -54,6 +54,7 @@ func TestValidate(t *testing.T) {
 		{"unlimited", quota.Limits{Period: "day", OnExceed: "hold"}, ""},
 		{"all set", quota.Limits{MaxStreams: 1, MaxDeliveries: 2, MaxBytes: 3, Period: "month", OnExceed: "refuse"}, ""},
 		{"negative streams", quota.Limits{MaxStreams: -1, Period: "day", OnExceed: "hold"}, "maxStreams"},
+		{"negative stream points", quota.Limits{MaxStreamPoints: -1, Period: "day", OnExceed: "hold"}, "maxStreamPoints"},
 		{"negative deliveries", quota.Limits{MaxDeliveries: -1, Period: "day", OnExceed: "hold"}, "maxDeliveries"},
 		{"negative bytes", quota.Limits{MaxBytes: -5, Period: "day", OnExceed: "hold"}, "maxBytes"},
 		{"bad period", quota.Limits{Period: "week", OnExceed: "hold"}, "period"},
@@ -108,6 +109,22 @@ func TestCheck(t *testing.T) {
 	}
 	if _, over := (quota.Limits{MaxStreams: 10}).CheckStreams(9); over {
 		t.Error("a 10th stream must be allowed")
+	}
+	sp := quota.Limits{MaxStreamPoints: 1000}
+	for _, tc := range []struct {
+		n, add int64
+		over   bool
+	}{{0, 1000, false}, {999, 1, false}, {999, 2, true}, {1000, 1, true}, {2000, 0, false}, {2000, -5, false}} {
+		b, over := sp.CheckStreamPoints(tc.n, tc.add)
+		if over != tc.over {
+			t.Errorf("CheckStreamPoints(%d, %d) = %v, want %v", tc.n, tc.add, over, tc.over)
+		}
+		if over && b.Message("acme", "day") != fmt.Sprintf("partition acme has %d point ids in its streams and this would add %d; its limit maxStreamPoints is 1000", tc.n, tc.add) {
+			t.Errorf("message %q", b.Message("acme", "day"))
+		}
+	}
+	if _, over := (quota.Limits{}).CheckStreamPoints(1<<40, 1); over {
+		t.Error("a zero maxStreamPoints must be unlimited")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"hookstream/pkg/bus"
 	"hookstream/proto"
 )
 
@@ -145,36 +146,16 @@ func (t *Table) Ready() <-chan struct{} { return t.ready }
 // Run watches the bucket until ctx is cancelled, then returns nil. After an error it may be run
 // again.
 func (t *Table) Run(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch quotas: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
 	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("quotas watcher closed")
-			}
-			if e == nil {
-				if initial {
-					initial = false
-					t.readyOne.Do(func() { close(t.ready) })
-				}
-				continue
-			}
-			partition, ok := t.apply(e)
-			if ok && !initial && t.OnChange != nil {
-				t.OnChange(partition)
-			}
+	return bus.FollowKV(ctx, kv, "quotas", func(e jetstream.KeyValueEntry) {
+		partition, ok := t.apply(e)
+		if ok && !initial && t.OnChange != nil {
+			t.OnChange(partition)
 		}
-	}
+	}, func() {
+		initial = false
+		t.readyOne.Do(func() { close(t.ready) })
+	})
 }
 
 // apply takes a change of the bucket into the table and returns its partition; ok is false for

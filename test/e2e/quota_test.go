@@ -24,6 +24,7 @@ type usageResp struct {
 	OnExceed     string `json:"onExceed"`
 	Limits       string `json:"limits"`
 	Streams      usageC `json:"streams"`
+	StreamPoints usageC `json:"streamPoints"`
 	Deliveries   usageC `json:"deliveries"`
 	PayloadBytes usageC `json:"payloadBytes"`
 }
