@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -105,7 +104,8 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 		after = cur[0]
 	}
 	ctx := r.Context()
-	ids, err := s.streamIDs(ctx, partition, after)
+	// One more id than a page reads tells whether another page follows.
+	ids, err := s.tally.idsAfter(ctx, partition, after, maxStreamsPage+1)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 		d, _, err := s.load(ctx, partition, id)
 		var we *web.Error
 		if errors.As(err, &we) && we.Status == http.StatusNotFound {
-			continue // deleted since the keys were listed
+			continue // deleted meanwhile
 		}
 		if err != nil {
 			return err
@@ -134,27 +134,6 @@ func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition 
 	}
 	web.WriteJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// streamIDs lists the ids of a partition's streams after the id after, sorted. It reads keys
-// only, never the definitions.
-func (s *Service) streamIDs(ctx context.Context, partition, after string) ([]string, error) {
-	lister, err := s.streams.ListKeysFiltered(ctx, proto.PartitionKeys(partition))
-	if err != nil {
-		return nil, fmt.Errorf("list streams: %w", err)
-	}
-	defer func() { _ = lister.Stop() }()
-	var ids []string
-	for key := range lister.Keys() {
-		if _, id, ok := proto.SplitStreamKey(key); ok && id > after {
-			ids = append(ids, id)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list streams: %w", err)
-	}
-	slices.Sort(ids)
-	return ids, nil
 }
 
 // entitiesPage is a page of a stream's points: ?limit= (default and at most maxEntitiesPage)
@@ -215,7 +194,7 @@ func (s *Service) checkStreamPoints(ctx context.Context, w http.ResponseWriter, 
 
 // recordPut tells the tally about a stream this process stored at revision rev.
 func (s *Service) recordPut(d *proto.StreamDef, rev uint64) {
-	s.tally.put(proto.StreamKey(d.Partition, d.ID), d.Partition, rev, int64(len(d.PointIDs)))
+	s.tally.put(proto.StreamKey(d.Partition, d.ID), rev, int64(len(d.PointIDs)))
 }
 
 // dlqCursor reads the cursor of GET …/dead-letters: the DLQ sequence its page starts at (0:

@@ -114,21 +114,36 @@ func TestTally(t *testing.T) {
 			t.Errorf("%s: %+v %v, want %d streams, %d points", step, tot, err, streams, points)
 		}
 	}
-	tl.put("p.a", "p", 5, 10) // created here
-	tl.put("p.a", "p", 5, 10) // the watch reports the same revision
+	tl.put("p.a", 5, 10) // created here
+	tl.put("p.a", 5, 10) // the watch reports the same revision
 	check("create", 1, 10)
-	tl.put("p.a", "p", 7, 30) // points added here
-	tl.put("p.a", "p", 6, 99) // an older revision reported late
+	tl.put("p.a", 7, 30) // points added here
+	tl.put("p.a", 6, 99) // an older revision reported late
 	check("update", 1, 30)
-	tl.put("p.b", "p", 8, 1)
+	tl.put("p.b", 8, 1)
 	check("second stream", 2, 31)
 	tl.forget("p.a", false) // deleted here
-	tl.put("p.a", "p", 7, 30)
+	tl.put("p.a", 7, 30)
 	check("delete, then an older put reported", 1, 1)
 	tl.forget("p.a", true) // the watch reports the delete
 	if len(tl.gone) != 0 {
 		t.Errorf("gone = %v after the watch reported the delete", tl.gone)
 	}
+	if ids, _ := tl.idsAfter(ctx, "p", "", 10); !slices.Equal(ids, []string{"b"}) {
+		t.Errorf("ids = %q", ids)
+	}
 	tl.forget("p.b", true)
 	check("all deleted", 0, 0)
+	for _, id := range []string{"c", "a", "e", "b", "d"} {
+		tl.put("p."+id, 1, 1)
+	}
+	for _, tc := range []struct {
+		after string
+		n     int
+		want  []string
+	}{{"", 2, []string{"a", "b"}}, {"b", 10, []string{"c", "d", "e"}}, {"bb", 1, []string{"c"}}, {"e", 5, nil}} {
+		if ids, _ := tl.idsAfter(ctx, "p", tc.after, tc.n); !slices.Equal(ids, tc.want) {
+			t.Errorf("idsAfter(%q, %d) = %q, want %q", tc.after, tc.n, ids, tc.want)
+		}
+	}
 }

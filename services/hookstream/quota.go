@@ -17,7 +17,7 @@ type quotaConfig struct {
 // (README, Memory).
 const (
 	defaultQuotaStreams      = 10_000
-	defaultQuotaStreamPoints = 1_000_000
+	defaultQuotaStreamPoints = 250_000
 )
 
 // quotaFlags registers --quota-*. The stream ceilings have defaults; the period's limits default

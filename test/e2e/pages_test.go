@@ -227,7 +227,7 @@ func TestStreamPointsCeiling(t *testing.T) {
 	}
 
 	plain := startAllInOne(t, options{})
-	if u := plain.usage("any"); u.Streams.Limit == nil || *u.Streams.Limit != 10000 || u.StreamPoints.Limit == nil || *u.StreamPoints.Limit != 1000000 {
-		t.Errorf("default ceilings: streams %v, streamPoints %v; want 10000 and 1000000", u.Streams.Limit, u.StreamPoints.Limit)
+	if u := plain.usage("any"); u.Streams.Limit == nil || *u.Streams.Limit != 10000 || u.StreamPoints.Limit == nil || *u.StreamPoints.Limit != 250000 {
+		t.Errorf("default ceilings: streams %v, streamPoints %v; want 10000 and 250000", u.Streams.Limit, u.StreamPoints.Limit)
 	}
 }
