@@ -124,4 +124,3 @@ func TestContextEndsTheWait(t *testing.T) {
 		t.Fatalf("Acquire = %v, want context.Canceled", err)
 	}
 }
-
