@@ -14,12 +14,12 @@ type replayResp struct {
 	Message                              string
 }
 
-// TestReplaySaysWhatItQueued replays a delivered reading inside the de-duplication window (1 s
+// TestReplaySaysWhatItQueued replays a delivered reading inside the de-duplication window (3 s
 // here): the answer counts it as a duplicate and says why; once the window has passed, a replay
 // queues it and the receiver gets it again with the same webhook-id.
 func TestReplaySaysWhatItQueued(t *testing.T) {
 	t.Parallel()
-	in := startAllInOne(t, options{extra: []string{"--dedup-window", "1s"}})
+	in := startAllInOne(t, options{extra: []string{"--dedup-window", "3s"}})
 	rc := newReceiver(t, nil)
 	start := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
 	id := in.createStream("p1", map[string]any{"webhookUrl": rc.URL + "/r", "pointIds": []string{"pt1"}})
@@ -36,8 +36,8 @@ func TestReplaySaysWhatItQueued(t *testing.T) {
 		return r
 	}
 	r := replay()
-	if r.Matched != 1 || r.Duplicates != 1 || r.Queued != 0 || !strings.Contains(r.Message, "duplicate") || !strings.Contains(r.Message, "1s") {
-		t.Errorf("replay inside the window answered %+v, want matched 1, duplicates 1, queued 0 and a message naming the 1s window", r)
+	if r.Matched != 1 || r.Duplicates != 1 || r.Queued != 0 || !strings.Contains(r.Message, "duplicate") || !strings.Contains(r.Message, "3s") {
+		t.Errorf("replay inside the window answered %+v, want matched 1, duplicates 1, queued 0 and a message naming the 3s window", r)
 	}
 	checkFor(t, 20*time.Second, func() error {
 		if r = replay(); r.Queued != 1 {
