@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -88,9 +89,15 @@ func TestStreamKey(t *testing.T) {
 		roundTrips bool
 	}{
 		{"key", "p1.6360e1ef", "p1", "6360e1ef", true, true},
-		{"no dot", "p1", "p1", "", false, false},
+		{"no dot", "p1", "", "", false, false},
 		{"empty", "", "", "", false, false},
 		{"empty id", "p1.", "p1", "", true, true},
+		{"escaped partition", "a/3ab/40c.6360e1ef", "a:b@c", "6360e1ef", true, true},
+		{"key-safe symbols kept", "a-b_c=d.x", "a-b_c=d", "x", true, true},
+		{"bad escape", "a/3.x", "", "", false, false},
+		{"upper-case escape", "a/3A.x", "", "", false, false},
+		{"escaped safe byte", "a/61.x", "", "", false, false},
+		{"unescaped colon", "a:b.x", "", "", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,6 +110,53 @@ func TestStreamKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kvKey is the pattern nats.go accepts for a KV key (jetstream/kv.go, validKeyRe).
+var kvKey = regexp.MustCompile(`^[-/_=\.a-zA-Z0-9]+$`)
+
+func TestKeyPart(t *testing.T) {
+	tests := []struct{ id, part string }{
+		{"p1", "p1"},
+		{"6360e1ef-18b5-457c-a488-47f4f4b60e29", "6360e1ef-18b5-457c-a488-47f4f4b60e29"},
+		{"a-_=Z9", "a-_=Z9"},
+		{":", "/3a"},
+		{"a-_:@~+=%Z9", "a-_/3a/40/7e/2b=/25Z9"},
+		{"%25", "/2525"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.id, func(t *testing.T) {
+			if got := proto.KeyPart(tc.id); got != tc.part {
+				t.Errorf("KeyPart(%q) = %q, want %q", tc.id, got, tc.part)
+			}
+			if got, ok := proto.ParseKeyPart(tc.part); !ok || got != tc.id {
+				t.Errorf("ParseKeyPart(%q) = %q, %v; want %q", tc.part, got, ok, tc.id)
+			}
+		})
+	}
+}
+
+// FuzzKeyPart: every valid id makes a key part that nats.go accepts in a key, with no dot, and
+// that parses back to the id.
+func FuzzKeyPart(f *testing.F) {
+	for _, s := range []string{"p1", "a-_:@~+=%Z9", strings.Repeat("%", 128), "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if !proto.ValidToken(id) {
+			return
+		}
+		part := proto.KeyPart(id)
+		if !kvKey.MatchString(part) || strings.Contains(part, ".") {
+			t.Fatalf("KeyPart(%q) = %q, not one KV key part", id, part)
+		}
+		if got, ok := proto.ParseKeyPart(part); !ok || got != id {
+			t.Fatalf("ParseKeyPart(KeyPart(%q)) = %q, %v", id, got, ok)
+		}
+		if p, sid, ok := proto.SplitStreamKey(proto.StreamKey(id, id)); !ok || p != id || sid != id {
+			t.Fatalf("SplitStreamKey(StreamKey(%q, %q)) = %q, %q, %v", id, id, p, sid, ok)
+		}
+	})
 }
 
 func TestSubjects(t *testing.T) {
@@ -296,4 +350,17 @@ func TestUnmarshalRejectsNewerVersion(t *testing.T) {
 			t.Errorf("Unmarshal(garbage) = %v, want a decode error", err)
 		}
 	})
+}
+
+func TestStreamSize(t *testing.T) {
+	for _, ids := range [][]string{nil, {"a"}, {"a", "b:c", "d"}} {
+		data, err := proto.Marshal(&proto.StreamDef{V: proto.Version, ID: "s1", Partition: "p:1", PointIDs: ids, EventTypes: []string{"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sz proto.StreamSize
+		if err := proto.Unmarshal(data, &sz); err != nil || sz.Partition != "p:1" || int(sz.Points) != len(ids) {
+			t.Errorf("StreamSize of %d point ids = %+v, %v", len(ids), sz, err)
+		}
+	}
 }

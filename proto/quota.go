@@ -2,23 +2,25 @@ package proto
 
 // Key-value buckets of quotas.
 const (
-	// BucketQuotas holds a partition's quota settings (QuotaLimits), key "{partition}". A
+	// BucketQuotas holds a partition's quota settings (QuotaLimits), key "{partition}" (a KeyPart). A
 	// partition without an entry has the instance's default limits (flags).
 	BucketQuotas = "hookstream_quotas"
 	// BucketUsage holds a partition's usage in one quota period (QuotaUsage), key
-	// "{partition}.{periodStartUnix}". Entries expire after UsageMaxAge.
+	// "{partition}.{periodStartUnix}" (the partition a KeyPart). Entries expire after UsageMaxAge.
 	BucketUsage = "hookstream_usage"
 )
 
 // QuotaLimits is a partition's quota settings as stored in BucketQuotas. A nil field is not set
 // for the partition and takes the instance default; a zero limit is unlimited.
 type QuotaLimits struct {
-	V             uint8   `msgpack:"v"`
-	MaxStreams    *int    `msgpack:"ms,omitempty"`
-	MaxDeliveries *int64  `msgpack:"md,omitempty"`
-	MaxBytes      *int64  `msgpack:"mb,omitempty"`
-	Period        *string `msgpack:"per,omitempty"`
-	OnExceed      *string `msgpack:"oe,omitempty"`
+	V          uint8 `msgpack:"v"`
+	MaxStreams *int  `msgpack:"ms,omitempty"`
+	// MaxStreamPoints bounds the point ids of all the partition's streams together.
+	MaxStreamPoints *int64  `msgpack:"msp,omitempty"`
+	MaxDeliveries   *int64  `msgpack:"md,omitempty"`
+	MaxBytes        *int64  `msgpack:"mb,omitempty"`
+	Period          *string `msgpack:"per,omitempty"`
+	OnExceed        *string `msgpack:"oe,omitempty"`
 }
 
 // QuotaUsage is what a partition used in one quota period, summed over every process.

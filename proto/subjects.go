@@ -17,11 +17,13 @@ const (
 
 // Key-value bucket names.
 const (
-	// BucketStreams holds stream (subscription) definitions as JSON, key "{partition}.{streamId}".
+	// BucketStreams holds stream (subscription) definitions, key StreamKey
+	// "{partition}.{streamId}" (each id a KeyPart, as in every key built from ids).
 	BucketStreams = "hookstream_streams"
-	// BucketSecrets holds webhook secrets, key "{partition}.{streamId}". Only the signer reads it.
+	// BucketSecrets holds webhook secrets, key SecretKey "{partition}.{streamId}[.suffix]". Only
+	// the signer reads it.
 	BucketSecrets = "hookstream_secrets"
-	// BucketState holds delivery-side target state (counters, health), key "{partition}.{streamId}".
+	// BucketState holds delivery-side target state (counters, health), key StreamKey.
 	BucketState = "hookstream_state"
 )
 
@@ -173,12 +175,110 @@ func StreamOf(subject string) string {
 	return ""
 }
 
-// StreamKey is the key of a stream in the streams, secrets and state buckets.
-func StreamKey(partition, streamID string) string { return partition + "." + streamID }
+// StreamKey is the key of a stream in the streams, secrets and state buckets: the KeyParts of
+// partition and stream id, joined by a dot.
+func StreamKey(partition, streamID string) string {
+	return KeyPart(partition) + "." + KeyPart(streamID)
+}
 
-// SplitStreamKey is the inverse of StreamKey.
+// SplitStreamKey is the inverse of StreamKey. ok is false when key has no dot or a part is not
+// a KeyPart.
 func SplitStreamKey(key string) (partition, streamID string, ok bool) {
-	return strings.Cut(key, ".")
+	p, id, found := strings.Cut(key, ".")
+	if !found {
+		return "", "", false
+	}
+	p, okp := ParseKeyPart(p)
+	id, oki := ParseKeyPart(id)
+	if !okp || !oki {
+		return "", "", false
+	}
+	return p, id, true
+}
+
+// PartitionKeys is the KV key filter that matches every StreamKey of partition (the streams,
+// secrets and state buckets; in the secrets bucket only generation 0 and none of the suffixed
+// keys).
+func PartitionKeys(partition string) string { return KeyPart(partition) + ".*" }
+
+// keyEscape introduces an escaped byte in a KeyPart. Ids (ValidToken) never contain it, and
+// NATS KV keys allow it.
+const keyEscape = '/'
+
+// KeyPart encodes an id for one dot-separated part of a NATS KV key. KV keys allow only
+// letters, digits and "-/_=."; ids (ValidToken) also hold ':', '@', '~', '+' and '%'. Every
+// byte other than a letter, a digit, '-', '_' and '=' becomes '/' and two lower-case hex
+// digits, so that ':' is "/3a". An id made only of key-safe characters is its own KeyPart:
+// keys written before the encoding existed (when only such ids worked) are read unchanged.
+// Distinct ids have distinct KeyParts. Every key built from an id goes through it.
+func KeyPart(id string) string {
+	n := 0
+	for i := 0; i < len(id); i++ {
+		if !keySafe(id[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return id
+	}
+	const hex = "0123456789abcdef"
+	b := make([]byte, 0, len(id)+2*n)
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if keySafe(c) {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, keyEscape, hex[c>>4], hex[c&0xf])
+	}
+	return string(b)
+}
+
+// ParseKeyPart is the inverse of KeyPart. ok is false for a part KeyPart never makes (a '/'
+// not followed by two lower-case hex digits, a byte KeyPart escapes, an escape of a byte it
+// keeps).
+func ParseKeyPart(part string) (id string, ok bool) {
+	if strings.IndexByte(part, keyEscape) < 0 {
+		for i := 0; i < len(part); i++ {
+			if !keySafe(part[i]) {
+				return "", false
+			}
+		}
+		return part, true
+	}
+	b := make([]byte, 0, len(part))
+	for i := 0; i < len(part); i++ {
+		c := part[i]
+		if keySafe(c) {
+			b = append(b, c)
+			continue
+		}
+		if c != keyEscape || i+2 >= len(part) {
+			return "", false
+		}
+		hi, lo := unhex(part[i+1]), unhex(part[i+2])
+		if hi < 0 || lo < 0 || keySafe(byte(hi<<4|lo)) {
+			return "", false
+		}
+		b = append(b, byte(hi<<4|lo))
+		i += 2
+	}
+	return string(b), true
+}
+
+// keySafe reports whether KeyPart keeps c as it is.
+func keySafe(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '='
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
 }
 
 // ParseIngestSubject splits an ingest subject into partition, kind ("points" or "events") and

@@ -8,12 +8,12 @@ package catalog
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"hookstream/pkg/bus"
 	"hookstream/proto"
 )
 
@@ -83,33 +83,7 @@ func (c *Catalog) Run(ctx context.Context, kv jetstream.KeyValue) error {
 			return nil
 		}
 	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch streams: %w", err)
-	}
-	defer w.Stop()
-	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("streams watcher closed")
-			}
-			if e == nil {
-				if initial {
-					initial = false
-					close(c.ready)
-				}
-				continue
-			}
-			c.apply(e)
-		}
-	}
+	return bus.FollowKV(ctx, kv, "streams", c.apply, func() { close(c.ready) })
 }
 
 func (c *Catalog) apply(e jetstream.KeyValueEntry) {

@@ -1,4 +1,5 @@
-// Package quota limits what a partition may use: how many streams it has, and how many
+// Package quota limits what a partition may use: how many streams it has and how many point ids
+// they hold together, and how many
 // deliveries (HTTP calls to its endpoints) and payload bytes it sends per period (an hour, a day
 // or a month, with UTC boundaries). Limits are per partition, with instance-wide defaults; usage
 // is counted by a Meter and shared between processes through the usage bucket.
@@ -30,18 +31,22 @@ const (
 
 // Names of the limits, as the API, errors and dead-letter reasons name them.
 const (
-	LimitStreams    = "maxStreams"
-	LimitDeliveries = "maxDeliveries"
-	LimitBytes      = "maxBytes"
+	LimitStreams      = "maxStreams"
+	LimitStreamPoints = "maxStreamPoints"
+	LimitDeliveries   = "maxDeliveries"
+	LimitBytes        = "maxBytes"
 )
 
 // Limits are one partition's quotas. A zero limit is unlimited; the zero value limits nothing.
 type Limits struct {
-	MaxStreams    int
-	MaxDeliveries int64 // per period
-	MaxBytes      int64 // request body bytes per period
-	Period        string
-	OnExceed      string
+	MaxStreams int
+	// MaxStreamPoints bounds the point ids of all the partition's streams together (a point in
+	// two streams counts twice): what the partition's subscriptions cost every service's memory.
+	MaxStreamPoints int64
+	MaxDeliveries   int64 // per period
+	MaxBytes        int64 // request body bytes per period
+	Period          string
+	OnExceed        string
 }
 
 // ErrInvalid is wrapped by every validation error of limits.
@@ -73,6 +78,8 @@ func (l Limits) Validate() error {
 	switch {
 	case l.MaxStreams < 0:
 		return &FieldError{LimitStreams, "must be 0 (unlimited) or more"}
+	case l.MaxStreamPoints < 0:
+		return &FieldError{LimitStreamPoints, "must be 0 (unlimited) or more"}
 	case l.MaxDeliveries < 0:
 		return &FieldError{LimitDeliveries, "must be 0 (unlimited) or more"}
 	case l.MaxBytes < 0:
@@ -134,9 +141,10 @@ func Reset(period string, t time.Time) time.Time {
 	}
 }
 
-// UsageKey is the key of a partition's usage of the period starting at start in the usage bucket.
+// UsageKey is the key of a partition's usage of the period starting at start in the usage bucket:
+// "{partition}.{periodStartUnix}", the partition as a proto.KeyPart.
 func UsageKey(partition string, start time.Time) string {
-	return partition + "." + strconv.FormatInt(start.Unix(), 10)
+	return proto.KeyPart(partition) + "." + strconv.FormatInt(start.Unix(), 10)
 }
 
 // Usage is what a partition used in one period.
@@ -188,11 +196,22 @@ func (l Limits) CheckStreams(n int) (Breach, bool) {
 	return Breach{}, false
 }
 
+// CheckStreamPoints reports whether a partition whose streams hold n point ids may add add more.
+func (l Limits) CheckStreamPoints(n, add int64) (Breach, bool) {
+	if l.MaxStreamPoints > 0 && add > 0 && n+add > l.MaxStreamPoints {
+		return Breach{Limit: LimitStreamPoints, Used: n, Add: add, Max: l.MaxStreamPoints}, true
+	}
+	return Breach{}, false
+}
+
 // Message describes the breach for partition in a sentence that names the limit.
 func (b Breach) Message(partition, period string) string {
 	switch b.Limit {
 	case LimitStreams:
 		return fmt.Sprintf("partition %s has %d %s; its limit maxStreams is %d", partition, b.Used, plural(b.Used, "stream", "streams"), b.Max)
+	case LimitStreamPoints:
+		return fmt.Sprintf("partition %s has %d point ids in its streams and this would add %d; its limit maxStreamPoints is %d",
+			partition, b.Used, b.Add, b.Max)
 	case LimitDeliveries:
 		return fmt.Sprintf("partition %s made %d %s this %s; its limit maxDeliveries is %d", partition, b.Used, plural(b.Used, "delivery", "deliveries"), period, b.Max)
 	default:
@@ -210,6 +229,9 @@ func Apply(defaults Limits, q *proto.QuotaLimits) Limits {
 	if q != nil {
 		if q.MaxStreams != nil {
 			l.MaxStreams = *q.MaxStreams
+		}
+		if q.MaxStreamPoints != nil {
+			l.MaxStreamPoints = *q.MaxStreamPoints
 		}
 		if q.MaxDeliveries != nil {
 			l.MaxDeliveries = *q.MaxDeliveries

@@ -54,6 +54,7 @@ func TestValidate(t *testing.T) {
 		{"unlimited", quota.Limits{Period: "day", OnExceed: "hold"}, ""},
 		{"all set", quota.Limits{MaxStreams: 1, MaxDeliveries: 2, MaxBytes: 3, Period: "month", OnExceed: "refuse"}, ""},
 		{"negative streams", quota.Limits{MaxStreams: -1, Period: "day", OnExceed: "hold"}, "maxStreams"},
+		{"negative stream points", quota.Limits{MaxStreamPoints: -1, Period: "day", OnExceed: "hold"}, "maxStreamPoints"},
 		{"negative deliveries", quota.Limits{MaxDeliveries: -1, Period: "day", OnExceed: "hold"}, "maxDeliveries"},
 		{"negative bytes", quota.Limits{MaxBytes: -5, Period: "day", OnExceed: "hold"}, "maxBytes"},
 		{"bad period", quota.Limits{Period: "week", OnExceed: "hold"}, "period"},
@@ -108,6 +109,22 @@ func TestCheck(t *testing.T) {
 	}
 	if _, over := (quota.Limits{MaxStreams: 10}).CheckStreams(9); over {
 		t.Error("a 10th stream must be allowed")
+	}
+	sp := quota.Limits{MaxStreamPoints: 1000}
+	for _, tc := range []struct {
+		n, add int64
+		over   bool
+	}{{0, 1000, false}, {999, 1, false}, {999, 2, true}, {1000, 1, true}, {2000, 0, false}, {2000, -5, false}} {
+		b, over := sp.CheckStreamPoints(tc.n, tc.add)
+		if over != tc.over {
+			t.Errorf("CheckStreamPoints(%d, %d) = %v, want %v", tc.n, tc.add, over, tc.over)
+		}
+		if over && b.Message("acme", "day") != fmt.Sprintf("partition acme has %d point ids in its streams and this would add %d; its limit maxStreamPoints is 1000", tc.n, tc.add) {
+			t.Errorf("message %q", b.Message("acme", "day"))
+		}
+	}
+	if _, over := (quota.Limits{}).CheckStreamPoints(1<<40, 1); over {
+		t.Error("a zero maxStreamPoints must be unlimited")
 	}
 }
 
@@ -247,7 +264,15 @@ func TestMeterAdmitsExactlyTheLimit(t *testing.T) {
 	}
 }
 
+// TestTableFollowsBucket writes, reads and purges a partition's settings, for an id made of
+// key-safe characters and one with characters that KV keys do not allow.
 func TestTableFollowsBucket(t *testing.T) {
+	for _, partition := range []string{"acme", "a:b@c~d+e=f%g"} {
+		t.Run(partition, func(t *testing.T) { testTableFollowsBucket(t, partition) })
+	}
+}
+
+func testTableFollowsBucket(t *testing.T, partition string) {
 	quotas, _ := startKV(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -258,30 +283,30 @@ func TestTableFollowsBucket(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- tab.Run(ctx, quotas[0]) }()
 	<-tab.Ready()
-	if l := tab.Limits("acme"); l.MaxDeliveries != 100 || l.Period != quota.PeriodDay || l.OnExceed != quota.Hold {
+	if l := tab.Limits(partition); l.MaxDeliveries != 100 || l.Period != quota.PeriodDay || l.OnExceed != quota.Hold {
 		t.Fatalf("defaults: %+v", l)
 	}
 	md, oe := int64(7), quota.Refuse
-	if err := quota.Write(ctx, quotas[0], "acme", &proto.QuotaLimits{MaxDeliveries: &md, OnExceed: &oe}); err != nil {
+	if err := quota.Write(ctx, quotas[0], partition, &proto.QuotaLimits{MaxDeliveries: &md, OnExceed: &oe}); err != nil {
 		t.Fatal(err)
 	}
-	if p := <-changed; p != "acme" {
+	if p := <-changed; p != partition {
 		t.Fatalf("OnChange(%q)", p)
 	}
-	if l := tab.Limits("acme"); l.MaxDeliveries != 7 || l.OnExceed != quota.Refuse || l.Period != quota.PeriodDay {
+	if l := tab.Limits(partition); l.MaxDeliveries != 7 || l.OnExceed != quota.Refuse || l.Period != quota.PeriodDay {
 		t.Fatalf("after write: %+v", l)
 	}
-	if l, q, err := quota.Read(ctx, quotas[0], "acme", defaults); err != nil || q == nil || l.MaxDeliveries != 7 {
+	if l, q, err := quota.Read(ctx, quotas[0], partition, defaults); err != nil || q == nil || l.MaxDeliveries != 7 {
 		t.Fatalf("Read: %+v %v %v", l, q, err)
 	}
 	if l := tab.Limits("other"); l.MaxDeliveries != 100 {
 		t.Fatalf("another partition: %+v", l)
 	}
-	if err := quotas[0].Purge(ctx, "acme"); err != nil {
+	if err := quotas[0].Purge(ctx, proto.KeyPart(partition)); err != nil {
 		t.Fatal(err)
 	}
 	<-changed
-	if l := tab.Limits("acme"); l.MaxDeliveries != 100 {
+	if l := tab.Limits(partition); l.MaxDeliveries != 100 {
 		t.Fatalf("after purge: %+v", l)
 	}
 	cancel()

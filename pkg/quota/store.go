@@ -9,12 +9,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"hookstream/pkg/bus"
 	"hookstream/proto"
 )
 
 // Read returns a partition's settings as stored (nil when it has none) and its effective limits.
 func Read(ctx context.Context, kv jetstream.KeyValue, partition string, defaults Limits) (Limits, *proto.QuotaLimits, error) {
-	e, err := kv.Get(ctx, partition)
+	e, err := kv.Get(ctx, proto.KeyPart(partition))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Apply(defaults, nil), nil, nil
 	}
@@ -35,7 +36,7 @@ func Write(ctx context.Context, kv jetstream.KeyValue, partition string, q *prot
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(ctx, partition, data); err != nil {
+	if _, err := kv.Put(ctx, proto.KeyPart(partition), data); err != nil {
 		return fmt.Errorf("store quota of %s: %w", partition, err)
 	}
 	return nil
@@ -145,51 +146,37 @@ func (t *Table) Ready() <-chan struct{} { return t.ready }
 // Run watches the bucket until ctx is cancelled, then returns nil. After an error it may be run
 // again.
 func (t *Table) Run(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch quotas: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
 	initial := true
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("quotas watcher closed")
-			}
-			if e == nil {
-				if initial {
-					initial = false
-					t.readyOne.Do(func() { close(t.ready) })
-				}
-				continue
-			}
-			t.apply(e)
-			if !initial && t.OnChange != nil {
-				t.OnChange(e.Key())
-			}
+	return bus.FollowKV(ctx, kv, "quotas", func(e jetstream.KeyValueEntry) {
+		partition, ok := t.apply(e)
+		if ok && !initial && t.OnChange != nil {
+			t.OnChange(partition)
 		}
-	}
+	}, func() {
+		initial = false
+		t.readyOne.Do(func() { close(t.ready) })
+	})
 }
 
-func (t *Table) apply(e jetstream.KeyValueEntry) {
+// apply takes a change of the bucket into the table and returns its partition; ok is false for
+// an entry that is no partition's settings.
+func (t *Table) apply(e jetstream.KeyValueEntry) (partition string, ok bool) {
+	if partition, ok = proto.ParseKeyPart(e.Key()); !ok {
+		return "", false
+	}
 	var q *proto.QuotaLimits
 	if e.Operation() == jetstream.KeyValuePut {
 		q = new(proto.QuotaLimits)
 		if proto.Unmarshal(e.Value(), q) != nil {
-			return
+			return "", false
 		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if q == nil {
-		delete(t.stored, e.Key())
+		delete(t.stored, partition)
 	} else {
-		t.stored[e.Key()] = Apply(t.defaults, q)
+		t.stored[partition] = Apply(t.defaults, q)
 	}
+	return partition, true
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,6 +64,8 @@ type Service struct {
 	// outbound sends test deliveries (testdelivery.go).
 	outbound *http.Client
 	quota    quotaBuckets // quota.go
+	// tally counts each partition's streams and point ids for the quotas (tally.go).
+	tally *tally
 }
 
 // New validates cfg and returns the API.
@@ -82,6 +83,7 @@ func New(cfg Config) (*Service, error) {
 		cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS,
 		policy:   urlPolicy{AllowHTTP: cfg.Dev || cfg.AllowHTTP, AllowPrivate: cfg.Dev, Guard: cfg.Guard},
 		outbound: newOutboundClient(cfg.Guard),
+		tally:    newTally(),
 	}
 	s.mux = s.routes()
 	return s, nil
@@ -102,6 +104,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.state, err = s.js.KeyValue(ctx, proto.BucketState); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
+	go s.runTally(ctx)
 	ln := s.cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
@@ -223,8 +226,13 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Second)
+	// UUIDv7: ids sort in creation order, which is the order of the stream list (pages.go).
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
 	def := &proto.StreamDef{
-		V: proto.Version, ID: uuid.NewString(), Partition: partition, Type: typ,
+		V: proto.Version, ID: id.String(), Partition: partition, Type: typ,
 		Format: proto.FormatPoint, Method: "POST", Signature: proto.SignatureHubSHA256,
 		MaxRetry: retry.MaxRetries, MaxInFlight: 16, TimeoutMs: 10_000,
 		PropagateTrace: true, Status: proto.StatusActive,
@@ -238,6 +246,9 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	if err := s.checkStreamQuota(ctx, w, partition); err != nil { // quota.go
 		return err
 	}
+	if err := s.checkStreamPoints(ctx, w, partition, int64(len(def.PointIDs))); err != nil { // pages.go
+		return err
+	}
 	shown, err := s.writeSecrets(ctx, def, &body, "") // secrets.go
 	if err != nil {
 		return err
@@ -246,67 +257,18 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	if err != nil {
 		return err
 	}
-	if _, err := s.streams.Create(ctx, key, data); err != nil {
+	rev, err := s.streams.Create(ctx, key, data)
+	if err != nil {
 		// Nothing half-written: drop the secrets stored for a stream that does not exist.
 		s.purgeSecrets(context.WithoutCancel(ctx), def)
 		return fmt.Errorf("store stream: %w", err)
 	}
+	s.recordPut(def, rev)
 	s.log.Info("stream created", "partition", partition, "stream_id", def.ID)
 	res := resource(def, nil)
 	res.Attributes.WebhookSecret = shown
 	web.WriteJSON(w, http.StatusCreated, res)
 	return nil
-}
-
-func (s *Service) listStreams(w http.ResponseWriter, r *http.Request, partition string) error {
-	typ, err := streamType(r)
-	if err != nil {
-		return err
-	}
-	defs, err := s.partitionStreams(r.Context(), partition)
-	if err != nil {
-		return err
-	}
-	out := make([]streamResource, 0, len(defs))
-	for _, d := range defs {
-		if d.Type != typ && r.URL.Query().Get("type") != "" {
-			continue
-		}
-		out = append(out, resource(d, s.targetState(r.Context(), d)))
-	}
-	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
-	return nil
-}
-
-func (s *Service) partitionStreams(ctx context.Context, partition string) ([]*proto.StreamDef, error) {
-	// One watch reads every key and value of the partition in one pass (listing keys and
-	// getting each would be a round trip per stream); it ends with a nil entry.
-	w, err := s.streams.Watch(ctx, partition+".*", jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("list streams: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-	var defs []*proto.StreamDef
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		var d proto.StreamDef
-		if err := proto.Unmarshal(e.Value(), &d); err != nil {
-			return nil, fmt.Errorf("decode stream %s: %w", e.Key(), err)
-		}
-		defs = append(defs, &d)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list streams: %w", err)
-	}
-	slices.SortFunc(defs, func(a, b *proto.StreamDef) int {
-		if a.CreatedAt != b.CreatedAt {
-			return int(a.CreatedAt - b.CreatedAt)
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return defs, nil
 }
 
 // load reads one stream and its KV revision; an unknown or malformed id is a 404.
@@ -365,12 +327,14 @@ func (s *Service) update(ctx context.Context, partition, id string, change func(
 		if err != nil {
 			return nil, err
 		}
-		if _, err := s.streams.Update(ctx, proto.StreamKey(partition, id), data, rev); err != nil {
+		nrev, err := s.streams.Update(ctx, proto.StreamKey(partition, id), data, rev)
+		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
 			return nil, fmt.Errorf("store stream: %w", err)
 		}
+		s.recordPut(def, nrev)
 		return def, nil
 	}
 	return nil, &web.Error{Status: http.StatusConflict, Code: "conflict", Message: "stream changed concurrently; retry"}
@@ -401,8 +365,12 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 	was := probe.Status
 	def, err := s.update(ctx, partition, id, func(d *proto.StreamDef) error {
 		wasActive, was = d.Status == proto.StatusActive, d.Status
+		before := len(d.PointIDs)
 		if werr := body.apply(d, false, s.policy); werr != nil {
 			return werr
+		}
+		if err := s.checkStreamPoints(ctx, w, partition, int64(len(d.PointIDs)-before)); err != nil {
+			return err
 		}
 		if body.Status != nil {
 			d.StatusReason = ""
@@ -439,6 +407,7 @@ func (s *Service) deleteStream(w http.ResponseWriter, r *http.Request, partition
 	if err := s.streams.Purge(ctx, key); err != nil {
 		return fmt.Errorf("delete stream: %w", err)
 	}
+	s.tally.forget(key, false)
 	// The stream is gone for every service from here on; what follows is cleanup of its secret,
 	// state and pending work, each idempotent.
 	bg := context.WithoutCancel(ctx)
@@ -472,11 +441,11 @@ func (s *Service) getEntities(w http.ResponseWriter, r *http.Request, partition 
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]string, 0, len(def.PointIDs))
-	for _, pid := range def.PointIDs {
-		out = append(out, map[string]string{"id": pid, "type": "point"})
+	out, err := entitiesPage(r, def.PointIDs) // pages.go
+	if err != nil {
+		return err
 	}
-	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
+	web.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -503,6 +472,7 @@ func (s *Service) putEntities(w http.ResponseWriter, r *http.Request, partition 
 		return err
 	}
 	def, err := s.update(r.Context(), partition, r.PathValue("id"), func(d *proto.StreamDef) error {
+		before := len(d.PointIDs)
 		for _, id := range ids {
 			if !slices.Contains(d.PointIDs, id) {
 				d.PointIDs = append(d.PointIDs, id)
@@ -511,7 +481,7 @@ func (s *Service) putEntities(w http.ResponseWriter, r *http.Request, partition 
 		if len(d.PointIDs) > MaxPointIDs {
 			return web.BadRequest("pointIds", "the stream would have %d points; at most %d are allowed", len(d.PointIDs), MaxPointIDs)
 		}
-		return nil
+		return s.checkStreamPoints(r.Context(), w, partition, int64(len(d.PointIDs)-before))
 	})
 	if err != nil {
 		return err

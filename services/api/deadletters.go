@@ -27,6 +27,9 @@ const (
 	maxListLimit     = 1000
 	// maxScan bounds how many messages one listing request reads.
 	maxScan = 200_000
+	// scanBytes bounds the bytes of one fetch of a listing (dead letters hold their delivery's
+	// body, up to a few MiB with its history: more than any one message).
+	scanBytes = 8 << 20
 )
 
 // deadLetterResource is one dead-letter entry as the API shows it. The entry id is its DLQ
@@ -113,8 +116,17 @@ func parseListQuery(r *http.Request, defaultSince time.Duration) (listQuery, err
 // scan reads, in stream order, the messages of stream matching any of subjects from since (or
 // the start), calling f for each until f returns false or nothing more matches.
 func (s *Service) scan(ctx context.Context, stream string, subjects []string, since time.Time, f func(jetstream.Msg) bool) error {
+	return s.scanFrom(ctx, stream, subjects, since, 0, f)
+}
+
+// scanFrom is scan from stream sequence seq when seq > 0 (since is then not used). It holds at
+// most scanBytes of messages at a time.
+func (s *Service) scanFrom(ctx context.Context, stream string, subjects []string, since time.Time, seq uint64, f func(jetstream.Msg) bool) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if !since.IsZero() {
+	switch {
+	case seq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+	case !since.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
 	st, err := s.js.Stream(ctx, stream)
@@ -126,7 +138,7 @@ func (s *Service) scan(ctx context.Context, stream string, subjects []string, si
 		return err
 	}
 	for read := 0; read < maxScan; {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(250*time.Millisecond))
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(250*time.Millisecond), jetstream.FetchMaxBytes(scanBytes))
 		if err != nil {
 			return err
 		}
@@ -169,16 +181,23 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request, partit
 	if q.streamID != "" {
 		subject = proto.DLQSubject(partition, q.streamID)
 	}
+	from, err := dlqCursor(r) // pages.go
+	if err != nil {
+		return err
+	}
 	out := []deadLetterResource{}
-	more := false
-	err = s.scan(r.Context(), proto.StreamDLQ, []string{subject}, q.since, func(m jetstream.Msg) bool {
-		if len(out) == q.limit {
-			more = true
-			return false
-		}
+	next := ""
+	err = s.scanFrom(r.Context(), proto.StreamDLQ, []string{subject}, q.since, from, func(m jetstream.Msg) bool {
 		var dl proto.DeadLetter
 		meta, merr := m.Metadata()
-		if merr != nil || proto.Unmarshal(m.Data(), &dl) != nil {
+		if merr != nil {
+			return true
+		}
+		if len(out) == q.limit {
+			next = encodeCursor(cursorDLQ, strconv.FormatUint(meta.Sequence.Stream, 10))
+			return false
+		}
+		if proto.Unmarshal(m.Data(), &dl) != nil {
 			return true
 		}
 		res := deadLetter(meta.Sequence.Stream, &dl)
@@ -192,7 +211,11 @@ func (s *Service) listDeadLetters(w http.ResponseWriter, r *http.Request, partit
 	if err != nil {
 		return fmt.Errorf("list dead letters: %w", err)
 	}
-	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out, "more": more})
+	res := map[string]any{"data": out, "more": next != ""}
+	if next != "" {
+		res["next"] = next
+	}
+	web.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
@@ -409,19 +432,30 @@ func (s *Service) listDeliveries(w http.ResponseWriter, r *http.Request, partiti
 	for i, res := range results {
 		subjects[i] = proto.OutcomeSubject(partition, id, res)
 	}
-	// Keep the newest limit records in a ring while reading forward.
-	out := make([]json.RawMessage, 0, q.limit)
+	before, err := deliveriesCursor(r, &q) // pages.go
+	if err != nil {
+		return err
+	}
+	// Keep the newest limit records before the cursor in a ring while reading forward.
+	ring := newRecordRing(q.limit)
 	err = s.scan(r.Context(), proto.StreamOutcomes, subjects, q.since, func(m jetstream.Msg) bool {
-		if len(out) == q.limit {
-			copy(out, out[1:])
-			out = out[:q.limit-1]
+		meta, err := m.Metadata()
+		if err != nil {
+			return true
 		}
-		out = append(out, json.RawMessage(m.Data()))
+		if before > 0 && meta.Sequence.Stream >= before {
+			return false
+		}
+		ring.add(meta.Sequence.Stream, m.Data())
 		return true
 	})
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
 	}
-	web.WriteJSON(w, http.StatusOK, map[string]any{"data": out})
+	out := page[json.RawMessage]{Data: ring.records()}
+	if ring.dropped {
+		out.Next = encodeCursor(cursorDeliveries, strconv.FormatUint(ring.oldest(), 10), strconv.FormatInt(q.since.UnixNano(), 10))
+	}
+	web.WriteJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -68,27 +68,14 @@ func (s *Service) checkStreamQuota(ctx context.Context, w http.ResponseWriter, p
 	if err != nil || l.MaxStreams == 0 {
 		return err
 	}
-	n, err := s.countStreams(ctx, partition)
+	tot, err := s.tally.totals(ctx, partition)
 	if err != nil {
 		return err
 	}
-	if b, over := l.CheckStreams(n); over {
+	if b, over := l.CheckStreams(tot.streams); over {
 		return quotaError(w, partition, l, b, time.Now())
 	}
 	return nil
-}
-
-func (s *Service) countStreams(ctx context.Context, partition string) (int, error) {
-	lister, err := s.streams.ListKeysFiltered(ctx, partition+".*")
-	if err != nil {
-		return 0, fmt.Errorf("count streams: %w", err)
-	}
-	defer func() { _ = lister.Stop() }()
-	n := 0
-	for range lister.Keys() {
-		n++
-	}
-	return n, nil
 }
 
 // checkDeliveryQuota answers 429 when the partition's delivery or payload quota of the current
@@ -152,6 +139,7 @@ type usageResource struct {
 	// Limits is "partition" when the partition has limits of its own, "default" otherwise.
 	Limits       string       `json:"limits"`
 	Streams      usageCounter `json:"streams"`
+	StreamPoints usageCounter `json:"streamPoints"`
 	Deliveries   usageCounter `json:"deliveries"`
 	PayloadBytes usageCounter `json:"payloadBytes"`
 }
@@ -171,14 +159,14 @@ func (s *Service) usage(ctx context.Context, partition string) (*usageResource, 
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.countStreams(ctx, partition)
+	tot, err := s.tally.totals(ctx, partition)
 	if err != nil {
 		return nil, err
 	}
 	res := &usageResource{
 		Partition: partition, Period: l.Period, OnExceed: l.OnExceed, Limits: "default",
 		PeriodStart: start.Format(time.RFC3339), ResetsAt: quota.Reset(l.Period, now).Format(time.RFC3339),
-		Streams:    counter(int64(n), int64(l.MaxStreams)),
+		Streams: counter(int64(tot.streams), int64(l.MaxStreams)), StreamPoints: counter(tot.points, l.MaxStreamPoints),
 		Deliveries: counter(used.Deliveries, l.MaxDeliveries), PayloadBytes: counter(used.Bytes, l.MaxBytes),
 	}
 	if own {
@@ -200,11 +188,12 @@ func (s *Service) getUsage(w http.ResponseWriter, r *http.Request, partition str
 // quotaBody is PUT …/quota. A field left out (or null) takes the instance default; 0 is
 // unlimited. The body replaces the partition's settings as a whole.
 type quotaBody struct {
-	MaxStreams    *int    `json:"maxStreams"`
-	MaxDeliveries *int64  `json:"maxDeliveries"`
-	MaxBytes      *int64  `json:"maxBytes"`
-	Period        *string `json:"period"`
-	OnExceed      *string `json:"onExceed"`
+	MaxStreams      *int    `json:"maxStreams"`
+	MaxStreamPoints *int64  `json:"maxStreamPoints"`
+	MaxDeliveries   *int64  `json:"maxDeliveries"`
+	MaxBytes        *int64  `json:"maxBytes"`
+	Period          *string `json:"period"`
+	OnExceed        *string `json:"onExceed"`
 }
 
 // putQuota is PUT …/quota (operators only): set a partition's limits. Deliveries held by the
@@ -214,7 +203,8 @@ func (s *Service) putQuota(w http.ResponseWriter, r *http.Request, partition str
 	if err := web.DecodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	q := &proto.QuotaLimits{MaxStreams: body.MaxStreams, MaxDeliveries: body.MaxDeliveries, MaxBytes: body.MaxBytes, Period: body.Period, OnExceed: body.OnExceed}
+	q := &proto.QuotaLimits{MaxStreams: body.MaxStreams, MaxStreamPoints: body.MaxStreamPoints, MaxDeliveries: body.MaxDeliveries,
+		MaxBytes: body.MaxBytes, Period: body.Period, OnExceed: body.OnExceed}
 	// Each given field is checked on its own, so the error names it even when the defaults
 	// would be invalid in combination (they are validated at start).
 	given := quota.Apply(quota.Limits{Period: quota.PeriodDay, OnExceed: quota.Hold}, q)

@@ -27,11 +27,18 @@ type replayBody struct {
 	Since *string `json:"since"`
 }
 
+// replayResult is the answer of a replay. Matched counts the events the stream matches; of
+// those, Queued were stored as new jobs and Duplicates were dropped by JetStream because the
+// same job (the same event for the same stream) was stored within the de-duplication window, so
+// they are not delivered again; Message says so when any were.
 type replayResult struct {
-	Scanned   int    `json:"scanned"`
-	Matched   int    `json:"matched"`
-	Truncated bool   `json:"truncated"`
-	Until     string `json:"until,omitempty"`
+	Scanned    int    `json:"scanned"`
+	Matched    int    `json:"matched"`
+	Queued     int    `json:"queued"`
+	Duplicates int    `json:"duplicates"`
+	Truncated  bool   `json:"truncated"`
+	Until      string `json:"until,omitempty"`
+	Message    string `json:"message,omitempty"`
 }
 
 // replayStream serves POST …/streams/{id}/replay {"since": RFC 3339}: it re-matches the events
@@ -69,7 +76,11 @@ func (s *Service) replayStream(w http.ResponseWriter, r *http.Request, partition
 	if err != nil {
 		return err
 	}
-	s.log.Info("stream replayed", "partition", partition, "stream_id", def.ID, "since", since, "scanned", res.Scanned, "matched", res.Matched)
+	if res.Duplicates > 0 {
+		res.Message = s.duplicatesMessage(ctx, res)
+	}
+	s.log.Info("stream replayed", "partition", partition, "stream_id", def.ID, "since", since, "scanned", res.Scanned,
+		"matched", res.Matched, "duplicates", res.Duplicates)
 	web.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
@@ -91,7 +102,12 @@ func (s *Service) replay(ctx context.Context, stream *match.Stream, since time.T
 	wait := func() error {
 		for _, f := range futures {
 			select {
-			case <-f.Ok():
+			case ack := <-f.Ok():
+				if ack.Duplicate {
+					res.Duplicates++
+				} else {
+					res.Queued++
+				}
 			case err := <-f.Err():
 				return fmt.Errorf("replay publish: %w", err)
 			case <-ctx.Done():
@@ -150,6 +166,17 @@ func (s *Service) replay(ctx context.Context, stream *match.Stream, since time.T
 		}
 	}
 	return res, nil
+}
+
+// duplicatesMessage explains a replay's duplicates, naming JOBS's de-duplication window.
+func (s *Service) duplicatesMessage(ctx context.Context, res *replayResult) string {
+	window := "the de-duplication window (--dedup-window)"
+	if st, err := s.js.Stream(ctx, proto.StreamJobs); err == nil {
+		window = "the de-duplication window (--dedup-window, " + st.CachedInfo().Config.Duplicates.String() + ")"
+	}
+	return fmt.Sprintf("%d of %d matched events were not queued again: a job for the same event and stream was stored within %s, "+
+		"so it was dropped as a duplicate (it was delivered, or is still being delivered, with the same webhook-id); "+
+		"replay once the window has passed to send them again", res.Duplicates, res.Matched, window)
 }
 
 // replaySubjects narrows the replay consumer to the subjects of the stream's exact keys (its

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -12,15 +13,24 @@ import (
 	"hookstream/proto"
 )
 
-// testTimeout bounds a test delivery's HTTP call.
+// testTimeout bounds a test delivery's HTTP call for a stream without timeoutMs; each call is
+// bounded by its stream's timeoutMs (at most maxTimeoutMs), like its deliveries.
 const testTimeout = 10 * time.Second
 
 // newOutboundClient builds the HTTP client of test deliveries: no redirects, no environment
 // proxy. It is the one place to swap in an SSRF-guarded dialer.
 func newOutboundClient(g *outbound.Guard) *http.Client {
 	// The SSRF guard checks the resolved address at dial time; Proxy is nil and redirects are
-	// returned, not followed.
-	return g.Client(testTimeout)
+	// returned, not followed. The request's context carries the stream's own timeout.
+	return g.Client(maxTimeoutMs * time.Millisecond)
+}
+
+// testDeliveryTimeout is how long a test delivery to def's endpoint may take.
+func testDeliveryTimeout(def *proto.StreamDef) time.Duration {
+	if def.TimeoutMs > 0 {
+		return time.Duration(def.TimeoutMs) * time.Millisecond
+	}
+	return testTimeout
 }
 
 // testResult is the answer of POST …/streams/{id}/test.
@@ -62,15 +72,21 @@ func (s *Service) testStream(w http.ResponseWriter, r *http.Request, partition s
 	if rep.Error != "" {
 		return &web.Error{Status: http.StatusBadGateway, Code: "render_failed", Message: rep.Error}
 	}
-	res := s.sendTest(ctx, &rep)
+	timeout := testDeliveryTimeout(def)
+	// The server's write timeout (60 s from the request) would cut off an answer after a long
+	// stream timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 30*time.Second))
+	res := s.sendTest(ctx, &rep, timeout)
 	res.Body = outbound.RedactAuth(res.Body, def, rep.Headers)
 	s.countTestDelivery(context.WithoutCancel(ctx), partition, len(rep.Body)) // quota.go
 	web.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
-func (s *Service) sendTest(ctx context.Context, rep *proto.TestReply) testResult {
+func (s *Service) sendTest(ctx context.Context, rep *proto.TestReply, timeout time.Duration) testResult {
 	res := testResult{DeliveryID: rep.Headers["webhook-id"]}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, rep.Method, rep.URL, strings.NewReader(string(rep.Body)))
 	if err != nil {
 		res.Error = err.Error()
@@ -88,6 +104,9 @@ func (s *Service) sendTest(ctx context.Context, rep *proto.TestReply) testResult
 			err = ue.Unwrap() // drop the URL net/http prefixes: it may hold credentials
 		}
 		res.Error = err.Error()
+		if errors.Is(err, context.DeadlineExceeded) {
+			res.Error = fmt.Sprintf("no answer within the stream's timeoutMs (%d ms)", timeout.Milliseconds())
+		}
 		return res
 	}
 	defer resp.Body.Close()

@@ -43,6 +43,16 @@ type scenario struct {
 	// MemLimit, when set, runs hookstream with GOMEMLIMIT set to it (unless the environment sets
 	// GOMEMLIMIT already): the README's advice for a memory budget.
 	MemLimit string
+	// PointsPerStream is how many point ids each stream has (default 1): its own point and
+	// points that never get a reading.
+	PointsPerStream int
+	// Listers is how many API clients list every stream, page by page, throughout the load.
+	Listers int
+	// Args are added to hookstream's flags.
+	Args []string
+	// Restart stops hookstream after the load and starts it again on the same data, to measure
+	// its idle RSS (RestartRSSMB).
+	Restart bool
 }
 
 var scenarios = []scenario{
@@ -52,6 +62,21 @@ var scenarios = []scenario{
 	{Name: "d-10k-streams", Desc: "10,000 streams, 100 active, max rate, GOMEMLIMIT=256MiB", Streams: 10_000, Points: 100, Fanout: 1, Batch: 1, Fsync: "interval", MemLimit: "256MiB"},
 	{Name: "e-fsync-always", Desc: "(a) with --fsync always, 20 readings per NATS message", Streams: 1, Points: 1, Fanout: 1, Batch: 20, Fsync: "always"},
 	{Name: "f-hanging", Desc: "1,000 readings/s -> healthy stream + hanging stream", Streams: 2, Points: 1, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", Hanging: true},
+	// g is not part of "all": creating its streams takes longer than the other scenarios' runs.
+	{Name: "g-big-tenant", Desc: "2,000 streams x 1,000 points in one partition, 10 active at 1,000 readings/s, 8 listers paging through every stream",
+		Streams: 2000, Points: 10, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", PointsPerStream: 1000, Listers: 8, Restart: true,
+		Args: []string{"--quota-streams", "2000", "--quota-stream-points", "2000000"}},
+}
+
+// allScenarios are the scenarios of --scenario all.
+func allScenarios() []scenario {
+	var out []scenario
+	for _, s := range scenarios {
+		if s.Name != "g-big-tenant" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func findScenario(name string) (scenario, bool) {
@@ -87,7 +112,7 @@ type benchOptions struct {
 }
 
 func (o *benchOptions) flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging), a comma-separated list, or all")
+	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant), a comma-separated list, or all (a to f)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long each scenario publishes")
 	fs.StringVar(&o.JSON, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "target a running deployment: its NATS URL (with --api-url and --token)")
@@ -136,7 +161,7 @@ func (o *benchOptions) validate() error {
 // selected returns the scenarios --scenario names.
 func (o *benchOptions) selected() ([]scenario, error) {
 	if o.Scenario == "all" {
-		return scenarios, nil
+		return allScenarios(), nil
 	}
 	var out []scenario
 	for _, name := range splitList(o.Scenario) {
@@ -191,9 +216,21 @@ type benchResult struct {
 	ReceiverCPUPer1k   float64 `json:"receiver_cpu_s_per_1k"`
 	BenchCPUPer1k      float64 `json:"bench_cpu_s_per_1k"`
 	HookstreamRSSMB    float64 `json:"hookstream_rss_mb"`
-	ReceiverRSSMB      float64 `json:"receiver_rss_mb"`
-	BenchRSSMB         float64 `json:"bench_rss_mb"`
-	LoadAvg1m          float64 `json:"loadavg_1m"`
+	// CreatedRSSMB is hookstream's RSS once the streams are created, before the load;
+	// RestartRSSMB its RSS idle after a restart on the same data (scenarios with Restart).
+	CreatedRSSMB  float64 `json:"hookstream_created_rss_mb,omitempty"`
+	RestartRSSMB  float64 `json:"hookstream_restart_rss_mb,omitempty"`
+	ReceiverRSSMB float64 `json:"receiver_rss_mb"`
+	BenchRSSMB    float64 `json:"bench_rss_mb"`
+	LoadAvg1m     float64 `json:"loadavg_1m"`
+
+	// Listers' figures (scenarios with Listers): whole lists of every stream, lists that came
+	// back short or failed, pages a second, and the largest answer.
+	ListPasses    int64   `json:"list_passes,omitempty"`
+	ListShort     int64   `json:"list_short,omitempty"`
+	ListErrors    int64   `json:"list_errors,omitempty"`
+	ListPagesPerS float64 `json:"list_pages_per_s,omitempty"`
+	ListMaxPageKB float64 `json:"list_max_page_kb,omitempty"`
 
 	Target     string   `json:"target,omitempty"`
 	TargetMet  *bool    `json:"target_met,omitempty"`
@@ -372,6 +409,16 @@ func printTable(w io.Writer, rep *benchReport) {
 			r.Scenario, r.Description, r.Readings, r.Expected, r.CreateS, r.CreatePerS, r.WarmS, r.DrainS)
 		if r.Target != "" {
 			fmt.Fprintf(w, "; target %s", r.Target)
+		}
+		if r.CreatedRSSMB > 0 {
+			fmt.Fprintf(w, "; hookstream RSS %.0f MB once created", r.CreatedRSSMB)
+		}
+		if r.ListPasses+r.ListShort+r.ListErrors > 0 {
+			fmt.Fprintf(w, "; listers: %d whole lists (%d short, %d failed), %.0f pages/s, largest answer %.0f KB",
+				r.ListPasses, r.ListShort, r.ListErrors, r.ListPagesPerS, r.ListMaxPageKB)
+		}
+		if r.RestartRSSMB > 0 {
+			fmt.Fprintf(w, "; RSS %.0f MB idle after a restart", r.RestartRSSMB)
 		}
 		for _, n := range r.Notes {
 			fmt.Fprintf(w, "; %s", n)

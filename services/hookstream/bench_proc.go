@@ -216,17 +216,29 @@ func procPeakRSS(pid int) (int64, error) {
 	return parseVmHWM(string(b))
 }
 
-func parseVmHWM(status string) (int64, error) {
+// procRSS is a process's resident set size in bytes now (VmRSS of /proc/<pid>/status).
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusKB(string(b), "VmRSS")
+}
+
+func parseVmHWM(status string) (int64, error) { return parseStatusKB(status, "VmHWM") }
+
+// parseStatusKB reads a "Name: N kB" field of /proc/<pid>/status, in bytes.
+func parseStatusKB(status, field string) (int64, error) {
 	for line := range strings.Lines(status) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmHWM %q: %w", v, err)
+				return 0, fmt.Errorf("%s %q: %w", field, v, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
 func loadAvg1m() float64 {

@@ -40,6 +40,7 @@ type bencher struct {
 
 	delivered atomic.Int64 // distinct healthy deliveries, as last polled
 	hang      atomic.Int64
+	restarts  int // hookstream processes started
 }
 
 // streamSpec is one stream the scenario creates.
@@ -147,6 +148,10 @@ func (b *bencher) run(ctx context.Context) (res *benchResult, err error) {
 	if err := b.warmUp(ctx, nc, points, sc.Points*sc.Fanout, res); err != nil {
 		return nil, err
 	}
+	if pid := b.hookstreamPID(); pid > 0 {
+		rss, _ := procRSS(pid)
+		res.CreatedRSSMB = float64(rss) / (1 << 20)
+	}
 	pub, err := newPublisher(nc, b.o.Partition, points, sc.Batch, o.Window)
 	if err != nil {
 		return nil, err
@@ -154,7 +159,31 @@ func (b *bencher) run(ctx context.Context) (res *benchResult, err error) {
 	if err := b.load(ctx, pub, res); err != nil {
 		return nil, err
 	}
+	if sc.Restart && b.hs != nil {
+		if err := b.restartIdle(ctx, res); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
+}
+
+// restartIdle stops hookstream, starts it again on the same data and records its RSS once it
+// has been ready and idle for 5 s.
+func (b *bencher) restartIdle(ctx context.Context, res *benchResult) error {
+	b.hs.stop(20 * time.Second)
+	b.hs = nil
+	if err := b.startHookstream(ctx); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+	}
+	rss, err := procRSS(b.hs.pid())
+	res.RestartRSSMB = float64(rss) / (1 << 20)
+	b.logf("   restarted: RSS %.0f MB idle", res.RestartRSSMB)
+	return err
 }
 
 // startHookstream starts the all-in-one process, or takes the deployment the flags name.
@@ -172,6 +201,7 @@ func (b *bencher) startHookstream(ctx context.Context) error {
 	data := filepath.Join(b.dir, "data")
 	args := []string{"--dev", "--data", data, "--http-addr", httpAddr, "--nats-listen", natsAddr,
 		"--log-format", "json", "--fsync", b.sc.Fsync}
+	args = append(args, b.sc.Args...)
 	if b.profile != "" {
 		args = append(args, "--pprof-addr", pprofAddr)
 		b.pprof = "http://" + pprofAddr
@@ -180,7 +210,11 @@ func (b *bencher) startHookstream(ctx context.Context) error {
 	if b.sc.MemLimit != "" && os.Getenv("GOMEMLIMIT") == "" {
 		env = append(env, "GOMEMLIMIT="+b.sc.MemLimit)
 	}
-	hs, err := startChild("hookstream", filepath.Join(b.dir, "hookstream.log"), args, env, nil)
+	logName := "hookstream.log"
+	if b.restarts++; b.restarts > 1 {
+		logName = fmt.Sprintf("hookstream-%d.log", b.restarts)
+	}
+	hs, err := startChild("hookstream", filepath.Join(b.dir, logName), args, env, nil)
 	if err != nil {
 		return err
 	}
@@ -202,6 +236,16 @@ func (b *bencher) startHookstream(ctx context.Context) error {
 // benchSecret is the webhook secret of every bench stream, so the signer's work is measured.
 const benchSecret = "hookstream-bench-secret-0123456789abcdef"
 
+// pointIDs are the point ids of stream i: its point, and as many more (idle) as make
+// PointsPerStream.
+func (sc scenario) pointIDs(i int, point string) []string {
+	ids := []string{point}
+	for k := 1; k < sc.PointsPerStream; k++ {
+		ids = append(ids, "s"+strconv.Itoa(i)+"-"+strconv.Itoa(k))
+	}
+	return ids
+}
+
 // createStreams creates the streams over the API, 16 at a time, and returns their ids (those
 // created so far when it fails).
 func (b *bencher) createStreams(ctx context.Context, specs []streamSpec) ([]string, error) {
@@ -221,7 +265,7 @@ func (b *bencher) createStreams(ctx context.Context, specs []streamSpec) ([]stri
 					return
 				}
 				body := map[string]any{"name": "bench " + specs[i].path, "webhookUrl": b.rcvURL + specs[i].path,
-					"pointIds": []string{specs[i].point}, "webhookSecret": benchSecret}
+					"pointIds": b.sc.pointIDs(i, specs[i].point), "webhookSecret": benchSecret}
 				if b.o.MaxInFlight > 0 {
 					body["maxInFlight"] = b.o.MaxInFlight
 				}
@@ -455,6 +499,10 @@ func (b *bencher) load(ctx context.Context, pub *publisher, res *benchResult) er
 
 	progDone := make(chan struct{})
 	go b.progress(ctx, pub, start, progDone)
+	if sc.Listers > 0 {
+		lists, stop := b.startListers(ctx, sc.Listers, sc.Streams)
+		defer func() { stop(); lists.report(res, time.Since(start)) }()
+	}
 
 	var err error
 	if sc.Rate > 0 {

@@ -250,3 +250,22 @@ func TestBenchOptionsValidate(t *testing.T) {
 		t.Fatal("unknown scenario accepted")
 	}
 }
+
+func TestBigTenantScenario(t *testing.T) {
+	g, ok := findScenario("g")
+	if !ok || g.PointsPerStream != 1000 || g.Streams != 2000 || g.Listers == 0 {
+		t.Fatalf("scenario g = %+v, %v", g, ok)
+	}
+	for _, s := range allScenarios() {
+		if s.Name == g.Name {
+			t.Error(`"all" runs g-big-tenant`)
+		}
+	}
+	ids := g.pointIDs(7, "pt-0")
+	if len(ids) != 1000 || ids[0] != "pt-0" || ids[1] != "s7-1" || ids[999] != "s7-999" {
+		t.Errorf("pointIDs(7) = %d ids, %q … %q", len(ids), ids[0], ids[len(ids)-1])
+	}
+	if ids := (scenario{}).pointIDs(0, "pt-0"); len(ids) != 1 {
+		t.Errorf("pointIDs without PointsPerStream = %q", ids)
+	}
+}

@@ -45,6 +45,8 @@ type Config struct {
 	MasterKeyFile string
 	// PprofAddr serves net/http/pprof on this loopback address when set (off by default).
 	PprofAddr string
+	// LockWait bounds the wait for the data directory's lock held by a process that is stopping.
+	LockWait time.Duration
 
 	quotaConfig // quota.go
 }
@@ -73,6 +75,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	c.securityFlags(fs)
 	c.quotaFlags(fs)
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this loopback address (off when empty)")
+	fs.DurationVar(&c.LockWait, "lock-wait", envDuration("LOCK_WAIT", defaultLockWait), "how long to wait for the --data directory of a process that is still stopping (one process per data directory)")
 }
 
 func (c *Config) validate() error {
@@ -90,6 +93,9 @@ func (c *Config) validate() error {
 	}
 	if c.DedupWindow > c.DLQRetention {
 		return fmt.Errorf("--dedup-window %s: want at most --dlq-retention (%s)", c.DedupWindow, c.DLQRetention)
+	}
+	if c.LockWait < 0 {
+		return fmt.Errorf("--lock-wait %s: want 0 or more", c.LockWait)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return fmt.Errorf("--log-format %q: want json or text", c.LogFormat)

@@ -122,6 +122,14 @@ func runRekey(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if cfg.NATSURL == "" {
+		// The store and, in --dev, the master key are the data directory's.
+		lock, err := lockData(ctx, &cfg, "rekey", cfg.logger())
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
+	}
 	box, err := cfg.secretBox()
 	if err != nil {
 		return err

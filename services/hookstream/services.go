@@ -64,12 +64,17 @@ func runServices(ctx context.Context, role string, args []string) error {
 		if role != "all" {
 			return fmt.Errorf("%s: --nats-url is required (only the all-in-one embeds NATS)", role)
 		}
+		lock, err := lockData(ctx, &cfg, "all-in-one", log)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
 		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: log})
 		if err != nil {
 			return err
 		}
 		log.Info("embedded nats started", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
-		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		defer func() { _ = lock.Stopping(); srv.Shutdown(); srv.WaitForShutdown() }()
 	}
 	var conns []*bus.Conn
 	defer func() {
@@ -295,11 +300,17 @@ func runNATS(ctx context.Context, args []string) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: cfg.logger()})
+	log := cfg.logger()
+	lock, err := lockData(ctx, &cfg, "nats", log)
 	if err != nil {
 		return err
 	}
-	cfg.logger().Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
+	defer lock.Release()
+	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
 	<-ctx.Done()
 	srv.Shutdown()
 	srv.WaitForShutdown()

@@ -19,9 +19,19 @@ import (
 	"hookstream/proto"
 )
 
-// BucketBatches journals the batches being stored: key "{partition}.{streamId}.{batchId}", value
-// the batch's job ids in order. See NOTES.md "Batching across crashes".
+// BucketBatches journals the batches being stored: key "{partition}.{streamId}.{batchId}" (a
+// proto.StreamKey and the batch id), value the batch's job ids in order. See NOTES.md "Batching
+// across crashes".
 const BucketBatches = "hookstream_batches"
+
+// splitJournalKey returns the partition and stream id of a BucketBatches key.
+func splitJournalKey(key string) (partition, streamID string, ok bool) {
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 {
+		return "", "", false
+	}
+	return proto.SplitStreamKey(key[:i])
+}
 
 // Batch limits.
 const (
@@ -93,10 +103,9 @@ func (b *batcher) recover(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read batch journal: %w", err)
 		}
-		part, rest, _ := strings.Cut(key, ".")
-		sid, _, _ := strings.Cut(rest, ".")
+		part, sid, ok := splitJournalKey(key)
 		var ids []string
-		if err := proto.Unmarshal(e.Value(), &ids); err != nil || len(ids) == 0 {
+		if err := proto.Unmarshal(e.Value(), &ids); !ok || err != nil || len(ids) == 0 {
 			_ = b.kv.Purge(ctx, key)
 			continue
 		}

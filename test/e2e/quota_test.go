@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ type usageResp struct {
 	OnExceed     string `json:"onExceed"`
 	Limits       string `json:"limits"`
 	Streams      usageC `json:"streams"`
+	StreamPoints usageC `json:"streamPoints"`
 	Deliveries   usageC `json:"deliveries"`
 	PayloadBytes usageC `json:"payloadBytes"`
 }
@@ -42,7 +44,7 @@ type apiError struct {
 
 func (in *instance) usage(partition string) usageResp {
 	in.t.Helper()
-	code, out := in.call("GET", "/streaming/v1/partitions/"+partition+"/usage", in.token(partition), nil)
+	code, out := in.call("GET", "/streaming/v1/partitions/"+url.PathEscape(partition)+"/usage", in.token(partition), nil)
 	if code != 200 {
 		in.t.Fatalf("usage: %d %s", code, out)
 	}
