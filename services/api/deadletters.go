@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -311,98 +312,150 @@ func (s *Service) resendDeadLetters(w http.ResponseWriter, r *http.Request, part
 	if err := s.checkDeliveryQuota(ctx, w, partition); err != nil { // quota.go
 		return err
 	}
-	dlq, err := s.js.Stream(ctx, proto.StreamDLQ)
+	var resent []string
+	var err error
+	if len(body.IDs) > 0 {
+		resent, err = s.resendByID(ctx, partition, body.IDs)
+	} else {
+		resent, err = s.resendAll(ctx, partition, body.StreamID)
+	}
 	if err != nil {
 		return err
 	}
-	type entry struct {
-		seq uint64
-		dl  proto.DeadLetter
+	s.log.Info("dead letters resent", "partition", partition, "count", len(resent))
+	web.WriteJSON(w, http.StatusAccepted, map[string]any{"resent": len(resent), "ids": resent})
+	return nil
+}
+
+// resendByID resends the entries named by ids, after checking every one of them (and its stream)
+// first: a bad, missing or another partition's id, or a disabled stream, resends nothing.
+func (s *Service) resendByID(ctx context.Context, partition string, ids []string) ([]string, error) {
+	dlq, err := s.js.Stream(ctx, proto.StreamDLQ)
+	if err != nil {
+		return nil, err
 	}
-	var entries []entry
-	if len(body.IDs) > 0 {
-		// Validate every id before resending any.
-		for i, id := range body.IDs {
-			field := fmt.Sprintf("ids[%d]", i)
-			seq, err := strconv.ParseUint(id, 10, 64)
-			if err != nil || seq == 0 {
-				return web.BadRequest(field, "%q is not a dead-letter id", clip(id))
+	entries := make([]dlqEntry, 0, len(ids))
+	for i, id := range ids {
+		field := fmt.Sprintf("ids[%d]", i)
+		e, err := s.readDeadLetter(ctx, dlq, partition, id, field)
+		if err != nil {
+			return nil, err
+		}
+		live, werr := s.resendable(ctx, partition, e.dl.Delivery.StreamID)
+		if werr != nil {
+			if we, ok := werr.(*web.Error); ok {
+				we.Field = field
 			}
-			raw, err := dlq.GetMsg(ctx, seq)
-			// Another partition's entry is reported exactly like a missing one.
-			if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && (!strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, "")) || proto.IsRejectedSubject(raw.Subject))) {
-				return &web.Error{Status: http.StatusNotFound, Code: "not_found", Field: field, Message: "dead letter " + id + " not found"}
-			}
-			if err != nil {
-				return fmt.Errorf("read dead letter: %w", err)
-			}
-			var e entry
-			if err := proto.Unmarshal(raw.Data, &e.dl); err != nil {
-				return fmt.Errorf("decode dead letter %d: %w", seq, err)
-			}
-			e.seq = seq
+			return nil, werr
+		}
+		if live {
 			entries = append(entries, e)
 		}
-	} else {
-		if !proto.ValidToken(body.StreamID) {
-			return web.BadRequest("streamId", "invalid stream id")
-		}
-		if _, _, err := s.load(ctx, partition, body.StreamID); err != nil {
-			return err
-		}
-		err := s.scan(ctx, proto.StreamDLQ, []string{proto.DLQSubject(partition, body.StreamID)}, time.Time{}, func(m jetstream.Msg) bool {
-			meta, merr := m.Metadata()
-			var e entry
-			if merr == nil && proto.Unmarshal(m.Data(), &e.dl) == nil {
-				e.seq = meta.Sequence.Stream
-				entries = append(entries, e)
-			}
-			return true
-		})
-		if err != nil {
-			return fmt.Errorf("scan dead letters: %w", err)
-		}
-	}
-	// Every entry's stream is checked before anything is resent: a disabled one refuses.
-	live := make([]bool, len(entries))
-	for i, e := range entries {
-		def, _, err := s.load(ctx, partition, e.dl.Delivery.StreamID)
-		var we *web.Error
-		switch {
-		case errors.As(err, &we) && we.Status == http.StatusNotFound:
-			continue // its stream was deleted: nothing to resend to
-		case err != nil:
-			return err
-		}
-		if werr := refuseDisabled(def); werr != nil {
-			if len(body.IDs) > 0 {
-				werr.Field = fmt.Sprintf("ids[%d]", i)
-			}
-			return werr
-		}
-		live[i] = true
 	}
 	resent := make([]string, 0, len(entries))
-	for i, e := range entries {
-		d := e.dl.Delivery
-		if !live[i] {
-			continue
-		}
-		d.History, d.FirstAttemptAt = nil, 0
-		d.Resends++
-		d.ResentFrom = e.seq
-		data, err := proto.Marshal(&d)
-		if err != nil {
-			return err
-		}
-		msg := bus.NewMsg(proto.OutboxSubject(partition, d.StreamID), fmt.Sprintf("%s/resend/%d", d.ID, e.seq), data)
-		if _, err := s.js.PublishMsg(ctx, msg); err != nil {
-			return fmt.Errorf("resend %d: %w", e.seq, err)
+	for _, e := range entries {
+		if err := s.resend(ctx, partition, e); err != nil {
+			return resent, err
 		}
 		resent = append(resent, strconv.FormatUint(e.seq, 10))
 	}
-	s.log.Info("dead letters resent", "partition", partition, "count", len(resent))
-	web.WriteJSON(w, http.StatusAccepted, map[string]any{"resent": len(resent), "ids": resent})
+	return resent, nil
+}
+
+// resendAll resends every entry of one stream, each as it is read: a stream's dead letters are
+// never all held in memory at once.
+func (s *Service) resendAll(ctx context.Context, partition, streamID string) ([]string, error) {
+	if !proto.ValidToken(streamID) {
+		return nil, web.BadRequest("streamId", "invalid stream id")
+	}
+	def, _, err := s.load(ctx, partition, streamID)
+	if err != nil {
+		return nil, err
+	}
+	if werr := refuseDisabled(def); werr != nil {
+		return nil, werr
+	}
+	var resent []string
+	var failed error
+	err = s.scan(ctx, proto.StreamDLQ, []string{proto.DLQSubject(partition, streamID)}, time.Time{}, func(m jetstream.Msg) bool {
+		meta, merr := m.Metadata()
+		e := dlqEntry{}
+		if merr != nil || proto.Unmarshal(m.Data(), &e.dl) != nil {
+			return true
+		}
+		e.seq = meta.Sequence.Stream
+		if failed = s.resend(ctx, partition, e); failed != nil {
+			return false
+		}
+		resent = append(resent, strconv.FormatUint(e.seq, 10))
+		return true
+	})
+	if err = cmp.Or(failed, err); err != nil {
+		return resent, fmt.Errorf("resend all of stream %s: %w", streamID, err)
+	}
+	return resent, nil
+}
+
+// dlqEntry is a dead letter and its DLQ sequence (its id).
+type dlqEntry struct {
+	seq uint64
+	dl  proto.DeadLetter
+}
+
+// readDeadLetter reads entry id of partition; field names it in errors. Another partition's
+// entry, and a rejected input, are reported exactly like a missing one.
+func (s *Service) readDeadLetter(ctx context.Context, dlq jetstream.Stream, partition, id, field string) (dlqEntry, error) {
+	seq, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || seq == 0 {
+		return dlqEntry{}, web.BadRequest(field, "%q is not a dead-letter id", clip(id))
+	}
+	raw, err := dlq.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && (!strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, "")) || proto.IsRejectedSubject(raw.Subject))) {
+		return dlqEntry{}, &web.Error{Status: http.StatusNotFound, Code: "not_found", Field: field, Message: "dead letter " + id + " not found"}
+	}
+	if err != nil {
+		return dlqEntry{}, fmt.Errorf("read dead letter: %w", err)
+	}
+	e := dlqEntry{seq: seq}
+	if err := proto.Unmarshal(raw.Data, &e.dl); err != nil {
+		return dlqEntry{}, fmt.Errorf("decode dead letter %d: %w", seq, err)
+	}
+	return e, nil
+}
+
+// resendable reports whether a dead letter of stream id can be resent: false (and no error)
+// when the stream was deleted — there is nothing to resend to; a 409 when it is disabled.
+func (s *Service) resendable(ctx context.Context, partition, id string) (bool, error) {
+	def, _, err := s.load(ctx, partition, id)
+	var we *web.Error
+	switch {
+	case errors.As(err, &we) && we.Status == http.StatusNotFound:
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if werr := refuseDisabled(def); werr != nil {
+		return false, werr
+	}
+	return true, nil
+}
+
+// resend stores entry e's delivery on its stream's outbox subject with a fresh schedule: no
+// history, one resend more, and the entry it came from, which delivery removes once it is
+// delivered or dead-lettered anew.
+func (s *Service) resend(ctx context.Context, partition string, e dlqEntry) error {
+	d := e.dl.Delivery
+	d.History, d.FirstAttemptAt = nil, 0
+	d.Resends++
+	d.ResentFrom = e.seq
+	data, err := proto.Marshal(&d)
+	if err != nil {
+		return err
+	}
+	msg := bus.NewMsg(proto.OutboxSubject(partition, d.StreamID), fmt.Sprintf("%s/resend/%d", d.ID, e.seq), data)
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("resend %d: %w", e.seq, err)
+	}
 	return nil
 }
 
