@@ -14,19 +14,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
 // Change is one update seen by the watcher. Def is nil when the stream was deleted.
 type Change struct {
 	Partition, ID string
-	Def           *proto.StreamDef
+	Def           *stream.Stream
 }
 
 // Catalog is safe for concurrent use.
 type Catalog struct {
 	mu      sync.RWMutex
-	streams map[string]*proto.StreamDef
+	streams map[string]*stream.Stream
 	ready   chan struct{}
 	started atomic.Bool
 	subs    []func(Change) // fixed once Run starts
@@ -67,7 +68,7 @@ func (c *Catalog) RunOwned(ctx context.Context, kv jetstream.KeyValue, own bool)
 
 // New returns an empty catalog; Run fills it.
 func New() *Catalog {
-	return &Catalog{streams: make(map[string]*proto.StreamDef), ready: make(chan struct{}), subsOK: make(chan struct{})}
+	return &Catalog{streams: make(map[string]*stream.Stream), ready: make(chan struct{}), subsOK: make(chan struct{})}
 }
 
 // Run watches the bucket until ctx is cancelled, once every subscriber is ready. A catalog is
@@ -91,13 +92,13 @@ func (c *Catalog) apply(e jetstream.KeyValueEntry) {
 	if !ok {
 		return
 	}
-	var def *proto.StreamDef
+	var def *stream.Stream
 	if e.Operation() == jetstream.KeyValuePut {
-		var d proto.StreamDef
-		if err := proto.Unmarshal(e.Value(), &d); err != nil {
+		d, err := stream.Decode(e.Value())
+		if err != nil {
 			return
 		}
-		def = &d
+		def = d
 	}
 	c.mu.Lock()
 	if def == nil {
@@ -114,19 +115,19 @@ func (c *Catalog) apply(e jetstream.KeyValueEntry) {
 // Ready is closed once the initial contents of the bucket are loaded.
 func (c *Catalog) Ready() <-chan struct{} { return c.ready }
 
-// Get returns a stream definition; callers must not modify it.
-func (c *Catalog) Get(partition, id string) (*proto.StreamDef, bool) {
+// Get returns a stream; callers must not modify it.
+func (c *Catalog) Get(partition, id string) (*stream.Stream, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	d, ok := c.streams[proto.StreamKey(partition, id)]
 	return d, ok
 }
 
-// All returns every stream definition; callers must not modify them.
-func (c *Catalog) All() []*proto.StreamDef {
+// All returns every stream; callers must not modify them.
+func (c *Catalog) All() []*stream.Stream {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := make([]*proto.StreamDef, 0, len(c.streams))
+	out := make([]*stream.Stream, 0, len(c.streams))
 	for _, d := range c.streams {
 		out = append(out, d)
 	}

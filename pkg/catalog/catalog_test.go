@@ -11,6 +11,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -98,7 +99,7 @@ func nextChange(t *testing.T, ch <-chan catalog.Change) catalog.Change {
 	}
 }
 
-func ids(defs []*proto.StreamDef) []string {
+func ids(defs []*stream.Stream) []string {
 	var out []string
 	for _, d := range defs {
 		out = append(out, d.Partition+"/"+d.ID)
@@ -165,21 +166,21 @@ func TestWatchChanges(t *testing.T) {
 		{
 			name:   "put new stream",
 			do:     func() { put(t, kv, def("p1", "s1", "a", "b")) },
-			want:   catalog.Change{Partition: "p1", ID: "s1", Def: def("p1", "s1")},
+			want:   catalog.Change{Partition: "p1", ID: "s1", Def: stream.FromWire(def("p1", "s1"))},
 			points: []string{"a", "b"},
 			all:    "[p1/pre p1/s1]",
 		},
 		{
 			name:   "update stream",
 			do:     func() { put(t, kv, def("p1", "s1", "c")) },
-			want:   catalog.Change{Partition: "p1", ID: "s1", Def: def("p1", "s1")},
+			want:   catalog.Change{Partition: "p1", ID: "s1", Def: stream.FromWire(def("p1", "s1"))},
 			points: []string{"c"},
 			all:    "[p1/pre p1/s1]",
 		},
 		{
 			name:   "put in another partition",
 			do:     func() { put(t, kv, def("p2", "s1", "z")) },
-			want:   catalog.Change{Partition: "p2", ID: "s1", Def: def("p2", "s1")},
+			want:   catalog.Change{Partition: "p2", ID: "s1", Def: stream.FromWire(def("p2", "s1"))},
 			points: []string{"z"},
 			all:    "[p1/pre p1/s1 p2/s1]",
 		},

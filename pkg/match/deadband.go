@@ -3,6 +3,7 @@ package match
 import (
 	"math"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -39,7 +40,7 @@ func Number(raw []byte) (float64, bool) { return jsonNumber(raw) }
 
 // PassesDeadband applies a stream's change-only rule to an event: events other than point
 // readings, and every event of a stream that is not change-only, pass.
-func PassesDeadband(def *proto.StreamDef, in *Input) bool {
+func PassesDeadband(def *stream.Stream, in *Input) bool {
 	if !def.ChangeOnly || in.Event.Type != proto.EventTypePoint {
 		return true
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"hookstream/pkg/match"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -251,7 +252,7 @@ func TestDeadband(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			def := &proto.StreamDef{ID: "s", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P"},
+			def := &stream.Stream{ID: "s", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P"},
 				ChangeOnly: tt.changeOnly, Deadband: tt.deadband}
 			s, err := match.Compile(def)
 			if err != nil {
@@ -268,7 +269,7 @@ func TestDeadband(t *testing.T) {
 		})
 	}
 	t.Run("events other than readings pass", func(t *testing.T) {
-		s, _ := match.Compile(&proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"x"}, ChangeOnly: true})
+		s, _ := match.Compile(&stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"x"}, ChangeOnly: true})
 		if _, ok := s.Match(match.NewInput(event("x", "s", `{}`))); !ok {
 			t.Fatal("an event was dropped by the dead-band")
 		}
@@ -276,7 +277,7 @@ func TestDeadband(t *testing.T) {
 }
 
 func TestWildcardsAndSelectors(t *testing.T) {
-	def := &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"asset_*", "DEVICE_ADDED"}, PointIDs: []string{"P1"}}
+	def := &stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"asset_*", "DEVICE_ADDED"}, PointIDs: []string{"P1"}}
 	s, err := match.Compile(def)
 	if err != nil {
 		t.Fatal(err)
@@ -302,15 +303,15 @@ func TestWildcardsAndSelectors(t *testing.T) {
 			}
 		})
 	}
-	all, _ := match.Compile(&proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"*"}})
+	all, _ := match.Compile(&stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"*"}})
 	if _, ok := all.Match(match.NewInput(event("anything", "1", `{}`))); !ok {
 		t.Fatal(`"*" must match every event type`)
 	}
-	empty, _ := match.Compile(&proto.StreamDef{Type: proto.TypePointStream, Filter: "true"})
+	empty, _ := match.Compile(&stream.Stream{Type: proto.TypePointStream, Filter: "true"})
 	if _, ok := empty.Match(match.NewInput(reading("P1", "1", ""))); ok {
 		t.Fatal("a point-stream without point ids matched a reading")
 	}
-	unkeyed, _ := match.Compile(&proto.StreamDef{Type: proto.TypeEventStream, Filter: "point.value > 5"})
+	unkeyed, _ := match.Compile(&stream.Stream{Type: proto.TypeEventStream, Filter: "point.value > 5"})
 	if _, all := unkeyed.Keys(); !all {
 		t.Fatal("an unkeyed filter stream must be a candidate for every event")
 	}
@@ -348,7 +349,7 @@ func TestPropertyProjection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			def := &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{tt.typ}}
+			def := &stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{tt.typ}}
 			if tt.props != nil {
 				def.Properties = map[string][]string{tt.typ: tt.props}
 			}

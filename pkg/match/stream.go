@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -27,7 +28,7 @@ func (k Key) Selects(ev *proto.Event) bool {
 // Stream is a stream definition compiled for matching. It is immutable and safe for concurrent
 // use.
 type Stream struct {
-	Def    *proto.StreamDef
+	Def    *stream.Stream
 	Filter *Filter // nil without a filter
 	props  map[string]map[string]struct{}
 	keys   []Key
@@ -37,7 +38,7 @@ type Stream struct {
 // Compile compiles a stream definition. The only error is an invalid filter (wrapping
 // ErrInvalidFilter); the API rejects those at create time, so the matcher only meets one written
 // by an older or newer build.
-func Compile(def *proto.StreamDef) (*Stream, error) {
+func Compile(def *stream.Stream) (*Stream, error) {
 	s := &Stream{Def: def}
 	if def.Filter != "" {
 		f, err := CompileFilter(def.Filter)
@@ -67,7 +68,7 @@ func Compile(def *proto.StreamDef) (*Stream, error) {
 // selectors) come first; an event-stream without selectors is found by its filter's keys, or by
 // every event of its partition when the filter has none. A point-stream without point ids
 // matches nothing.
-func streamKeys(def *proto.StreamDef, f *Filter) (keys []Key, all bool) {
+func streamKeys(def *stream.Stream, f *Filter) (keys []Key, all bool) {
 	for _, p := range def.PointIDs {
 		keys = append(keys, Key{Kind: KeyPoint, Value: p})
 	}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -71,7 +72,7 @@ func CredentialForms(value string) []string {
 // RedactAuth removes from text (an endpoint's answer) the outbound credential of a stream that
 // was sent in headers: an endpoint that refuses a credential often echoes it ("invalid token
 // …"), and what it answered goes into outcomes, dead letters, spans, logs and API answers.
-func RedactAuth(text string, def *proto.StreamDef, headers map[string]string) string {
+func RedactAuth(text string, def *stream.Stream, headers map[string]string) string {
 	if text == "" || def == nil {
 		return text
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"hookstream/pkg/outbound"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -45,14 +46,14 @@ func TestRedactAuth(t *testing.T) {
 	headers := map[string]string{"X-Api-Key": "k3y-value-123", "Authorization": "Bearer tok-abcdef", "X-Hub-Signature-256": "sha256=00ff"}
 	cases := []struct {
 		name string
-		def  *proto.StreamDef
+		def  *stream.Stream
 		in   string
 		want string
 	}{
-		{"header auth", &proto.StreamDef{AuthType: proto.AuthHeader, AuthHeaderName: "x-api-key"}, "bad key k3y-value-123", "bad key [REDACTED]"},
-		{"oauth2 bearer", &proto.StreamDef{AuthType: proto.AuthOAuth2}, "token tok-abcdef revoked", "token [REDACTED] revoked"},
-		{"no auth keeps the answer", &proto.StreamDef{}, "bad key k3y-value-123", "bad key k3y-value-123"},
-		{"signatures are not credentials", &proto.StreamDef{AuthType: proto.AuthHeader, AuthHeaderName: "X-Api-Key"}, "got sha256=00ff", "got sha256=00ff"},
+		{"header auth", &stream.Stream{AuthType: proto.AuthHeader, AuthHeaderName: "x-api-key"}, "bad key k3y-value-123", "bad key [REDACTED]"},
+		{"oauth2 bearer", &stream.Stream{AuthType: proto.AuthOAuth2}, "token tok-abcdef revoked", "token [REDACTED] revoked"},
+		{"no auth keeps the answer", &stream.Stream{}, "bad key k3y-value-123", "bad key k3y-value-123"},
+		{"signatures are not credentials", &stream.Stream{AuthType: proto.AuthHeader, AuthHeaderName: "X-Api-Key"}, "got sha256=00ff", "got sha256=00ff"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,13 +3,14 @@ package tmpl
 import (
 	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
 // EventVars are the placeholder values of one event of stream def, in the delivery with id
 // deliveryID (README "Body templates"). Point metadata (device, label, unit, datatype) is def's,
 // so a URL rendered at each attempt takes the stream's metadata as it is then.
-func EventVars(def *proto.StreamDef, deliveryID string, ev *proto.Event) Vars {
+func EventVars(def *stream.Stream, deliveryID string, ev *proto.Event) Vars {
 	var m proto.PointMeta
 	point, device := "", ev.Subject
 	if ev.Type == proto.EventTypePoint {

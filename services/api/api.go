@@ -22,6 +22,7 @@ import (
 	"hookstream/pkg/quota"
 	"hookstream/pkg/retry"
 	"hookstream/pkg/secretbox"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -231,12 +232,11 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	if err != nil {
 		return err
 	}
-	def := &proto.StreamDef{
-		V: proto.Version, ID: id.String(), Partition: partition, Type: typ,
-		Format: proto.FormatPoint, Method: "POST", Signature: proto.SignatureHubSHA256,
-		MaxRetry: retry.MaxRetries, MaxInFlight: 16, TimeoutMs: 10_000,
-		PropagateTrace: true, Status: proto.StatusActive,
-		CreatedAt: now.UnixNano(), UpdatedAt: now.UnixNano(),
+	def := &stream.Stream{
+		ID: id.String(), Partition: partition, Type: typ,
+		Format: proto.FormatPoint, Method: stream.DefaultMethod, Signature: proto.SignatureHubSHA256,
+		MaxRetry: retry.MaxRetries, MaxInFlight: stream.DefaultMaxInFlight, Timeout: stream.DefaultTimeout,
+		PropagateTrace: true, Status: stream.Active, CreatedAt: now, UpdatedAt: now,
 	}
 	if werr := body.apply(def, true, s.policy); werr != nil {
 		return werr
@@ -253,7 +253,7 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	if err != nil {
 		return err
 	}
-	data, err := proto.Marshal(def)
+	data, err := def.Encode()
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 }
 
 // load reads one stream and its KV revision; an unknown or malformed id is a 404.
-func (s *Service) load(ctx context.Context, partition, id string) (*proto.StreamDef, uint64, error) {
+func (s *Service) load(ctx context.Context, partition, id string) (*stream.Stream, uint64, error) {
 	if !proto.ValidToken(id) {
 		return nil, 0, web.NotFound("stream")
 	}
@@ -283,11 +283,11 @@ func (s *Service) load(ctx context.Context, partition, id string) (*proto.Stream
 	if err != nil {
 		return nil, 0, fmt.Errorf("read stream: %w", err)
 	}
-	var d proto.StreamDef
-	if err := proto.Unmarshal(e.Value(), &d); err != nil {
+	d, err := stream.Decode(e.Value())
+	if err != nil {
 		return nil, 0, fmt.Errorf("decode stream: %w", err)
 	}
-	return &d, e.Revision(), nil
+	return d, e.Revision(), nil
 }
 
 func (s *Service) getStream(w http.ResponseWriter, r *http.Request, partition string) error {
@@ -300,7 +300,7 @@ func (s *Service) getStream(w http.ResponseWriter, r *http.Request, partition st
 }
 
 // targetState reads delivery's counters of a stream; nil when there are none yet.
-func (s *Service) targetState(ctx context.Context, d *proto.StreamDef) *proto.TargetState {
+func (s *Service) targetState(ctx context.Context, d *stream.Stream) *proto.TargetState {
 	e, err := s.state.Get(ctx, proto.StreamKey(d.Partition, d.ID))
 	if err != nil {
 		return nil
@@ -313,7 +313,7 @@ func (s *Service) targetState(ctx context.Context, d *proto.StreamDef) *proto.Ta
 }
 
 // update applies change to a stream with optimistic concurrency, retrying on a concurrent write.
-func (s *Service) update(ctx context.Context, partition, id string, change func(*proto.StreamDef) error) (*proto.StreamDef, error) {
+func (s *Service) update(ctx context.Context, partition, id string, change func(*stream.Stream) error) (*stream.Stream, error) {
 	for range 5 {
 		def, rev, err := s.load(ctx, partition, id)
 		if err != nil {
@@ -322,8 +322,8 @@ func (s *Service) update(ctx context.Context, partition, id string, change func(
 		if err := change(def); err != nil {
 			return nil, err
 		}
-		def.UpdatedAt = time.Now().UTC().Truncate(time.Second).UnixNano()
-		data, err := proto.Marshal(def)
+		def.UpdatedAt = time.Now().UTC().Truncate(time.Second)
+		data, err := def.Encode()
 		if err != nil {
 			return nil, err
 		}
@@ -361,10 +361,10 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 	if err != nil {
 		return err
 	}
-	wasActive := probe.Status == proto.StatusActive
+	wasActive := probe.Status.Delivers()
 	was := probe.Status
-	def, err := s.update(ctx, partition, id, func(d *proto.StreamDef) error {
-		wasActive, was = d.Status == proto.StatusActive, d.Status
+	def, err := s.update(ctx, partition, id, func(d *stream.Stream) error {
+		wasActive, was = d.Status.Delivers(), d.Status
 		before := len(d.PointIDs)
 		if werr := body.apply(d, false, s.policy); werr != nil {
 			return werr
@@ -381,7 +381,7 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 	if err != nil {
 		return err
 	}
-	if !wasActive && def.Status == proto.StatusActive {
+	if !wasActive && def.Status.Delivers() {
 		// Re-enabled: failures start over, so the backlog is not judged by the old count.
 		if err := s.resetFailures(ctx, proto.StreamKey(partition, id)); err != nil {
 			s.log.Warn("failure counters not reset", "partition", partition, "stream_id", id, "error", err.Error())
@@ -471,7 +471,7 @@ func (s *Service) putEntities(w http.ResponseWriter, r *http.Request, partition 
 	if err != nil {
 		return err
 	}
-	def, err := s.update(r.Context(), partition, r.PathValue("id"), func(d *proto.StreamDef) error {
+	def, err := s.update(r.Context(), partition, r.PathValue("id"), func(d *stream.Stream) error {
 		before := len(d.PointIDs)
 		for _, id := range ids {
 			if !slices.Contains(d.PointIDs, id) {
@@ -497,7 +497,7 @@ func (s *Service) deleteEntities(w http.ResponseWriter, r *http.Request, partiti
 	if err != nil {
 		return err
 	}
-	def, err := s.update(r.Context(), partition, r.PathValue("id"), func(d *proto.StreamDef) error {
+	def, err := s.update(r.Context(), partition, r.PathValue("id"), func(d *stream.Stream) error {
 		for i, id := range ids {
 			if !slices.Contains(d.PointIDs, id) {
 				return web.BadRequest(fmt.Sprintf("pointIds[%d]", i), "point %q is not in this stream", id)
@@ -580,12 +580,12 @@ type streamAttribues struct {
 	ChangeOnly bool                `json:"changeOnly,omitempty"`
 }
 
-func resource(d *proto.StreamDef, st *proto.TargetState) streamResource {
+func resource(d *stream.Stream, st *proto.TargetState) streamResource {
 	a := streamAttribues{
 		PartitionID: d.Partition, Name: d.Name, WebhookURL: d.WebhookURL, PointIDs: d.PointIDs,
-		Status: d.Status, CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt),
+		Status: string(d.Status), CreatedAt: rfc3339(d.CreatedAt), UpdatedAt: rfc3339(d.UpdatedAt),
 		Method: d.Method, Format: d.Format, MaxRetry: d.MaxRetry, FailureLimit: d.FailureLimit,
-		MaxInFlight: d.MaxInFlight, TimeoutMs: d.TimeoutMs, Ordered: d.Ordered, PropagateTrace: d.PropagateTrace,
+		MaxInFlight: d.MaxInFlight, TimeoutMs: int(d.Timeout / time.Millisecond), Ordered: d.Ordered, PropagateTrace: d.PropagateTrace,
 		MaxRate: d.MaxRate, StatusReason: d.StatusReason,
 		EventTypes: d.EventTypes, Properties: d.Properties, Filter: d.Filter, Deadband: d.Deadband, ChangeOnly: d.ChangeOnly,
 	}
@@ -608,4 +608,4 @@ func resource(d *proto.StreamDef, st *proto.TargetState) streamResource {
 	return streamResource{ID: d.ID, Type: d.Type, Attributes: a}
 }
 
-func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"hookstream/pkg/signing"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/tmpl"
 	"hookstream/pkg/web"
 	"hookstream/proto"
@@ -83,7 +84,7 @@ var ceReserved = []string{"specversion", "id", "source", "type", "datacontenttyp
 
 // applyFormats validates the format, signature and auth options of a create or PATCH body, writes
 // them onto def, and checks that the resulting stream is consistent.
-func (b *streamBody) applyFormats(def *proto.StreamDef, create bool, opts urlPolicy) *web.Error {
+func (b *streamBody) applyFormats(def *stream.Stream, create bool, opts urlPolicy) *web.Error {
 	if b.Format != nil {
 		if !slices.Contains(formats, *b.Format) {
 			return web.BadRequest("format", "unknown format %q (supported: %s)", clip(*b.Format), strings.Join(formats, ", "))
@@ -158,7 +159,7 @@ func (b *streamBody) applyFormats(def *proto.StreamDef, create bool, opts urlPol
 }
 
 // checkConsistent checks the options that depend on each other, on the stream as it would be.
-func checkConsistent(def *proto.StreamDef) *web.Error {
+func checkConsistent(def *stream.Stream) *web.Error {
 	ctx := tmpl.JSON
 	switch def.ContentType {
 	case proto.ContentForm:
@@ -300,7 +301,7 @@ var reservedHeaders = []string{"content-type", "content-length", "host", "user-a
 
 var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 
-func applyAuth(def *proto.StreamDef, a *authBody, opts urlPolicy) *web.Error {
+func applyAuth(def *stream.Stream, a *authBody, opts urlPolicy) *web.Error {
 	def.AuthUsername, def.AuthHeaderName, def.OAuth2TokenURL, def.OAuth2ClientID, def.OAuth2Scopes = "", "", "", "", nil
 	for _, s := range []string{a.Username, a.Password, a.Name, a.Value, a.TokenURL, a.ClientID, a.ClientSecret} {
 		if len(s) > maxAuthField || strings.ContainsAny(s, "\r\n\x00") {
@@ -367,7 +368,7 @@ type formatAttributes struct {
 	PrevExpiresAt string                   `json:"previousSecretExpiresAt,omitempty"`
 }
 
-func formatAttrs(d *proto.StreamDef) formatAttributes {
+func formatAttrs(d *stream.Stream) formatAttributes {
 	a := formatAttributes{ContentType: d.ContentType, BodyTemplate: d.BodyTemplate, Extensions: d.Extensions,
 		Grouped: d.Grouped, Batch: d.Batch, PublicKey: d.PublicKey}
 	if a.ContentType == "" {
@@ -384,7 +385,7 @@ func formatAttrs(d *proto.StreamDef) formatAttributes {
 		a.Auth = &authBody{Type: d.AuthType, Username: d.AuthUsername, Name: d.AuthHeaderName, TokenURL: d.OAuth2TokenURL,
 			ClientID: d.OAuth2ClientID, Scopes: d.OAuth2Scopes}
 	}
-	if d.PrevSecretUntil > 0 {
+	if !d.PrevSecretUntil.IsZero() {
 		a.PrevExpiresAt = rfc3339(d.PrevSecretUntil)
 	}
 	return a

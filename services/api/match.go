@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"hookstream/pkg/match"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -24,7 +25,7 @@ const (
 // applyMatch validates and applies what a stream subscribes to: eventTypes, properties, filter,
 // deadband and changeOnly. It runs last in streamBody.apply, on a def that already holds the
 // other fields, so it can check the stream as a whole.
-func (b *streamBody) applyMatch(def *proto.StreamDef, create bool) *web.Error {
+func (b *streamBody) applyMatch(def *stream.Stream, create bool) *web.Error {
 	eventOnly := func(field string) *web.Error {
 		return web.BadRequest(field, "applies only to event-streams (?type=event-stream)")
 	}

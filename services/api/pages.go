@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -193,7 +194,7 @@ func (s *Service) checkStreamPoints(ctx context.Context, w http.ResponseWriter, 
 }
 
 // recordPut tells the tally about a stream this process stored at revision rev.
-func (s *Service) recordPut(d *proto.StreamDef, rev uint64) {
+func (s *Service) recordPut(d *stream.Stream, rev uint64) {
 	s.tally.put(proto.StreamKey(d.Partition, d.ID), rev, int64(len(d.PointIDs)))
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hookstream/pkg/signing"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -37,7 +38,7 @@ func (s *Service) storeSecret(ctx context.Context, key string, sec *proto.Secret
 }
 
 // purgeSecrets removes every secret of a stream (all generations and the auth secrets).
-func (s *Service) purgeSecrets(ctx context.Context, def *proto.StreamDef) {
+func (s *Service) purgeSecrets(ctx context.Context, def *stream.Stream) {
 	for gen := 0; gen <= max(def.SecretGen, def.PrevSecretGen); gen++ {
 		_ = s.secrets.Purge(ctx, proto.SecretKey(def.Partition, def.ID, gen))
 	}
@@ -56,7 +57,7 @@ func keyKind(scheme string) string {
 // newKey turns a user-given secret (already validated) or, when given is nil, a generated one
 // into what the signer stores, and returns the string to show the user once ("" for a given
 // secret, which the user already has, and for Ed25519, whose receivers need the public key only).
-func newKey(def *proto.StreamDef, given *string) (material []byte, shown, publicKey string) {
+func newKey(def *stream.Stream, given *string) (material []byte, shown, publicKey string) {
 	switch def.Signature {
 	case proto.SignatureStandardWebhooks:
 		if given != nil {
@@ -84,7 +85,7 @@ func newKey(def *proto.StreamDef, given *string) (material []byte, shown, public
 // signing secret when a scheme is asked for without one, or when a PATCH changes the scheme to
 // one whose secret has another form. It updates def's secret state and returns the generated
 // secret to show once.
-func (s *Service) writeSecrets(ctx context.Context, def *proto.StreamDef, b *streamBody, oldScheme string) (string, error) {
+func (s *Service) writeSecrets(ctx context.Context, def *stream.Stream, b *streamBody, oldScheme string) (string, error) {
 	create := oldScheme == ""
 	need := b.WebhookSecret != nil ||
 		b.Signature != nil && (!def.HasSecret || keyKind(oldScheme) != keyKind(def.Signature))
@@ -97,7 +98,7 @@ func (s *Service) writeSecrets(ctx context.Context, def *proto.StreamDef, b *str
 		shown = sh
 		def.HasSecret, def.PublicKey = true, pub
 		if !create {
-			def.PrevSecretUntil, def.PrevPublicKey = 0, "" // a replaced secret stops signing at once
+			def.PrevSecretUntil, def.PrevPublicKey = time.Time{}, "" // a replaced secret stops signing at once
 		}
 	}
 	if b.Auth != nil {
@@ -123,7 +124,7 @@ func (s *Service) writeSecrets(ctx context.Context, def *proto.StreamDef, b *str
 
 // copySecretState carries the secret state writeSecrets set on the validated copy of a stream
 // onto the stream being updated.
-func copySecretState(d, from *proto.StreamDef) {
+func copySecretState(d, from *stream.Stream) {
 	d.HasSecret, d.PublicKey, d.PrevPublicKey = from.HasSecret, from.PublicKey, from.PrevPublicKey
 	d.SecretGen, d.PrevSecretGen, d.PrevSecretUntil = from.SecretGen, from.PrevSecretGen, from.PrevSecretUntil
 }
@@ -173,16 +174,16 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, partition
 		return err
 	}
 	var dropGen = -1
-	def, err := s.update(ctx, partition, id, func(d *proto.StreamDef) error {
+	def, err := s.update(ctx, partition, id, func(d *stream.Stream) error {
 		dropGen = -1
 		if d.HasSecret {
-			if d.PrevSecretUntil > 0 && d.PrevSecretGen != d.SecretGen {
+			if !d.PrevSecretUntil.IsZero() && d.PrevSecretGen != d.SecretGen {
 				dropGen = d.PrevSecretGen
 			}
 			d.PrevSecretGen, d.PrevPublicKey = d.SecretGen, d.PublicKey
-			d.PrevSecretUntil = time.Now().Add(overlap).UnixNano()
+			d.PrevSecretUntil = time.Now().Add(overlap)
 			if overlap == 0 {
-				d.PrevSecretUntil = 0
+				d.PrevSecretUntil = time.Time{}
 				dropGen = d.SecretGen
 			}
 		}

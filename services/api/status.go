@@ -9,28 +9,29 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
 
 // statusEvents maps a status a user sets to the operational event that announces it.
-var statusEvents = map[string]string{
-	proto.StatusActive:   proto.StreamEnabled,
-	proto.StatusPaused:   proto.StreamPaused,
-	proto.StatusDisabled: proto.StreamDisabled,
+var statusEvents = map[stream.Status]string{
+	stream.Active:   proto.StreamEnabled,
+	stream.Paused:   proto.StreamPaused,
+	stream.Disabled: proto.StreamDisabled,
 }
 
 // statusChanged publishes the operational event of a status a user set on a stream
 // (hookstream.outcomes.{p}.{id}.stream.{paused|disabled|enabled}), beside the ones delivery
 // publishes. It does not wait: the event is informational, the change is stored already.
-func (s *Service) statusChanged(def *proto.StreamDef) {
+func (s *Service) statusChanged(def *stream.Stream) {
 	event, ok := statusEvents[def.Status]
 	if !ok {
 		return
 	}
 	now := time.Now().UTC()
 	data, err := json.Marshal(proto.StreamEvent{SchemaVersion: 1, Partition: def.Partition, StreamID: def.ID,
-		Event: event, Status: def.Status, Reason: "set by the user", At: now})
+		Event: event, Status: string(def.Status), Reason: "set by the user", At: now})
 	if err != nil {
 		return
 	}
@@ -44,8 +45,8 @@ func (s *Service) statusChanged(def *proto.StreamDef) {
 
 // refuseDisabled answers 409 for work asked of a disabled stream (a resend, a replay): a
 // disabled stream sends and keeps nothing until it is enabled again.
-func refuseDisabled(def *proto.StreamDef) *web.Error {
-	if def.Status != proto.StatusDisabled {
+func refuseDisabled(def *stream.Stream) *web.Error {
+	if def.Status != stream.Disabled {
 		return nil
 	}
 	return &web.Error{Status: http.StatusConflict, Code: "stream_disabled", Field: "status",

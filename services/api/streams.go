@@ -5,10 +5,12 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"hookstream/pkg/outbound"
 	"hookstream/pkg/retry"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -54,7 +56,7 @@ type streamBody struct {
 }
 
 // apply validates the body and writes it onto def. create demands the required fields.
-func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *web.Error {
+func (b *streamBody) apply(def *stream.Stream, create bool, opts urlPolicy) *web.Error {
 	if b.WebhookURL == nil && create {
 		return web.BadRequest("webhookUrl", "is required")
 	}
@@ -115,7 +117,7 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 		if *b.TimeoutMs < minTimeoutMs || *b.TimeoutMs > maxTimeoutMs {
 			return web.BadRequest("timeoutMs", "must be %d to %d", minTimeoutMs, maxTimeoutMs)
 		}
-		def.TimeoutMs = *b.TimeoutMs
+		def.Timeout = time.Duration(*b.TimeoutMs) * time.Millisecond
 	}
 	if b.Ordered != nil {
 		def.Ordered = *b.Ordered
@@ -124,13 +126,11 @@ func (b *streamBody) apply(def *proto.StreamDef, create bool, opts urlPolicy) *w
 		def.PropagateTrace = *b.PropagateTrace
 	}
 	if b.Status != nil {
-		switch *b.Status {
-		case proto.StatusActive, proto.StatusPaused, proto.StatusDisabled:
-		default:
+		if st := stream.Status(*b.Status); !st.Settable() {
 			return web.BadRequest("status", "must be %q, %q (hold deliveries until active again) or %q (send and keep nothing)",
-				proto.StatusActive, proto.StatusPaused, proto.StatusDisabled)
+				stream.Active, stream.Paused, stream.Disabled)
 		}
-		def.Status = *b.Status
+		def.Status = stream.Status(*b.Status)
 	}
 	if werr := b.applyMatch(def, create); werr != nil { // event types, properties, filter, dead-band: match.go
 		return werr

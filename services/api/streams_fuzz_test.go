@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"net/url"
 	"testing"
+	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
@@ -21,7 +23,7 @@ func FuzzStreamCreate(f *testing.F) {
 		if err := web.Unmarshal(body, &b); err != nil {
 			return
 		}
-		def := &proto.StreamDef{Type: proto.TypePointStream, MaxInFlight: 16, TimeoutMs: 10_000, FailureLimit: 10}
+		def := &stream.Stream{Type: proto.TypePointStream, MaxInFlight: 16, Timeout: 10 * time.Second, FailureLimit: 10}
 		if werr := b.apply(def, true, urlPolicy{}); werr != nil {
 			if werr.Status != http.StatusBadRequest || werr.Message == "" {
 				t.Fatalf("rejection %+v is not a 400 with a message", werr)
@@ -45,7 +47,7 @@ func FuzzStreamCreate(f *testing.F) {
 			}
 			seen[id] = true
 		}
-		if def.MaxInFlight < 1 || def.MaxInFlight > maxInFlightCap || def.TimeoutMs < minTimeoutMs || def.TimeoutMs > maxTimeoutMs ||
+		if def.MaxInFlight < 1 || def.MaxInFlight > maxInFlightCap || def.Timeout < minTimeoutMs*time.Millisecond || def.Timeout > maxTimeoutMs*time.Millisecond ||
 			def.MaxRetry < 0 || def.FailureLimit < 1 {
 			t.Fatalf("accepted out-of-range options %+v", def)
 		}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -141,12 +143,12 @@ func TestCheckPointIDs(t *testing.T) {
 }
 
 // baseDef is a stream as createStream initialises it before applying the body.
-func baseDef() *proto.StreamDef {
-	return &proto.StreamDef{
-		V: proto.Version, ID: "s1", Partition: "p1", Type: proto.TypePointStream,
+func baseDef() *stream.Stream {
+	return &stream.Stream{
+		ID: "s1", Partition: "p1", Type: proto.TypePointStream,
 		Format: proto.FormatPoint, Method: "POST", Signature: proto.SignatureHubSHA256,
-		MaxRetry: 15, FailureLimit: 10, MaxInFlight: 16, TimeoutMs: 10_000,
-		PropagateTrace: true, Status: proto.StatusActive,
+		MaxRetry: 15, MaxInFlight: 16, Timeout: 10 * time.Second,
+		PropagateTrace: true, Status: stream.Active,
 	}
 }
 
@@ -161,9 +163,9 @@ func TestStreamBodyApply(t *testing.T) {
 		typ    string // stream type; point-stream when empty
 		body   func(*streamBody)
 		field  string // "" for success
-		check  func(*proto.StreamDef) error
+		check  func(*stream.Stream) error
 	}{
-		{"minimal create", true, "", func(*streamBody) {}, "", func(d *proto.StreamDef) error {
+		{"minimal create", true, "", func(*streamBody) {}, "", func(d *stream.Stream) error {
 			if d.WebhookURL != "https://hooks.example.com/in" || fmt.Sprint(d.PointIDs) != "[a b]" {
 				return fmt.Errorf("url %q points %v", d.WebhookURL, d.PointIDs)
 			}
@@ -178,7 +180,7 @@ func TestStreamBodyApply(t *testing.T) {
 		{"create without pointIds", true, "", func(b *streamBody) { b.PointIDs = nil }, "pointIds", nil},
 		{"create event-stream without pointIds", true, proto.TypeEventStream, func(b *streamBody) { b.PointIDs = nil; b.EventTypes = &[]string{"asset_*"} }, "", nil},
 		{"create event-stream without eventTypes or filter", true, proto.TypeEventStream, func(b *streamBody) { b.PointIDs = nil }, "eventTypes", nil},
-		{"patch without anything", false, "", func(b *streamBody) { *b = streamBody{} }, "", func(d *proto.StreamDef) error {
+		{"patch without anything", false, "", func(b *streamBody) { *b = streamBody{} }, "", func(d *stream.Stream) error {
 			if d.WebhookURL != "" || d.PointIDs != nil {
 				return fmt.Errorf("empty patch changed url %q or points %v", d.WebhookURL, d.PointIDs)
 			}
@@ -195,7 +197,7 @@ func TestStreamBodyApply(t *testing.T) {
 		{"secret of 512 multibyte runes", true, "", func(b *streamBody) { b.WebhookSecret = ptr(strings.Repeat("ß", 512)) }, "", nil},
 		{"secret of 513", true, "", func(b *streamBody) { b.WebhookSecret = ptr(strings.Repeat("s", 513)) }, "webhookSecret", nil},
 
-		{"name", true, "", func(b *streamBody) { b.Name = ptr("Boiler room") }, "", func(d *proto.StreamDef) error {
+		{"name", true, "", func(b *streamBody) { b.Name = ptr("Boiler room") }, "", func(d *stream.Stream) error {
 			if d.Name != "Boiler room" {
 				return fmt.Errorf("name %q", d.Name)
 			}
@@ -205,7 +207,7 @@ func TestStreamBodyApply(t *testing.T) {
 		{"name of 201", true, "", func(b *streamBody) { b.Name = ptr(strings.Repeat("n", 201)) }, "name", nil},
 		{"name invalid UTF-8", true, "", func(b *streamBody) { b.Name = ptr("a\xffb") }, "name", nil},
 
-		{"method lower-case is normalised", true, "", func(b *streamBody) { b.Method = ptr("put") }, "", func(d *proto.StreamDef) error {
+		{"method lower-case is normalised", true, "", func(b *streamBody) { b.Method = ptr("put") }, "", func(d *stream.Stream) error {
 			if d.Method != "PUT" {
 				return fmt.Errorf("method %q, want PUT", d.Method)
 			}
@@ -221,7 +223,7 @@ func TestStreamBodyApply(t *testing.T) {
 		{"signature unknown", true, "", func(b *streamBody) { b.Signature = ptr("hub-md5") }, "signature", nil},
 
 		{"maxRetry -1", true, "", func(b *streamBody) { b.MaxRetry = ptr(-1) }, "maxRetry", nil},
-		{"maxRetry 0", true, "", func(b *streamBody) { b.MaxRetry = ptr(0) }, "", func(d *proto.StreamDef) error {
+		{"maxRetry 0", true, "", func(b *streamBody) { b.MaxRetry = ptr(0) }, "", func(d *stream.Stream) error {
 			if d.MaxRetry != 0 {
 				return fmt.Errorf("maxRetry %d, want 0", d.MaxRetry)
 			}
@@ -238,7 +240,7 @@ func TestStreamBodyApply(t *testing.T) {
 
 		{"maxInFlight 0", true, "", func(b *streamBody) { b.MaxInFlight = ptr(0) }, "maxInFlight", nil},
 		{"maxInFlight 1", true, "", func(b *streamBody) { b.MaxInFlight = ptr(1) }, "", nil},
-		{"maxInFlight 256", true, "", func(b *streamBody) { b.MaxInFlight = ptr(256) }, "", func(d *proto.StreamDef) error {
+		{"maxInFlight 256", true, "", func(b *streamBody) { b.MaxInFlight = ptr(256) }, "", func(d *stream.Stream) error {
 			if d.MaxInFlight != 256 {
 				return fmt.Errorf("maxInFlight %d", d.MaxInFlight)
 			}
@@ -251,14 +253,14 @@ func TestStreamBodyApply(t *testing.T) {
 		{"timeoutMs 60000", true, "", func(b *streamBody) { b.TimeoutMs = ptr(60_000) }, "", nil},
 		{"timeoutMs 60001", true, "", func(b *streamBody) { b.TimeoutMs = ptr(60_001) }, "timeoutMs", nil},
 
-		{"ordered and propagateTrace", true, "", func(b *streamBody) { b.Ordered, b.PropagateTrace = ptr(true), ptr(false) }, "", func(d *proto.StreamDef) error {
+		{"ordered and propagateTrace", true, "", func(b *streamBody) { b.Ordered, b.PropagateTrace = ptr(true), ptr(false) }, "", func(d *stream.Stream) error {
 			if !d.Ordered || d.PropagateTrace {
 				return fmt.Errorf("ordered %v propagateTrace %v", d.Ordered, d.PropagateTrace)
 			}
 			return nil
 		}},
 
-		{"status disabled", false, "", func(b *streamBody) { *b = streamBody{Status: ptr("disabled")} }, "", func(d *proto.StreamDef) error {
+		{"status disabled", false, "", func(b *streamBody) { *b = streamBody{Status: ptr("disabled")} }, "", func(d *stream.Stream) error {
 			if d.Status != proto.StatusDisabled {
 				return fmt.Errorf("status %q", d.Status)
 			}

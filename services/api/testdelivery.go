@@ -9,13 +9,11 @@ import (
 	"time"
 
 	"hookstream/pkg/outbound"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 )
 
-// testTimeout bounds a test delivery's HTTP call for a stream without timeoutMs; each call is
-// bounded by its stream's timeoutMs (at most maxTimeoutMs), like its deliveries.
-const testTimeout = 10 * time.Second
 
 // newOutboundClient builds the HTTP client of test deliveries: no redirects, no environment
 // proxy. It is the one place to swap in an SSRF-guarded dialer.
@@ -25,13 +23,9 @@ func newOutboundClient(g *outbound.Guard) *http.Client {
 	return g.Client(maxTimeoutMs * time.Millisecond)
 }
 
-// testDeliveryTimeout is how long a test delivery to def's endpoint may take.
-func testDeliveryTimeout(def *proto.StreamDef) time.Duration {
-	if def.TimeoutMs > 0 {
-		return time.Duration(def.TimeoutMs) * time.Millisecond
-	}
-	return testTimeout
-}
+// testDeliveryTimeout is how long a test delivery to def's endpoint may take: the stream's own
+// timeout (which has its default when it was stored without one).
+func testDeliveryTimeout(def *stream.Stream) time.Duration { return def.Timeout }
 
 // testResult is the answer of POST …/streams/{id}/test.
 type testResult struct {

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,15 +13,10 @@ import (
 
 	"hookstream/pkg/outbound"
 	"hookstream/pkg/retry"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
-
-// holding reports whether a stream's deliveries wait for it to be active again: it is paused, or
-// disabled due to errors. They wait on its held subject, unattempted.
-func holding(def *proto.StreamDef) bool {
-	return def.Status == proto.StatusPaused || def.Status == proto.StatusDisabledDueToErrors
-}
 
 // disabledReason is the dead-letter reason of a delivery met while its stream is disabled.
 const disabledReason = "stream disabled: what was pending when it was disabled is dead-lettered, not sent"
@@ -33,7 +27,7 @@ const disabledReason = "stream disabled: what was pending when it was disabled i
 // the delivery was rendered.
 func (s *Service) deliver(t *target, w work) {
 	def := t.def.Load()
-	if holding(def) {
+	if def.Status.Holds() {
 		s.move(t, w) // paused or disabled while it waited for a slot: it waits in the held subject
 		return
 	}
@@ -62,11 +56,11 @@ func (s *Service) deliver(t *target, w work) {
 // unattempted decides the fate of a delivery that is not to be attempted: its stream is disabled
 // (dead letter), or its partition's quota is exhausted (held or refused, quota.go). settled is
 // false when the attempt is to be made — and then it has been counted against the quota.
-func (s *Service) unattempted(ctx context.Context, w work, d *proto.Delivery, def *proto.StreamDef) (st settlement, report func(), settled bool) {
-	if def.Status == proto.StatusDisabled {
+func (s *Service) unattempted(ctx context.Context, w work, d *proto.Delivery, def *stream.Stream) (st settlement, report func(), settled bool) {
+	if def.Status == stream.Disabled {
 		st = settlement{fate: deadLetter, d: d, reason: disabledReason}
 		return st, func() {
-			s.unattemptedOutcome(ctx, d, proto.OutcomeDeadLettered, def.MaxRetry+1, disabledReason, nil, "off"+w.key())
+			s.unattemptedOutcome(ctx, d, proto.OutcomeDeadLettered, def.Attempts(), disabledReason, nil, "off"+w.key())
 			s.clearResent(d)
 		}, true
 	}
@@ -78,7 +72,7 @@ func (s *Service) unattempted(ctx context.Context, w work, d *proto.Delivery, de
 
 // attempt makes one HTTP attempt of d and returns its fate — delivered, retried at the next
 // time of the schedule, or dead-lettered — and the report to publish once it is settled.
-func (s *Service) attempt(ctx context.Context, span trace.Span, t *target, w work, def *proto.StreamDef, d *proto.Delivery) (settlement, func()) {
+func (s *Service) attempt(ctx context.Context, span trace.Span, t *target, w work, def *stream.Stream, d *proto.Delivery) (settlement, func()) {
 	if def.Ordered && w.item == nil {
 		// Ordered streams retry in place (nak with delay) to keep per-point order; the
 		// redelivery count is the attempt count (a group's item — the stream became ordered
@@ -115,9 +109,9 @@ func (s *Service) attempt(ctx context.Context, span trace.Span, t *target, w wor
 
 // call makes the HTTP call of an attempt (after its rate limit, if any), keeping the message
 // from being redelivered meanwhile. ok is false when the service shut down during it.
-func (s *Service) call(ctx context.Context, t *target, w work, def *proto.StreamDef, d *proto.Delivery, req request, reqErr error) (res result, ok bool) {
+func (s *Service) call(ctx context.Context, t *target, w work, def *stream.Stream, d *proto.Delivery, req request, reqErr error) (res result, ok bool) {
 	limiter := t.limiter.Load()
-	stopKeep := keepUnacked(w, timeout(def), limiter != nil)
+	stopKeep := keepUnacked(w, def.Timeout, limiter != nil)
 	defer stopKeep()
 	began := time.Now()
 	s.attempting.Add(1)
@@ -140,8 +134,8 @@ func (s *Service) call(ctx context.Context, t *target, w work, def *proto.Stream
 // fateOf turns an attempt's result into the delivery's fate: delivered; retried at the next
 // time of the schedule while attempts remain (an ordered stream in place); otherwise
 // dead-lettered with the reason.
-func (s *Service) fateOf(ctx context.Context, d *proto.Delivery, def *proto.StreamDef, res result, kind retry.Kind, disabled bool, now time.Time) (settlement, func()) {
-	n, maxAttempts := len(d.History), def.MaxRetry+1
+func (s *Service) fateOf(ctx context.Context, d *proto.Delivery, def *stream.Stream, res result, kind retry.Kind, disabled bool, now time.Time) (settlement, func()) {
+	n, maxAttempts := len(d.History), def.Attempts()
 	switch {
 	case kind == retry.Delivered:
 		return settlement{fate: delivered}, func() {
@@ -183,12 +177,12 @@ func (s *Service) move(t *target, w work) {
 // noteHealth records an attempt on the target, publishes the failing or recovered event it
 // causes, and disables the stream when autoDisable says so. It reports whether this attempt
 // disabled the stream.
-func (s *Service) noteHealth(t *target, def *proto.StreamDef, kind retry.Kind, att proto.Attempt) bool {
+func (s *Service) noteHealth(t *target, def *stream.Stream, kind retry.Kind, att proto.Attempt) bool {
 	event, c := t.health.record(kind == retry.Delivered, att.At)
 	if event != "" {
-		s.streamEvent(def.Partition, def.ID, event, cmp.Or(def.Status, proto.StatusActive), att.Error, c)
+		s.streamEvent(def.Partition, def.ID, event, string(def.Status), att.Error, c)
 	}
-	if def.Status != proto.StatusActive && def.Status != "" {
+	if !def.Status.Delivers() {
 		return false
 	}
 	reason := autoDisable(def, kind, c, att)
@@ -204,7 +198,7 @@ func (s *Service) noteHealth(t *target, def *proto.StreamDef, kind retry.Kind, a
 // for longer than MaxFailingFor while attempts kept failing; or — only when the stream sets
 // failureLimit — failureLimit attempts failed in a row. An outage of minutes or hours therefore
 // never disables a stream by default: its deliveries wait in the retry schedule.
-func autoDisable(def *proto.StreamDef, kind retry.Kind, c counters, att proto.Attempt) string {
+func autoDisable(def *stream.Stream, kind retry.Kind, c counters, att proto.Attempt) string {
 	switch {
 	case kind == retry.Gone:
 		return "endpoint answered 410 Gone"

@@ -64,12 +64,6 @@ type Config struct {
 	UnknownGiveUp uint64
 }
 
-// Defaults of per-stream settings.
-const (
-	DefaultMaxInFlight = 16
-	DefaultTimeout     = 10 * time.Second
-)
-
 // Service is the delivery service.
 type Service struct {
 	cfg Config

@@ -16,6 +16,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/retry"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -123,7 +124,7 @@ func (f *fixture) streamDef(id string) proto.StreamDef {
 func TestAttemptFollowsStream(t *testing.T) {
 	f := newFixture(t)
 	old, now := newRecorder(t, http.StatusOK), newRecorder(t, http.StatusOK)
-	f.putStream(proto.StreamDef{ID: "f1", WebhookURL: now.url + "/in/{point_id}?t={event_type}", Method: http.MethodPut})
+	f.putStream(stream.Stream{ID: "f1", WebhookURL: now.url + "/in/{point_id}?t={event_type}", Method: http.MethodPut})
 	f.start()
 	f.publishDelivery(proto.Delivery{ID: "f1-1", StreamID: "f1", URL: old.url + "/in/pt:1", Method: http.MethodPost, Body: []byte("b1"),
 		EventIDs: []string{"ev-1"}, Context: &proto.Event{ID: "ev-1", Type: proto.EventTypePoint, Subject: "pt:1"}})
@@ -150,7 +151,7 @@ func TestAttemptFollowsStream(t *testing.T) {
 func TestDisabledStreamDeadLettersPending(t *testing.T) {
 	f := newFixture(t)
 	rc := newRecorder(t, http.StatusOK)
-	f.putStream(proto.StreamDef{ID: "off", WebhookURL: rc.url, Status: proto.StatusDisabled})
+	f.putStream(stream.Stream{ID: "off", WebhookURL: rc.url, Status: stream.Disabled})
 	f.start()
 	waitFor(t, "target loaded", func() error {
 		if f.target("off") == nil {
@@ -179,7 +180,7 @@ func TestDisabledStreamDeadLettersPending(t *testing.T) {
 func TestDeadLetterKeepsRequestWithoutCredentials(t *testing.T) {
 	f := newFixture(t)
 	rc := newRecorder(t, http.StatusBadRequest)
-	f.putStream(proto.StreamDef{ID: "dl", WebhookURL: rc.url})
+	f.putStream(stream.Stream{ID: "dl", WebhookURL: rc.url})
 	f.start()
 	f.publishDelivery(proto.Delivery{ID: "dl-1", StreamID: "dl", Body: []byte(`{"v":1}`), Headers: map[string]string{"Content-Type": "application/json"}})
 	waitFor(t, "dead-lettered", func() error {
@@ -195,7 +196,7 @@ func TestDeadLetterKeepsRequestWithoutCredentials(t *testing.T) {
 	if dl.Delivery.URL != rc.url || dl.Delivery.Method != http.MethodPost {
 		t.Errorf("dead letter request %s %s", dl.Delivery.Method, dl.Delivery.URL)
 	}
-	creds := withoutCredentials(map[string]string{"Authorization": "Basic x", "X-Key": "k", "A": "b"}, &proto.StreamDef{AuthHeaderName: "x-key"})
+	creds := withoutCredentials(map[string]string{"Authorization": "Basic x", "X-Key": "k", "A": "b"}, &stream.Stream{AuthHeaderName: "x-key"})
 	if len(creds) != 1 || creds["A"] != "b" {
 		t.Errorf("withoutCredentials kept %v", creds)
 	}
@@ -216,7 +217,7 @@ func TestHealthStartsFromStoredState(t *testing.T) {
 	if _, err := state.Put(ctx, proto.StreamKey("p", "h1"), data); err != nil {
 		t.Fatal(err)
 	}
-	f.putStream(proto.StreamDef{ID: "h1", WebhookURL: rc.url})
+	f.putStream(stream.Stream{ID: "h1", WebhookURL: rc.url})
 	f.start()
 	f.publishDelivery(proto.Delivery{ID: "h1-1", StreamID: "h1", Body: []byte("x")})
 	waitFor(t, "stream disabled", func() error {
@@ -253,7 +254,7 @@ func TestAutoDisable(t *testing.T) {
 		{"a permanent failure counts like any", 2, retry.Permanent, failing(2, time.Second), "failureLimit 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := autoDisable(&proto.StreamDef{FailureLimit: tc.limit}, tc.kind, tc.c, fail)
+			got := autoDisable(&stream.Stream{FailureLimit: tc.limit}, tc.kind, tc.c, fail)
 			if tc.reason == "" && got != "" || !strings.Contains(got, tc.reason) {
 				t.Errorf("autoDisable = %q; want %q", got, tc.reason)
 			}
@@ -263,20 +264,20 @@ func TestAutoDisable(t *testing.T) {
 
 func TestNeedsSigner(t *testing.T) {
 	signed := proto.Delivery{Signed: map[string]string{"X-Hub-Signature-256": "sha256=x"}, SignedScheme: proto.SignatureHubSHA256, SignedGen: 2}
-	hub := proto.StreamDef{HasSecret: true, Signature: proto.SignatureHubSHA256, SecretGen: 2}
-	with := func(f func(*proto.StreamDef)) *proto.StreamDef { d := hub; f(&d); return &d }
+	hub := stream.Stream{HasSecret: true, Signature: proto.SignatureHubSHA256, SecretGen: 2}
+	with := func(f func(*stream.Stream)) *stream.Stream { d := hub; f(&d); return &d }
 	for _, tc := range []struct {
 		name string
 		d    proto.Delivery
-		def  *proto.StreamDef
+		def  *stream.Stream
 		want bool
 	}{
 		{"stored signature still current", signed, &hub, false},
-		{"no secret, no auth", proto.Delivery{}, &proto.StreamDef{}, false},
-		{"secret rotated since", signed, with(func(d *proto.StreamDef) { d.SecretGen = 3 }), true},
-		{"scheme changed since", signed, with(func(d *proto.StreamDef) { d.Signature = proto.SignatureHubSHA1 }), true},
-		{"timestamped scheme", signed, with(func(d *proto.StreamDef) { d.Signature = proto.SignatureStandardWebhooks }), true},
-		{"outbound auth", signed, with(func(d *proto.StreamDef) { d.AuthType = proto.AuthBasic }), true},
+		{"no secret, no auth", proto.Delivery{}, &stream.Stream{}, false},
+		{"secret rotated since", signed, with(func(d *stream.Stream) { d.SecretGen = 3 }), true},
+		{"scheme changed since", signed, with(func(d *stream.Stream) { d.Signature = proto.SignatureHubSHA1 }), true},
+		{"timestamped scheme", signed, with(func(d *stream.Stream) { d.Signature = proto.SignatureStandardWebhooks }), true},
+		{"outbound auth", signed, with(func(d *stream.Stream) { d.AuthType = proto.AuthBasic }), true},
 		{"secret added since", proto.Delivery{}, &hub, true},
 		{"written before the scheme was recorded", proto.Delivery{Signed: signed.Signed}, &hub, true},
 	} {

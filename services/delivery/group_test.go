@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -95,8 +96,8 @@ func TestDeliveryGroup(t *testing.T) {
 		return code
 	})
 	ord := newReceiver(t, nil, nil)
-	f.putStream(proto.StreamDef{ID: "g", WebhookURL: rc.url})
-	f.putStream(proto.StreamDef{ID: "ord", WebhookURL: ord.url, Ordered: true})
+	f.putStream(stream.Stream{ID: "g", WebhookURL: rc.url})
+	f.putStream(stream.Stream{ID: "ord", WebhookURL: ord.url, Ordered: true})
 	f.start()
 	waitFor(t, "targets loaded", func() error {
 		if f.target("g") == nil || f.target("ord") == nil {
@@ -110,7 +111,7 @@ func TestDeliveryGroup(t *testing.T) {
 	waitFor(t, "ordered stream's grouped deliveries", wantCount(ord, 10))
 
 	other, late := newReceiver(t, nil, nil), newReceiver(t, nil, nil)
-	f.putStream(proto.StreamDef{ID: "h", WebhookURL: other.url})
+	f.putStream(stream.Stream{ID: "h", WebhookURL: other.url})
 	waitFor(t, "stream h loaded", func() error {
 		if f.target("h") == nil {
 			return errors.New("not yet")
@@ -134,7 +135,7 @@ func TestDeliveryGroup(t *testing.T) {
 	if n := len(late.got()); n != 0 {
 		t.Fatalf("%d deliveries for a stream not known yet were attempted", n)
 	}
-	f.putStream(proto.StreamDef{ID: "late", WebhookURL: late.url})
+	f.putStream(stream.Stream{ID: "late", WebhookURL: late.url})
 	waitFor(t, "late stream's deliveries", wantCount(late, 2))
 	seen := map[string]bool{}
 	for _, b := range rc.got() {
@@ -241,7 +242,7 @@ func TestSettleParkedDrainsAtShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := &target{key: "p.m", lane: &lane{}}
-	tg.def.Store(&proto.StreamDef{ID: "m", Partition: "p"})
+	tg.def.Store(&stream.Stream{ID: "m", Partition: "p"})
 	for m := range b.Messages() {
 		w := work{msg: m}
 		fut, err := f.conn.JS.PublishMsgAsync(heldMsg(tg, w))

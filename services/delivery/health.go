@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -234,13 +235,13 @@ func (s *Service) disable(ctx context.Context, partition, id, reason string, c c
 		if err != nil {
 			return // deleted meanwhile
 		}
-		var def proto.StreamDef
-		if err := proto.Unmarshal(e.Value(), &def); err != nil || def.Status != proto.StatusActive {
+		def, err := stream.Decode(e.Value())
+		if err != nil || !def.Status.Delivers() {
 			return
 		}
-		def.Status, def.StatusReason = proto.StatusDisabledDueToErrors, reason
-		def.UpdatedAt = time.Now().UTC().Truncate(time.Second).UnixNano()
-		data, err := proto.Marshal(&def)
+		def.Status, def.StatusReason = stream.DisabledDueToErrors, reason
+		def.UpdatedAt = time.Now().UTC().Truncate(time.Second)
+		data, err := def.Encode()
 		if err != nil {
 			return
 		}
@@ -252,7 +253,7 @@ func (s *Service) disable(ctx context.Context, partition, id, reason string, c c
 			return
 		}
 		s.log.Warn("stream disabled", "partition", partition, "stream_id", id, "reason", reason)
-		s.streamEvent(partition, id, proto.StreamDisabled, proto.StatusDisabledDueToErrors, reason, c)
+		s.streamEvent(partition, id, proto.StreamDisabled, string(stream.DisabledDueToErrors), reason, c)
 		return
 	}
 }

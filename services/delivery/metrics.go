@@ -15,6 +15,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/retry"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -147,12 +148,12 @@ func (s *Service) registerGauges() (unregister func(), err error) {
 		if st, err := s.js.Stream(ctx, proto.StreamDLQ); err == nil {
 			o.ObserveInt64(dlq, int64(st.CachedInfo().State.Msgs))
 		}
-		counts := map[string]int64{proto.StatusActive: 0, proto.StatusPaused: 0, proto.StatusDisabled: 0, proto.StatusDisabledDueToErrors: 0}
+		counts := map[stream.Status]int64{stream.Active: 0, stream.Paused: 0, stream.Disabled: 0, stream.DisabledDueToErrors: 0}
 		for _, d := range s.cat.All() {
 			counts[d.Status]++
 		}
 		for status, n := range counts {
-			o.ObserveInt64(streams, n, metric.WithAttributes(attribute.String("status", status)))
+			o.ObserveInt64(streams, n, metric.WithAttributes(attribute.String("status", string(status))))
 		}
 		return nil
 	}, backlog, dlq, streams)

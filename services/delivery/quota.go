@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/quota"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -86,7 +87,7 @@ func (s *Service) stopQuota() {
 // overQuota admits (and counts) an attempt of d, or, when its partition's delivery or payload
 // quota would be passed, returns its fate — held until the period resets, or dead-lettered —
 // with the report to publish once it is settled, and over true: the attempt is not made.
-func (s *Service) overQuota(ctx context.Context, w work, d *proto.Delivery, def *proto.StreamDef) (st settlement, report func(), over bool) {
+func (s *Service) overQuota(ctx context.Context, w work, d *proto.Delivery, def *stream.Stream) (st settlement, report func(), over bool) {
 	q := s.quota
 	if q == nil {
 		return st, nil, false
@@ -104,7 +105,7 @@ func (s *Service) overQuota(ctx context.Context, w work, d *proto.Delivery, def 
 			"partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID,
 			"limit", breach.Limit, "used", breach.Used, "max", breach.Max, "resets_at", reset.Format(time.RFC3339))
 	}
-	key, maxAttempts := "q"+strconv.FormatUint(w.seq(), 10), def.MaxRetry+1
+	key, maxAttempts := "q"+strconv.FormatUint(w.seq(), 10), def.Attempts()
 	if l.OnExceed == quota.Refuse {
 		return settlement{fate: deadLetter, d: d, reason: reason}, func() {
 			s.unattemptedOutcome(ctx, d, proto.OutcomeDeadLettered, maxAttempts, reason, nil, key)

@@ -395,7 +395,7 @@ func (s *Service) unparkLoop(ctx context.Context) {
 		s.mu.Lock()
 		var lanes []*target
 		for _, t := range s.targets {
-			if def := t.def.Load(); !def.Ordered && !holding(def) && t.lane.inUse() {
+			if def := t.def.Load(); !def.Ordered && !def.Status.Holds() && t.lane.inUse() {
 				lanes = append(lanes, t)
 			}
 		}

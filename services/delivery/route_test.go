@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -75,11 +76,11 @@ func (f *fixture) start() {
 	f.t.Cleanup(f.stop)
 }
 
-func (f *fixture) putStream(def proto.StreamDef) {
+func (f *fixture) putStream(def stream.Stream) {
 	f.t.Helper()
-	def.V, def.Partition, def.Type, def.Status = proto.Version, "p", "point-stream", cmp.Or(def.Status, proto.StatusActive)
+	def.Partition, def.Type, def.Status = "p", proto.TypePointStream, cmp.Or(def.Status, stream.Active)
 	def.MaxRetry = 15
-	data, err := proto.Marshal(&def)
+	data, err := def.Encode()
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -217,8 +218,8 @@ func TestSlowTargetIsParkedAndUnparked(t *testing.T) {
 	gate := make(chan struct{})
 	slow := newReceiver(t, gate, nil)
 	fast := newReceiver(t, nil, nil)
-	f.putStream(proto.StreamDef{ID: "slow", WebhookURL: slow.url, MaxInFlight: 2, TimeoutMs: 30_000})
-	f.putStream(proto.StreamDef{ID: "fast", WebhookURL: fast.url})
+	f.putStream(stream.Stream{ID: "slow", WebhookURL: slow.url, MaxInFlight: 2, Timeout: 30 * time.Second})
+	f.putStream(stream.Stream{ID: "fast", WebhookURL: fast.url})
 	f.start()
 	waitFor(t, "targets loaded", func() error {
 		if f.target("slow") == nil || f.target("fast") == nil {
@@ -279,7 +280,7 @@ func TestSlowTargetIsParkedAndUnparked(t *testing.T) {
 func TestHeldDeliveriesAtStartAreDelivered(t *testing.T) {
 	f := newFixture(t)
 	rc := newReceiver(t, nil, nil)
-	f.putStream(proto.StreamDef{ID: "s1", WebhookURL: rc.url})
+	f.putStream(stream.Stream{ID: "s1", WebhookURL: rc.url})
 	f.publish(proto.HeldSubject("p", "s1"), "s1", rc.url, 0, 10)
 	f.start()
 	waitFor(t, "held deliveries delivered", wantCount(rc, 10))
@@ -301,7 +302,7 @@ func TestOrderedStreamKeepsOrder(t *testing.T) {
 	subject := proto.DeliverySubject("p", "ord", true)
 	f.start()
 	f.publish(subject, "ord", flaky.url, 0, 5) // before the stream exists
-	f.putStream(proto.StreamDef{ID: "ord", WebhookURL: flaky.url, Ordered: true})
+	f.putStream(stream.Stream{ID: "ord", WebhookURL: flaky.url, Ordered: true})
 	f.publish(subject, "ord", flaky.url, 5, 10)
 	waitFor(t, "ordered deliveries", wantCount(flaky, 15))
 	for i, b := range flaky.got() {
@@ -315,7 +316,7 @@ func TestOrderedStreamKeepsOrder(t *testing.T) {
 func TestPausedStreamHoldsItsDeliveries(t *testing.T) {
 	f := newFixture(t)
 	rc := newReceiver(t, nil, nil)
-	def := proto.StreamDef{ID: "d1", WebhookURL: rc.url}
+	def := stream.Stream{ID: "d1", WebhookURL: rc.url}
 	f.putStream(def)
 	f.start()
 	waitFor(t, "target loaded", func() error {
@@ -325,7 +326,7 @@ func TestPausedStreamHoldsItsDeliveries(t *testing.T) {
 		return nil
 	})
 	paused := def
-	paused.Status = proto.StatusPaused
+	paused.Status = stream.Paused
 	f.putStream(paused)
 	waitFor(t, "target paused", func() error {
 		if d := f.target("d1").def.Load(); d.Status != proto.StatusPaused {
@@ -357,7 +358,7 @@ func TestDeliveryForUnknownStream(t *testing.T) {
 	f.start()
 	f.publish(proto.OutboxSubject("p", "gone"), "gone", rc.url, 0, 1)
 	f.publish(proto.OutboxSubject("p", "late"), "late", rc.url, 0, 1)
-	f.putStream(proto.StreamDef{ID: "late", WebhookURL: rc.url})
+	f.putStream(stream.Stream{ID: "late", WebhookURL: rc.url})
 	waitFor(t, "delivery for the missing stream dropped", func() error {
 		if n := f.subjectMsgs(proto.OutboxSubject("p", "gone")); n != 0 {
 			return fmt.Errorf("%d still in OUTBOX", n)

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"hookstream/pkg/signing"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/tmpl"
 	"hookstream/proto"
 )
@@ -30,8 +30,8 @@ type request struct {
 }
 
 // requestOf returns the request of an attempt of d to stream def.
-func requestOf(d *proto.Delivery, def *proto.StreamDef) (request, error) {
-	r := request{url: def.WebhookURL, method: cmp.Or(def.Method, http.MethodPost)}
+func requestOf(d *proto.Delivery, def *stream.Stream) (request, error) {
+	r := request{url: def.WebhookURL, method: def.Method}
 	if !strings.Contains(r.url, "{") {
 		return r, nil
 	}
@@ -59,8 +59,8 @@ func firstOf(ids []string) string {
 // stream's signature is timestamped or it has outbound auth (both fresh at every attempt), or
 // the signature stored with the delivery is not the one the stream would make now (its scheme
 // or secret changed since, or the delivery predates the record of either).
-func needsSigner(d *proto.Delivery, def *proto.StreamDef) bool {
-	if def.AuthType != "" && def.AuthType != proto.AuthNone {
+func needsSigner(d *proto.Delivery, def *stream.Stream) bool {
+	if def.HasAuth() {
 		return true
 	}
 	if !def.HasSecret {
@@ -75,7 +75,7 @@ func needsSigner(d *proto.Delivery, def *proto.StreamDef) bool {
 // while they are what the stream would sign now, otherwise new ones (and outbound auth) from the
 // signer over NATS — and webhook-id. refresh asks the signer for a new OAuth2 token. Secret
 // headers live only in the returned map, never in OUTBOX.
-func (s *Service) attemptHeaders(ctx context.Context, d *proto.Delivery, def *proto.StreamDef, refresh bool) (map[string]string, error) {
+func (s *Service) attemptHeaders(ctx context.Context, d *proto.Delivery, def *stream.Stream, refresh bool) (map[string]string, error) {
 	h := make(map[string]string, len(d.Headers)+len(d.Signed)+4)
 	maps.Copy(h, d.Headers)
 	switch {
@@ -110,7 +110,7 @@ func (s *Service) attemptHeaders(ctx context.Context, d *proto.Delivery, def *pr
 // sendSigned makes one attempt with fresh headers. For an OAuth2 stream, a 401 is answered once,
 // within the same attempt, by asking for a new token and sending again: the cached token may
 // have been revoked before its expiry. A failure to get headers is an attempt error (retried).
-func (s *Service) sendSigned(ctx context.Context, d *proto.Delivery, def *proto.StreamDef, req request) result {
+func (s *Service) sendSigned(ctx context.Context, d *proto.Delivery, def *stream.Stream, req request) result {
 	headers, err := s.attemptHeaders(ctx, d, def, false)
 	if err != nil {
 		return result{err: err}
@@ -118,7 +118,7 @@ func (s *Service) sendSigned(ctx context.Context, d *proto.Delivery, def *proto.
 	if def.PropagateTrace {
 		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
 	}
-	res := redactAuth(send(ctx, s.client, req.method, req.url, headers, d.Body, timeout(def)), def, headers)
+	res := redactAuth(send(ctx, s.client, req.method, req.url, headers, d.Body, def.Timeout), def, headers)
 	if res.status == http.StatusUnauthorized && def.AuthType == proto.AuthOAuth2 && ctx.Err() == nil {
 		if headers, err = s.attemptHeaders(ctx, d, def, true); err != nil {
 			return result{err: err}
@@ -126,7 +126,7 @@ func (s *Service) sendSigned(ctx context.Context, d *proto.Delivery, def *proto.
 		if def.PropagateTrace {
 			otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
 		}
-		res = redactAuth(send(ctx, s.client, req.method, req.url, headers, d.Body, timeout(def)), def, headers)
+		res = redactAuth(send(ctx, s.client, req.method, req.url, headers, d.Body, def.Timeout), def, headers)
 	}
 	res.sent = headers
 	return res
@@ -134,7 +134,7 @@ func (s *Service) sendSigned(ctx context.Context, d *proto.Delivery, def *proto.
 
 // withoutCredentials returns the headers an attempt sent minus the outbound credential (basic,
 // OAuth2 or a static auth header), for the dead-letter record.
-func withoutCredentials(h map[string]string, def *proto.StreamDef) map[string]string {
+func withoutCredentials(h map[string]string, def *stream.Stream) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, v := range h {
 		if strings.EqualFold(k, "Authorization") || def.AuthHeaderName != "" && strings.EqualFold(k, def.AuthHeaderName) {

@@ -13,6 +13,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -20,7 +21,7 @@ import (
 // arrivals waiting for a slot, its health, and the consumer of its held subject when it has one.
 type target struct {
 	key     string
-	def     atomic.Pointer[proto.StreamDef]
+	def     atomic.Pointer[stream.Stream]
 	sem     chan struct{} // attempts in flight, whichever consumer they came from
 	queue   chan work     // arrivals from the shared consumer waiting for a slot
 	health  health
@@ -267,7 +268,7 @@ func (s *Service) apply(c catalog.Change) {
 		t.limiter.Store(nil)
 	}
 	t.def.Store(def)
-	active := !holding(def) // a disabled stream's deliveries are taken too, to be dead-lettered
+	active := !def.Status.Holds() // a disabled stream's deliveries are taken too, to be dead-lettered
 	if def.Ordered || !active || s.takeHeldAtStart(key) {
 		t.lane.park()
 	}
@@ -293,16 +294,10 @@ func (s *Service) remove(key string, old *target, c catalog.Change) {
 // targetFor returns the target a stream's definition needs: old, or a new one when there is none
 // or its number of slots changed. A new target is complete before route can see it; work queued
 // on a replaced one is finished by that one's workers.
-func (s *Service) targetFor(key string, old *target, def *proto.StreamDef) *target {
-	slots := def.MaxInFlight
-	if slots <= 0 {
-		slots = DefaultMaxInFlight
-	}
-	if def.Ordered {
-		slots = 1
-	}
+func (s *Service) targetFor(key string, old *target, def *stream.Stream) *target {
+	slots := def.Slots()
 	if old != nil && cap(old.sem) == slots {
-		if prev := old.def.Load(); prev != nil && prev.Status != proto.StatusActive && def.Status == proto.StatusActive {
+		if reenabled(old, def) {
 			old.health.reset() // re-enabled: failures start over
 		}
 		return old
@@ -313,7 +308,7 @@ func (s *Service) targetFor(key string, old *target, def *proto.StreamDef) *targ
 		t.health.takeOver(&old.health)
 		t.lane = old.lane
 		t.def.Store(old.def.Load())
-		if prev := old.def.Load(); prev != nil && prev.Status != proto.StatusActive && def.Status == proto.StatusActive {
+		if reenabled(old, def) {
 			t.health.reset()
 		}
 	default:
@@ -327,7 +322,7 @@ func (s *Service) targetFor(key string, old *target, def *proto.StreamDef) *targ
 // consumeHeld (re)starts the consumer of a target's held subject with the stream's settings.
 // While the stream holds its deliveries (paused, auto-disabled), the consumer exists but does
 // not deliver: they stay in OUTBOX until it is active (or disabled) again.
-func (s *Service) consumeHeld(t *target, def *proto.StreamDef, lk laneKey) {
+func (s *Service) consumeHeld(t *target, def *stream.Stream, lk laneKey) {
 	ctx := s.runCtx
 	t.lane.stop()
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, proto.StreamOutbox, jetstream.ConsumerConfig{
@@ -364,7 +359,7 @@ func (s *Service) consumeHeld(t *target, def *proto.StreamDef, lk laneKey) {
 // heldError handles an error of a held consumer. The client recovers from most by itself
 // (missed heartbeats, a server restart); they are logged so that a stalled target can be
 // explained. A deleted consumer ends consumption for good: it is created again.
-func (s *Service) heldError(t *target, def *proto.StreamDef, err error) {
+func (s *Service) heldError(t *target, def *stream.Stream, err error) {
 	if s.runCtx.Err() != nil {
 		return
 	}
@@ -442,9 +437,8 @@ func (s *Service) takeHeldAtStart(key string) bool {
 	return held
 }
 
-func timeout(def *proto.StreamDef) time.Duration {
-	if def.TimeoutMs > 0 {
-		return time.Duration(def.TimeoutMs) * time.Millisecond
-	}
-	return DefaultTimeout
+// reenabled reports whether def makes old's stream deliver again after it did not.
+func reenabled(old *target, def *stream.Stream) bool {
+	prev := old.def.Load()
+	return prev != nil && !prev.Status.Delivers() && def.Status.Delivers()
 }

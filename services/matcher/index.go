@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"hookstream/pkg/match"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -62,10 +63,10 @@ func NewIndex() *Index {
 // so does a disabled one (it matches nothing while disabled: nothing is kept for it). A
 // definition whose filter does not compile removes the stream and returns the error (the API
 // never stores one; a newer build might).
-func (x *Index) Apply(partition, id string, def *proto.StreamDef) error {
+func (x *Index) Apply(partition, id string, def *stream.Stream) error {
 	var e *entry
 	var err error
-	if def != nil && def.Status != proto.StatusDisabled {
+	if def != nil && def.Status.Matches() {
 		var s *match.Stream
 		if s, err = match.Compile(def); err == nil {
 			e = &entry{id: id, stream: s}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hookstream/pkg/match"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -24,7 +25,7 @@ const unkeyedStreams = 10
 func benchIndex(tb testing.TB, n int) *Index {
 	tb.Helper()
 	x := NewIndex()
-	add := func(id string, d *proto.StreamDef) {
+	add := func(id string, d *stream.Stream) {
 		d.ID, d.Partition = id, "p"
 		if err := x.Apply("p", id, d); err != nil {
 			tb.Fatal(err)
@@ -35,27 +36,27 @@ func benchIndex(tb testing.TB, n int) *Index {
 		id := "s" + strconv.Itoa(i)
 		switch i % 10 {
 		case 0, 1, 2:
-			add(id, &proto.StreamDef{Type: proto.TypePointStream, PointIDs: []string{"P" + g}})
+			add(id, &stream.Stream{Type: proto.TypePointStream, PointIDs: []string{"P" + g}})
 		case 3:
-			add(id, &proto.StreamDef{Type: proto.TypePointStream, PointIDs: []string{"P" + g}, ChangeOnly: true})
+			add(id, &stream.Stream{Type: proto.TypePointStream, PointIDs: []string{"P" + g}, ChangeOnly: true})
 		case 4:
-			add(id, &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"T" + g}})
+			add(id, &stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"T" + g}})
 		case 5:
-			add(id, &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"T" + g},
+			add(id, &stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"T" + g},
 				Properties: map[string][]string{"T" + g: {"level", "status"}}})
 		case 6:
-			add(id, &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"pre" + g + "_*"}})
+			add(id, &stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"pre" + g + "_*"}})
 		case 7:
-			add(id, &proto.StreamDef{Type: proto.TypeEventStream,
+			add(id, &stream.Stream{Type: proto.TypeEventStream,
 				Filter: "@.source == '//hookstream/partitions/p/points/P" + g + "' && @.data.value > 10"})
 		case 8:
-			add(id, &proto.StreamDef{Type: proto.TypeEventStream, Filter: "event.type == 'T" + g + "' && event.data.level > 3"})
+			add(id, &stream.Stream{Type: proto.TypeEventStream, Filter: "event.type == 'T" + g + "' && event.data.level > 3"})
 		case 9:
-			add(id, &proto.StreamDef{Type: proto.TypeEventStream, Filter: "event.subject in ['D" + g + "', 'E" + g + "']"})
+			add(id, &stream.Stream{Type: proto.TypeEventStream, Filter: "event.subject in ['D" + g + "', 'E" + g + "']"})
 		}
 	}
 	for i := range unkeyedStreams {
-		add("u"+strconv.Itoa(i), &proto.StreamDef{Type: proto.TypeEventStream,
+		add("u"+strconv.Itoa(i), &stream.Stream{Type: proto.TypeEventStream,
 			Filter: "point.value > 1000.0 || event.data.level > " + strconv.Itoa(1000+i)})
 	}
 	return x

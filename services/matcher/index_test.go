@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"hookstream/pkg/match"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -30,7 +31,7 @@ func matchedIDs(x *Index, ev *proto.Event) []string {
 
 func TestIndexMatch(t *testing.T) {
 	x := NewIndex()
-	defs := map[string]*proto.StreamDef{
+	defs := map[string]*stream.Stream{
 		"pt":        {Type: proto.TypePointStream, PointIDs: []string{"P1", "P2"}},
 		"pt-hot":    {Type: proto.TypePointStream, PointIDs: []string{"P1"}, Filter: "point.value > 30"},
 		"types":     {Type: proto.TypeEventStream, EventTypes: []string{"DEVICE_ADDED", "asset_updated"}},
@@ -80,7 +81,7 @@ func TestIndexMatch(t *testing.T) {
 	}
 
 	// Changes replace the old definition entirely.
-	if err := x.Apply("p1", "pt", &proto.StreamDef{ID: "pt", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P3"}}); err != nil {
+	if err := x.Apply("p1", "pt", &stream.Stream{ID: "pt", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P3"}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := matchedIDs(x, pointEvent("p1", "P1", "20")); len(got) != 0 {
@@ -101,7 +102,7 @@ func TestIndexMatch(t *testing.T) {
 		t.Fatalf("removed unkeyed stream still matched: %v", got)
 	}
 	// An invalid filter (from a newer build, say) removes the stream and reports why.
-	if err := x.Apply("p1", "pt", &proto.StreamDef{Type: proto.TypePointStream, PointIDs: []string{"P3"}, Filter: "nonsense =="}); err == nil {
+	if err := x.Apply("p1", "pt", &stream.Stream{Type: proto.TypePointStream, PointIDs: []string{"P3"}, Filter: "nonsense =="}); err == nil {
 		t.Fatal("Apply accepted an invalid filter")
 	}
 	if got := matchedIDs(x, pointEvent("p1", "P3", "20")); len(got) != 0 {
@@ -118,8 +119,8 @@ func TestIndexMatch(t *testing.T) {
 
 func TestIndexProjectsPerStream(t *testing.T) {
 	x := NewIndex()
-	_ = x.Apply("p1", "all", &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"asset_updated"}})
-	_ = x.Apply("p1", "status", &proto.StreamDef{Type: proto.TypeEventStream, EventTypes: []string{"asset_updated"},
+	_ = x.Apply("p1", "all", &stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"asset_updated"}})
+	_ = x.Apply("p1", "status", &stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"asset_updated"},
 		Properties: map[string][]string{"asset_updated": {"status"}}})
 	ev := deviceEvent("p1", "asset_updated", "1", `{"asset":{"id":1,"status":"ok","name":"n"}}`)
 	got := map[string]string{}
@@ -136,19 +137,19 @@ func TestIndexProjectsPerStream(t *testing.T) {
 // deliveries are held by delivery).
 func TestIndexSkipsDisabledStreams(t *testing.T) {
 	x := NewIndex()
-	def := func(status string) *proto.StreamDef {
-		return &proto.StreamDef{ID: "s", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P1"}, Status: status}
+	def := func(status stream.Status) *stream.Stream {
+		return &stream.Stream{ID: "s", Partition: "p1", Type: proto.TypePointStream, PointIDs: []string{"P1"}, Status: status}
 	}
 	ev := pointEvent("p1", "P1", "1")
 	for _, step := range []struct {
-		status string
+		status stream.Status
 		want   []string
 	}{
-		{proto.StatusActive, []string{"s"}},
-		{proto.StatusDisabled, nil},
-		{proto.StatusPaused, []string{"s"}},
-		{proto.StatusDisabled, nil},
-		{proto.StatusActive, []string{"s"}},
+		{stream.Active, []string{"s"}},
+		{stream.Disabled, nil},
+		{stream.Paused, []string{"s"}},
+		{stream.Disabled, nil},
+		{stream.Active, []string{"s"}},
 	} {
 		if err := x.Apply("p1", "s", def(step.status)); err != nil {
 			t.Fatal(err)

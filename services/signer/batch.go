@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
@@ -123,7 +124,7 @@ func (b *batcher) recover(ctx context.Context) error {
 }
 
 // add takes a job of a batched stream. It never blocks on I/O.
-func (b *batcher) add(def *proto.StreamDef, msg jetstream.Msg, job *proto.Job, key string) {
+func (b *batcher) add(def *stream.Stream, msg jetstream.Msg, job *proto.Job, key string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if bt := b.held[job.ID]; bt != nil {
@@ -176,7 +177,7 @@ func (b *batcher) add(def *proto.StreamDef, msg jetstream.Msg, job *proto.Job, k
 	}
 }
 
-func limits(def *proto.StreamDef) proto.Batch {
+func limits(def *stream.Stream) proto.Batch {
 	l := proto.Batch{MaxEvents: DefaultBatchMaxEvents, MaxWaitMs: int(DefaultBatchMaxWait / time.Millisecond), MaxBytes: DefaultBatchMaxBytes}
 	if def.Batch != nil {
 		if def.Batch.MaxEvents > 0 {

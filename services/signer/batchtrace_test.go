@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -23,7 +24,7 @@ func TestBatchSpanLinksItsEvents(t *testing.T) {
 	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	e := newEnv(t)
-	def := &proto.StreamDef{ID: "s4", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/",
+	def := &stream.Stream{ID: "s4", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/",
 		Format: proto.FormatMeasurements, Batch: &proto.Batch{MaxEvents: 3, MaxWaitMs: 3000, MaxBytes: 64 << 10}, Status: proto.StatusActive}
 	e.putDef(def)
 	e.startSigner(nil)

@@ -8,20 +8,19 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/signing"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
 // fresh reports whether a stream's deliveries need headers computed at every attempt: a
 // timestamped signature, or outbound auth (whose headers are secret and never stored in OUTBOX).
-func fresh(def *proto.StreamDef) bool {
-	return def.HasSecret && signing.Timestamped(def.Signature) || hasAuth(def)
+func fresh(def *stream.Stream) bool {
+	return def.HasSecret && signing.Timestamped(def.Signature) || def.HasAuth()
 }
-
-func hasAuth(def *proto.StreamDef) bool { return def.AuthType != "" && def.AuthType != proto.AuthNone }
 
 // build renders events into the delivery with the given id: body in the stream's format, static
 // headers, and signature headers unless they must be fresh at every attempt.
-func (s *Service) build(ctx context.Context, def *proto.StreamDef, id string, events []proto.Event) (*proto.Delivery, error) {
+func (s *Service) build(ctx context.Context, def *stream.Stream, id string, events []proto.Event) (*proto.Delivery, error) {
 	if len(events) == 0 {
 		return nil, fmt.Errorf("%w: delivery %s has no events", bus.ErrTerm, id)
 	}
@@ -35,17 +34,13 @@ func (s *Service) build(ctx context.Context, def *proto.StreamDef, id string, ev
 		eids[i] = ev.ID
 		ingested = min(ingested, ev.IngestedAt)
 	}
-	method := def.Method
-	if method == "" {
-		method = "POST"
-	}
 	headers := map[string]string{"User-Agent": UserAgent}
 	for k, v := range p.Headers {
 		headers[k] = v
 	}
 	d := &proto.Delivery{
 		V: proto.Version, ID: id, Partition: def.Partition, StreamID: def.ID, EventIDs: eids,
-		URL: p.URL, Method: method, Body: p.Body, IngestedAt: ingested, Headers: headers,
+		URL: p.URL, Method: def.Method, Body: p.Body, IngestedAt: ingested, Headers: headers,
 		Fresh: fresh(def), Context: urlContext(&events[0]),
 	}
 	if def.HasSecret && !d.Fresh {
@@ -76,7 +71,7 @@ func urlContext(ev *proto.Event) *proto.Event {
 
 // signatureHeaders signs one request for timestamp at with the stream's scheme and current (and,
 // during an overlap, previous) secret; the overlap is judged by the clock, not by at.
-func (s *Service) signatureHeaders(ctx context.Context, def *proto.StreamDef, id string, at time.Time, body []byte) (map[string]string, error) {
+func (s *Service) signatureHeaders(ctx context.Context, def *stream.Stream, id string, at time.Time, body []byte) (map[string]string, error) {
 	keys, err := s.signingKeys(ctx, def, time.Now())
 	if err != nil {
 		return nil, err
@@ -90,7 +85,7 @@ func (s *Service) signatureHeaders(ctx context.Context, def *proto.StreamDef, id
 
 // attemptHeaders computes everything secret or time-bound of one attempt: signature headers and
 // outbound auth. refresh asks for a new OAuth2 token.
-func (s *Service) attemptHeaders(ctx context.Context, def *proto.StreamDef, id string, now time.Time, body []byte, refresh bool) (map[string]string, error) {
+func (s *Service) attemptHeaders(ctx context.Context, def *stream.Stream, id string, now time.Time, body []byte, refresh bool) (map[string]string, error) {
 	h := map[string]string{}
 	if def.HasSecret {
 		sig, err := s.signatureHeaders(ctx, def, id, now, body)
@@ -99,7 +94,7 @@ func (s *Service) attemptHeaders(ctx context.Context, def *proto.StreamDef, id s
 		}
 		h = sig
 	}
-	if !hasAuth(def) {
+	if !def.HasAuth() {
 		return h, nil
 	}
 	sec, err := s.authSecret(ctx, def)

@@ -12,6 +12,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/secretbox"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -21,8 +22,8 @@ import (
 // (holding up nothing), the third is dropped, and the group is acknowledged.
 func TestJobGroup(t *testing.T) {
 	e := newEnv(t)
-	ok := &proto.StreamDef{ID: "ok", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive}
-	locked := &proto.StreamDef{ID: "locked", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive,
+	ok := &stream.Stream{ID: "ok", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive}
+	locked := &stream.Stream{ID: "locked", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive,
 		Signature: proto.SignatureHubSHA256, HasSecret: true}
 	e.putDef(ok)
 	e.putDef(locked)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -44,7 +45,7 @@ func newTokens(base context.Context, client *http.Client) *tokens {
 }
 
 // token returns a valid access token for the stream.
-func (t *tokens) token(ctx context.Context, def *proto.StreamDef, clientSecret string, refresh bool) (string, error) {
+func (t *tokens) token(ctx context.Context, def *stream.Stream, clientSecret string, refresh bool) (string, error) {
 	key := proto.StreamKey(def.Partition, def.ID)
 	fp := sha256.Sum256([]byte(strings.Join(append([]string{def.OAuth2TokenURL, def.OAuth2ClientID, clientSecret}, def.OAuth2Scopes...), "\x00")))
 	t.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -29,7 +30,7 @@ const (
 // Render renders events in the stream's format. id is the delivery id. The point, timeseries,
 // cloudevents, envelope (single) and template formats carry exactly one event; measurements,
 // measurements-compact and grouped envelope carry a batch.
-func Render(def *proto.StreamDef, id string, events []proto.Event) (*Payload, error) {
+func Render(def *stream.Stream, id string, events []proto.Event) (*Payload, error) {
 	if len(events) == 0 {
 		return nil, fmt.Errorf("no events")
 	}
@@ -91,7 +92,7 @@ func Render(def *proto.StreamDef, id string, events []proto.Event) (*Payload, er
 // Batched reports whether a stream gathers events into batches, and batchKey which batch an
 // event joins; an event that cannot join one (a device event in a grouped envelope) has ok false
 // and is delivered alone.
-func Batched(def *proto.StreamDef) bool {
+func Batched(def *stream.Stream) bool {
 	if def.Batch == nil {
 		return false
 	}
@@ -104,7 +105,7 @@ func Batched(def *proto.StreamDef) bool {
 	return false
 }
 
-func batchKey(def *proto.StreamDef, ev *proto.Event) (key string, ok bool) {
+func batchKey(def *stream.Stream, ev *proto.Event) (key string, ok bool) {
 	switch def.Format {
 	case proto.FormatMeasurements:
 		// Seed 003: each call holds the measurements of one IoT connector (id_group).
@@ -123,7 +124,7 @@ func batchKey(def *proto.StreamDef, ev *proto.Event) (key string, ok bool) {
 }
 
 // meta returns the stream's metadata of an event's point (zero when none was given).
-func meta(def *proto.StreamDef, ev *proto.Event) proto.PointMeta {
+func meta(def *stream.Stream, ev *proto.Event) proto.PointMeta {
 	if ev.Type != proto.EventTypePoint {
 		return proto.PointMeta{}
 	}

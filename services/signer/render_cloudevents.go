@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -49,7 +50,7 @@ func ceAttrs(ev *proto.Event) (id, source, typ, tm string, payload json.RawMessa
 // renderCloudEvent writes a CloudEvents 1.0 structured-mode event (JSON format) as seed 002's
 // STRUCTURED content mode does: the required attributes, datacontenttype, time and data in the
 // seed's order, then the stream's extensions (sorted by name).
-func renderCloudEvent(def *proto.StreamDef, ev *proto.Event) ([]byte, error) {
+func renderCloudEvent(def *stream.Stream, ev *proto.Event) ([]byte, error) {
 	id, source, typ, tm, data, err := ceAttrs(ev)
 	if err != nil {
 		return nil, err
@@ -80,7 +81,7 @@ func renderCloudEvent(def *proto.StreamDef, ev *proto.Event) ([]byte, error) {
 
 // renderCloudEventBinary writes a CloudEvents 1.0 binary-mode message (HTTP protocol binding):
 // the data is the body, every attribute and extension a ce-* header.
-func renderCloudEventBinary(def *proto.StreamDef, ev *proto.Event, h map[string]string) ([]byte, error) {
+func renderCloudEventBinary(def *stream.Stream, ev *proto.Event, h map[string]string) ([]byte, error) {
 	id, source, typ, tm, data, err := ceAttrs(ev)
 	if err != nil {
 		return nil, err

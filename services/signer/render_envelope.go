@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -79,7 +80,7 @@ func occurredAt(events []proto.Event) string {
 
 // renderEnvelope writes seed 004's envelope of one event: asset_value_created for a reading, the
 // event's own type and payload as content for a device event.
-func renderEnvelope(def *proto.StreamDef, ev *proto.Event) ([]byte, error) {
+func renderEnvelope(def *stream.Stream, ev *proto.Event) ([]byte, error) {
 	evs := []proto.Event{*ev}
 	if ev.Type != proto.EventTypePoint {
 		// A device event occurred when its source says it did (occurredAt at ingest).
@@ -99,7 +100,7 @@ func renderEnvelope(def *proto.StreamDef, ev *proto.Event) ([]byte, error) {
 
 // renderEnvelopeGroup writes seed 004's asset_values_created: the values of one asset (a batch
 // is formed per asset) grouped under their keys, keys and data in arrival order.
-func renderEnvelopeGroup(def *proto.StreamDef, events []proto.Event) ([]byte, error) {
+func renderEnvelopeGroup(def *stream.Stream, events []proto.Event) ([]byte, error) {
 	var values []envelopeValues
 	var asset json.RawMessage
 	for i := range events {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -30,7 +31,7 @@ type relations struct {
 
 // relationsOf fills seed 003's relations from the point's metadata; without it the group is the
 // partition, the device and container are the point, and the latest data id is the event id.
-func relationsOf(def *proto.StreamDef, ev *proto.Event, m *proto.PointMeta) relations {
+func relationsOf(def *stream.Stream, ev *proto.Event, m *proto.PointMeta) relations {
 	r := relations{Container: m.Container, Group: m.Group, Device: m.Device, DataLatest: ev.ID}
 	if r.Group == "" {
 		r.Group = ev.Partition
@@ -61,7 +62,7 @@ func changedAt(ev *proto.Event) int64 {
 
 // renderMeasurements writes seed 003's standard format: an array of measurements. A device
 // event is an element of its own with its payload as it is (seed 003's event webhook).
-func renderMeasurements(def *proto.StreamDef, events []proto.Event) ([]byte, error) {
+func renderMeasurements(def *stream.Stream, events []proto.Event) ([]byte, error) {
 	out := make([]any, 0, len(events))
 	for i := range events {
 		ev := &events[i]
@@ -93,7 +94,7 @@ type compactDatatype struct {
 
 // renderCompact writes seed 003's compact format: groups → devices → datatypes → data, each data
 // point [timestamp ms, value]. Map keys are sorted (encoding/json), data in event order.
-func renderCompact(def *proto.StreamDef, events []proto.Event) ([]byte, error) {
+func renderCompact(def *stream.Stream, events []proto.Event) ([]byte, error) {
 	type devices = map[string]map[string]map[string]*compactDatatype
 	groups := map[string]map[string]devices{}
 	for i := range events {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 	"hookstream/services/signer"
 )
@@ -39,7 +40,7 @@ func seedEvent() proto.Event {
 }
 
 func TestRenderPointGolden(t *testing.T) {
-	p, err := signer.Render(&proto.StreamDef{Format: proto.FormatPoint}, "d1", []proto.Event{seedEvent()})
+	p, err := signer.Render(&stream.Stream{Format: proto.FormatPoint}, "d1", []proto.Event{seedEvent()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestRenderPoint(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := seedEvent()
 			tc.edit(&ev)
-			p, err := signer.Render(&proto.StreamDef{Format: tc.format}, "d1", []proto.Event{ev})
+			p, err := signer.Render(&stream.Stream{Format: tc.format}, "d1", []proto.Event{ev})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +119,7 @@ func TestRenderErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := signer.Render(&proto.StreamDef{Format: tc.format}, "d1", tc.events)
+			p, err := signer.Render(&stream.Stream{Format: tc.format}, "d1", tc.events)
 			if err == nil {
 				t.Fatalf("Render = %s, want an error", p.Body)
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"hookstream/pkg/stream"
 	"hookstream/pkg/tmpl"
 	"hookstream/proto"
 )
@@ -21,7 +22,7 @@ func templateContext(ct string) (tmpl.Context, string) {
 
 // renderTemplate fills seed 001's body template (escaped for the stream's content type) and the
 // URL's placeholders.
-func renderTemplate(def *proto.StreamDef, id string, ev *proto.Event, p *Payload) error {
+func renderTemplate(def *stream.Stream, id string, ev *proto.Event, p *Payload) error {
 	ctx, ct := templateContext(def.ContentType)
 	t, err := tmpl.Parse(def.BodyTemplate, ctx)
 	if err != nil {
@@ -38,7 +39,7 @@ func renderTemplate(def *proto.StreamDef, id string, ev *proto.Event, p *Payload
 func urlHasPlaceholders(u string) bool { return strings.Contains(u, "{") }
 
 // renderURL fills the webhook URL's placeholders (path and query only; values percent-encoded).
-func renderURL(def *proto.StreamDef, id string, ev *proto.Event) (string, error) {
+func renderURL(def *stream.Stream, id string, ev *proto.Event) (string, error) {
 	t, err := tmpl.ParseURL(def.WebhookURL)
 	if err != nil {
 		return "", fmt.Errorf("webhook URL: %w", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -33,7 +34,7 @@ func i64(n int64) *int64 { return &n }
 // substitutions (fix), so the golden file cannot drift from the seed.
 type goldenCase struct {
 	name, seed string
-	def        *proto.StreamDef
+	def        *stream.Stream
 	events     []proto.Event
 	fix        func(seed map[string]any) // the seed fields hookstream fills differently, by design
 	seedArray  bool
@@ -85,18 +86,18 @@ func runGolden(t *testing.T, tc goldenCase) *Payload {
 }
 
 func TestGoldenPoint(t *testing.T) {
-	runGolden(t, goldenCase{name: "point", seed: "point", def: &proto.StreamDef{Format: proto.FormatPoint},
+	runGolden(t, goldenCase{name: "point", seed: "point", def: &stream.Stream{Format: proto.FormatPoint},
 		events: []proto.Event{{Type: "point", Subject: "6360e1ef-18b5-457c-a488-47t4f4b60e29", Changed: true,
 			CreatedAt: ns(t, "2025-12-03T06:09:21.915Z"), LastUpdatedAt: ns(t, "2025-12-03T06:09:28.077Z"), Value: []byte(`"22"`)}}})
 }
 
 func TestGoldenTimeseries(t *testing.T) {
-	runGolden(t, goldenCase{name: "timeseries", seed: "timeseries", def: &proto.StreamDef{Format: proto.FormatTimeseries},
+	runGolden(t, goldenCase{name: "timeseries", seed: "timeseries", def: &stream.Stream{Format: proto.FormatTimeseries},
 		events: []proto.Event{{Type: "point", Subject: "PNTJDa8aQ5LAwfHPn5iGQemwW", Time: ns(t, "2023-10-16T17:44:42.83269Z"), Value: []byte(`100`)}}})
 }
 
-func ceDef(format string) *proto.StreamDef {
-	return &proto.StreamDef{Format: format, Extensions: map[string]any{
+func ceDef(format string) *stream.Stream {
+	return &stream.Stream{Format: format, Extensions: map[string]any{
 		"myint": int64(1234), "mystring": "hello world", "orgid": "ORGFEdBM93rarcXPD3hjMAbcD", "traceid": "7459950403562181516",
 		"span": "cl6h4b21k0qc73e2hlsg", "mybool": true, "spanparent": "cl6h4aolhvcc73f79cq0", "correlationid": "cl6h4aolhvcc73f79cpg",
 	}}
@@ -136,7 +137,7 @@ func TestGoldenCloudEventsBinary(t *testing.T) {
 func TestGoldenMeasurements(t *testing.T) {
 	group := "3f813212-63aa-49b5-aa71-c95acbf14ad6"
 	container := "e3ebb57a-d1b3-49ef-a5f3-f84307822b78"
-	def := &proto.StreamDef{Format: proto.FormatMeasurements, PointMeta: map[string]proto.PointMeta{
+	def := &stream.Stream{Format: proto.FormatMeasurements, PointMeta: map[string]proto.PointMeta{
 		"outlet":  {Datatype: i64(2185), Label: "WTW-ZehnderE300-OutletTemperature", Group: group, Container: container, Device: "1d551a5c-36e7-400c-a6ed-490bcc3815fa"},
 		"consume": {Datatype: i64(10000), Label: "Consumption 1", Unit: "kWh", Group: group, Container: container, Device: "1d551a5c-36e7-400c-a6ed-490bcc3815fa"},
 		"meter":   {Datatype: i64(10007), Label: "Electrical Meter", Unit: "kWh", Group: group, Container: container, Device: "6667e971-af9d-4027-8b49-2c5ca2e725b9"},
@@ -146,7 +147,7 @@ func TestGoldenMeasurements(t *testing.T) {
 		{ID: "543afeaa-8258-4129-8840-951e301b00eb", Type: "point", Subject: "consume", Time: msNs(1655382346354), LastChangedAt: msNs(1655358046192), Value: []byte(`165.91600036621094`)},
 		{ID: "10c0eb14-18fe-48aa-a1ab-c90a9348c45a", Type: "point", Subject: "meter", Time: msNs(1655382351594), LastChangedAt: msNs(1655382351594), Value: []byte(`5.359999656677246`)},
 	}})
-	def = &proto.StreamDef{Format: proto.FormatMeasurements, PointMeta: map[string]proto.PointMeta{
+	def = &stream.Stream{Format: proto.FormatMeasurements, PointMeta: map[string]proto.PointMeta{
 		"temp": {Datatype: i64(5000), Label: "Temperature", Unit: "°C", Icon: "fas fa-thermometer-three-quarters",
 			Group: "3cf26834-777e-4c46-ae0c-352de3509871", Container: "caff51ce-d6e4-4329-abde-8b2a0dbc733d", Device: "16d7706e-b429-4778-8f8c-cfd6e2050649"},
 	}}
@@ -156,7 +157,7 @@ func TestGoldenMeasurements(t *testing.T) {
 }
 
 func TestGoldenMeasurementsCompact(t *testing.T) {
-	def := &proto.StreamDef{Format: proto.FormatMeasurementsCompact, PointMeta: map[string]proto.PointMeta{
+	def := &stream.Stream{Format: proto.FormatMeasurementsCompact, PointMeta: map[string]proto.PointMeta{
 		"volt": {Datatype: i64(2100), Label: "Voltage", Group: "b85dda65-1a26-49ac-a049-5e37e3dd3cf7", Device: "fac7670d-a64d-4071-a4c0-a01e23d4c8e3"},
 	}}
 	runGolden(t, goldenCase{name: "measurements-compact", seed: "measurements-compact", def: def, events: []proto.Event{
@@ -172,7 +173,7 @@ var (
 func fixOccurredAt(m map[string]any) { m["occurred_at"] = m["occurred_at"].(string) + "Z" }
 
 func TestGoldenEnvelope(t *testing.T) {
-	def := &proto.StreamDef{Format: proto.FormatEnvelope, PointMeta: map[string]proto.PointMeta{
+	def := &stream.Stream{Format: proto.FormatEnvelope, PointMeta: map[string]proto.PointMeta{
 		"lvl": {Key: "level", Asset: asset, UnitRef: unit8594},
 	}}
 	runGolden(t, goldenCase{name: "envelope", seed: "envelope", def: def, fix: fixOccurredAt, events: []proto.Event{
@@ -181,7 +182,7 @@ func TestGoldenEnvelope(t *testing.T) {
 }
 
 func TestGoldenEnvelopeGrouped(t *testing.T) {
-	def := &proto.StreamDef{Format: proto.FormatEnvelope, Grouped: true, PointMeta: map[string]proto.PointMeta{
+	def := &stream.Stream{Format: proto.FormatEnvelope, Grouped: true, PointMeta: map[string]proto.PointMeta{
 		"vf": {Key: "volumeflow", Asset: asset, UnitRef: unit8594},
 		"pr": {Key: "pressure", Asset: asset, UnitRef: []byte(`{"id":222,"href":"https://api.netilion.endress.com/v1/units/222"}`)},
 	}}
@@ -199,7 +200,7 @@ func TestGoldenTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := &proto.StreamDef{ID: "s1", Format: proto.FormatTemplate, BodyTemplate: string(bytes.TrimSpace(raw)),
+	def := &stream.Stream{ID: "s1", Format: proto.FormatTemplate, BodyTemplate: string(bytes.TrimSpace(raw)),
 		WebhookURL: "https://example.com/webhook/{device_id}?point={point_id}",
 		PointMeta:  map[string]proto.PointMeta{"p/1": {Device: `dev "7"`}}}
 	p := runGolden(t, goldenCase{name: "template", def: def, events: []proto.Event{{Type: "point", Subject: "p/1", Value: []byte(`1`)}}})
@@ -212,11 +213,11 @@ func TestGoldenTemplate(t *testing.T) {
 func TestGoldenDeviceEvents(t *testing.T) {
 	ev := proto.Event{ID: "e1", Partition: "p1", Type: "DEVICE_ADDED", Subject: "dev-7", Time: ns(t, "2024-01-02T03:04:05Z"),
 		IngestedAt: ns(t, "2024-01-02T03:04:06Z"), Data: []byte(`{"device":{"id":"dev-7","name":"<Boiler>"}}`)}
-	runGolden(t, goldenCase{name: "envelope-device-event", def: &proto.StreamDef{Format: proto.FormatEnvelope}, events: []proto.Event{ev}})
-	runGolden(t, goldenCase{name: "cloudevents-device-event", def: &proto.StreamDef{Format: proto.FormatCloudEvents}, events: []proto.Event{ev}})
-	runGolden(t, goldenCase{name: "measurements-device-event", def: &proto.StreamDef{Format: proto.FormatMeasurements}, events: []proto.Event{ev}})
+	runGolden(t, goldenCase{name: "envelope-device-event", def: &stream.Stream{Format: proto.FormatEnvelope}, events: []proto.Event{ev}})
+	runGolden(t, goldenCase{name: "cloudevents-device-event", def: &stream.Stream{Format: proto.FormatCloudEvents}, events: []proto.Event{ev}})
+	runGolden(t, goldenCase{name: "measurements-device-event", def: &stream.Stream{Format: proto.FormatMeasurements}, events: []proto.Event{ev}})
 	for _, f := range []string{proto.FormatPoint, proto.FormatTimeseries, proto.FormatMeasurementsCompact} {
-		if _, err := Render(&proto.StreamDef{Format: f}, "d", []proto.Event{ev}); err == nil {
+		if _, err := Render(&stream.Stream{Format: f}, "d", []proto.Event{ev}); err == nil {
 			t.Errorf("format %s rendered a device event", f)
 		}
 	}

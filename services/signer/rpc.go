@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -108,7 +109,7 @@ func (s *Service) answerTest(ctx context.Context, data []byte) any {
 
 // SampleEvent is the event a test delivery carries: seed 000's reading "22" of the stream's
 // first point (or "sample-point").
-func SampleEvent(def *proto.StreamDef, now time.Time) proto.Event {
+func SampleEvent(def *stream.Stream, now time.Time) proto.Event {
 	point := "sample-point"
 	if len(def.PointIDs) > 0 {
 		point = def.PointIDs[0]
@@ -124,14 +125,14 @@ func SampleEvent(def *proto.StreamDef, now time.Time) proto.Event {
 
 // currentDef reads a stream's definition from the bucket rather than the catalog: a test
 // delivery often follows a change (a rotation) by milliseconds, before the watch delivers it.
-func (s *Service) currentDef(ctx context.Context, partition, id string) (*proto.StreamDef, bool) {
+func (s *Service) currentDef(ctx context.Context, partition, id string) (*stream.Stream, bool) {
 	e, err := s.streamsKV.Get(ctx, proto.StreamKey(partition, id))
 	if err != nil {
 		return s.cat.Get(partition, id)
 	}
-	var def proto.StreamDef
-	if err := proto.Unmarshal(e.Value(), &def); err != nil {
+	def, err := stream.Decode(e.Value())
+	if err != nil {
 		return s.cat.Get(partition, id)
 	}
-	return &def, true
+	return def, true
 }

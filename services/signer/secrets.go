@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -82,13 +83,13 @@ func (s *Service) readSecret(ctx context.Context, key string) (*proto.Secret, er
 
 // signingKeys returns the keys that sign now: the current generation, then the previous one
 // while the rotation's overlap lasts.
-func (s *Service) signingKeys(ctx context.Context, def *proto.StreamDef, now time.Time) ([][]byte, error) {
+func (s *Service) signingKeys(ctx context.Context, def *stream.Stream, now time.Time) ([][]byte, error) {
 	cur, err := s.loadSecret(ctx, proto.SecretKey(def.Partition, def.ID, def.SecretGen))
 	if err != nil {
 		return nil, err
 	}
 	keys := [][]byte{cur.Current}
-	if def.PrevSecretUntil > now.UnixNano() && def.PrevSecretGen != def.SecretGen {
+	if def.PrevSecretUntil.After(now) && def.PrevSecretGen != def.SecretGen {
 		prev, err := s.loadSecret(ctx, proto.SecretKey(def.Partition, def.ID, def.PrevSecretGen))
 		if err == nil {
 			keys = append(keys, prev.Current)
@@ -102,6 +103,6 @@ func (s *Service) signingKeys(ctx context.Context, def *proto.StreamDef, now tim
 // authSecret returns the secret halves of the stream's outbound auth.
 // It is read fresh, not cached: it is needed per attempt of auth streams only, and a changed
 // password must apply to the very next attempt.
-func (s *Service) authSecret(ctx context.Context, def *proto.StreamDef) (*proto.Secret, error) {
+func (s *Service) authSecret(ctx context.Context, def *stream.Stream) (*proto.Secret, error) {
 	return s.readSecret(ctx, proto.AuthSecretKey(def.Partition, def.ID))
 }

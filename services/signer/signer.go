@@ -22,6 +22,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
 	"hookstream/pkg/secretbox"
+	"hookstream/pkg/stream"
 	"hookstream/pkg/telemetry"
 	"hookstream/proto"
 )
@@ -165,7 +166,7 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 }
 
 // deliveryMsg renders and signs one job into its OUTBOX message.
-func (s *Service) deliveryMsg(ctx context.Context, def *proto.StreamDef, job *proto.Job) (*nats.Msg, error) {
+func (s *Service) deliveryMsg(ctx context.Context, def *stream.Stream, job *proto.Job) (*nats.Msg, error) {
 	d, err := s.build(ctx, def, job.ID, job.Events)
 	if err != nil {
 		return nil, err

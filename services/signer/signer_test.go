@@ -17,6 +17,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/secretbox"
 	"hookstream/pkg/signing"
+	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
 
@@ -75,10 +76,9 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) putDef(def *proto.StreamDef) {
+func (e *env) putDef(def *stream.Stream) {
 	e.t.Helper()
-	def.V = proto.Version
-	data, _ := proto.Marshal(def)
+	data, _ := def.Encode()
 	if _, err := e.kv.Put(context.Background(), proto.StreamKey(def.Partition, def.ID), data); err != nil {
 		e.t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func (e *env) startSigner(beforeAck func() bool) func() {
 	return stop
 }
 
-func (e *env) publishJob(def *proto.StreamDef, n int) {
+func (e *env) publishJob(def *stream.Stream, n int) {
 	e.t.Helper()
 	ev := proto.Event{V: proto.Version, ID: fmt.Sprintf("ev-%d", n), Partition: def.Partition, Type: proto.EventTypePoint,
 		Subject: "p1", Time: time.UnixMilli(int64(1_700_000_000_000 + n)).UnixNano(), IngestedAt: 1, Value: json.RawMessage(fmt.Sprint(n))}
@@ -199,7 +199,7 @@ func (e *env) pendingJobs() (pending uint64, ackPending int) {
 // event is delivered exactly once, and later jobs form batches of their own.
 func TestBatchSurvivesCrashBetweenStoreAndAck(t *testing.T) {
 	e := newEnv(t)
-	def := &proto.StreamDef{ID: "s1", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/",
+	def := &stream.Stream{ID: "s1", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/",
 		Format: proto.FormatMeasurements, Batch: &proto.Batch{MaxEvents: 3, MaxWaitMs: 3000, MaxBytes: 64 << 10}, Status: proto.StatusActive}
 	e.putDef(def)
 
@@ -278,7 +278,7 @@ func TestBatchSurvivesCrashBetweenStoreAndAck(t *testing.T) {
 // TestBatchLimits: maxEvents closes a batch at once, maxWaitMs closes a partial one.
 func TestBatchLimits(t *testing.T) {
 	e := newEnv(t)
-	def := &proto.StreamDef{ID: "s2", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/",
+	def := &stream.Stream{ID: "s2", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/",
 		Format: proto.FormatMeasurementsCompact, Batch: &proto.Batch{MaxEvents: 2, MaxWaitMs: 300, MaxBytes: 64 << 10}, Status: proto.StatusActive}
 	e.putDef(def)
 	e.startSigner(nil)
@@ -330,7 +330,7 @@ func TestOAuth2(t *testing.T) {
 	}))
 	defer tokenSrv.Close()
 	e := newEnv(t)
-	def := &proto.StreamDef{ID: "s3", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive,
+	def := &stream.Stream{ID: "s3", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive,
 		AuthType: proto.AuthOAuth2, OAuth2TokenURL: tokenSrv.URL, OAuth2ClientID: "cid", OAuth2Scopes: []string{"a", "b"}}
 	e.putDef(def)
 	e.putSecret(proto.AuthSecretKey("p1", "s3"), &proto.Secret{OAuth2ClientSecret: "csecret"})
@@ -360,8 +360,8 @@ func TestSignRotationAndAuth(t *testing.T) {
 	e.putSecret(proto.SecretKey("p1", "s4", 0), &proto.Secret{Current: []byte(oldSec)})
 	e.putSecret(proto.SecretKey("p1", "s4", 1), &proto.Secret{Current: []byte(newSec)})
 	e.putSecret(proto.AuthSecretKey("p1", "s4"), &proto.Secret{BasicPassword: "pw"})
-	def := &proto.StreamDef{ID: "s4", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive,
-		Signature: proto.SignatureStandardWebhooks, HasSecret: true, SecretGen: 1, PrevSecretGen: 0, PrevSecretUntil: time.Now().Add(time.Hour).UnixNano(),
+	def := &stream.Stream{ID: "s4", Partition: "p1", Type: proto.TypePointStream, WebhookURL: "http://127.0.0.1:1/", Status: proto.StatusActive,
+		Signature: proto.SignatureStandardWebhooks, HasSecret: true, SecretGen: 1, PrevSecretGen: 0, PrevSecretUntil: time.Now().Add(time.Hour),
 		AuthType: proto.AuthBasic, AuthUsername: "user"}
 	e.putDef(def)
 	e.startSigner(nil)
@@ -376,7 +376,7 @@ func TestSignRotationAndAuth(t *testing.T) {
 		t.Errorf("Authorization = %q", rep.Headers["Authorization"])
 	}
 	// After the overlap only the new secret signs.
-	def.PrevSecretUntil = time.Now().Add(-time.Second).UnixNano()
+	def.PrevSecretUntil = time.Now().Add(-time.Second)
 	def.AuthType, def.AuthHeaderName = proto.AuthHeader, "X-Api-Key"
 	e.putSecret(proto.AuthSecretKey("p1", "s4"), &proto.Secret{HeaderValue: "k3y"})
 	e.putDef(def)
