@@ -14,7 +14,6 @@ import (
 	"hookstream/proto"
 )
 
-
 // newOutboundClient builds the HTTP client of test deliveries: no redirects, no environment
 // proxy. It is the one place to swap in an SSRF-guarded dialer.
 func newOutboundClient(g *outbound.Guard) *http.Client {
