@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hookstream/services/hookstream/bench"
 	"os"
 	"os/signal"
 	"strings"
@@ -71,9 +72,9 @@ func run(ctx context.Context, args []string) error {
 	case "rekey":
 		return runRekey(ctx, args)
 	case "bench":
-		return runBench(ctx, args)
-	case "bench-receiver": // the bench's receiver process; not listed in the usage
-		return runBenchReceiver(ctx, args)
+		return bench.Run(ctx, args, os.Stdout, os.Stderr)
+	case bench.ReceiverCommand: // the bench's receiver process; not listed in the usage
+		return bench.RunReceiver(ctx, args, os.Stdin, os.Stdout)
 	case "help":
 		usage()
 		return nil
