@@ -127,7 +127,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the hookstream process during the measured window (with several scenarios, one file per scenario: NAME-SCENARIO.EXT)")
 	fs.DurationVar(&o.BareDuration, "bare-duration", 0, "how long the bare HTTP ceiling is measured in all, in slices between the load's (0: as long as --duration)")
 	fs.IntVar(&o.BareWorkers, "bare-workers", 32, "concurrent keep-alive workers of the bare HTTP measurement")
-	fs.DurationVar(&o.Slice, "slice", 2*time.Second, "the load runs in slices of this length, each followed, once delivered, by its share of the bare HTTP measurement")
+	fs.DurationVar(&o.Slice, "slice", 2*time.Second, "a max-rate scenario's load runs in slices of this length, each followed, once delivered, by its share of the bare HTTP measurement (a fixed-rate scenario's is one slice)")
 	fs.IntVar(&o.Backlog, "backlog", 1000, "max-rate scenarios: most deliveries published but not yet received")
 	fs.IntVar(&o.Window, "window", 256, "most NATS publishes awaiting their JetStream ack")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "maxInFlight of every bench stream (0: the API default)")

@@ -282,6 +282,7 @@ func TestPlan(t *testing.T) {
 		{"smoke 2s", 2 * s, 2 * s, s, []time.Duration{2 * s}, []time.Duration{400 * time.Millisecond}},
 		{"short tail joins", 6 * s, 2 * s, 6 * s, []time.Duration{3200 * time.Millisecond, 2800 * time.Millisecond}, []time.Duration{1200 * time.Millisecond, refill}},
 		{"long tail stays", 7 * s, 2 * s, 7 * s, []time.Duration{3400 * time.Millisecond, 2 * s, 1600 * time.Millisecond}, []time.Duration{1400 * time.Millisecond, refill, refill}},
+		{"one slice (a fixed rate)", 20 * s, 20 * s, 20 * s, []time.Duration{20 * s}, []time.Duration{2 * s}},
 		{"short slices skip less", 4 * s, s, 2 * s, []time.Duration{1800 * time.Millisecond, s, 1200 * time.Millisecond}, []time.Duration{800 * time.Millisecond, 125 * time.Millisecond, 125 * time.Millisecond}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// A scenario's measured window alternates load and the bare HTTP probe: the load publishes for
-// a slice (--slice), then stops publishing until what it published has been delivered, then the
-// probe measures the receiver for its share of the slice (--bare-duration over --duration of
-// each slice's length), and so on until --duration of load. Both figures are thus taken across
+// A max-rate scenario's measured window alternates load and the bare HTTP probe: the load
+// publishes for a slice (--slice), then stops publishing until what it published has been
+// delivered, then the probe measures the receiver for its share of the slice (--bare-duration
+// over --duration of each slice's length), and so on until --duration of load. A scenario with a
+// fixed rate is one slice (sliceLength). Both figures are thus taken across
 // the same minutes of a machine whose speed drifts, each without the other competing for its
 // cores, and their ratio holds still from run to run where a probe run once beside a load run
 // did not.
@@ -54,6 +55,17 @@ func plan(total, every, bare time.Duration) []slice {
 	return out
 }
 
+// sliceLength is --slice, or for a scenario with a fixed rate the whole of --duration: its
+// figures are latencies, and a pause would disturb them (a hanging endpoint's stream, parked
+// during the load, would be let back and parked anew after every pause), while its ratio to the
+// bare ceiling is no measure of anything. It is probed once, after its load, as long.
+func (b *bencher) sliceLength() time.Duration {
+	if b.sc.Rate > 0 {
+		return b.o.Duration
+	}
+	return b.o.Slice
+}
+
 // window is what the slices of a scenario add up to.
 type window struct {
 	counted int64         // deliveries in the counted parts of the slices
@@ -76,7 +88,7 @@ func (b *bencher) load(ctx context.Context, pub *publisher, res *result) error {
 	wg.Go(func() { b.poll(ctx) })
 	wg.Go(func() { b.progress(ctx, pub, time.Now()) })
 
-	slices := plan(b.o.Duration, b.o.Slice, b.o.bare())
+	slices := plan(b.o.Duration, b.sliceLength(), b.o.bare())
 	profErr := b.startProfile(ctx, slices)
 	probe := newProber(b.rcvURL, b.o.BareWorkers)
 	defer probe.close()
