@@ -137,15 +137,7 @@ func TestReceiverRecordsAndDedupes(t *testing.T) {
 	post("/h/0", "d4", "garbage")
 	post("/bare", "", "")
 
-	resp, err := http.Get(srv.URL + "/stats?counts=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st receiverStats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	st := getStats(t, srv.URL+"/stats?counts=1")
 	if st.Unique != 3 || st.Duplicates != 1 || st.Bad != 1 || st.WarmPaths != 2 || st.Bare != 1 || st.LatencyN != 3 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -336,15 +328,7 @@ func TestProber(t *testing.T) {
 	if !(res.BareHTTPMinPerS > 0 && res.BareHTTPMinPerS <= res.BareHTTPPerS && res.BareHTTPPerS <= res.BareHTTPMaxPerS) {
 		t.Fatalf("slowest %.0f, all %.0f, fastest %.0f requests/s", res.BareHTTPMinPerS, res.BareHTTPPerS, res.BareHTTPMaxPerS)
 	}
-	resp, err := http.Get(srv.URL + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st receiverStats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	st := getStats(t, srv.URL+"/stats")
 	// A request the receiver counted as a slice ended may have lost its answer to the deadline.
 	if st.Bare < p.answered || st.Bare > p.answered+int64(3*p.workers) || st.Unique != 0 {
 		t.Fatalf("receiver counted %d bare and %d deliveries; the probe %d answers", st.Bare, st.Unique, p.answered)
@@ -362,4 +346,19 @@ func TestProberFailsWithoutReceiver(t *testing.T) {
 	if err := p.run(t.Context(), 200*time.Millisecond); err == nil {
 		t.Fatal("a probe of a closed port succeeded")
 	}
+}
+
+// getStats fetches and decodes a receiver's /stats at url.
+func getStats(t *testing.T, url string) receiverStats {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st receiverStats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
