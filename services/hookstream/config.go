@@ -5,9 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
-	"strings"
 	"time"
 
 	"hookstream/pkg/auth"
@@ -51,7 +50,24 @@ type Config struct {
 	quotaConfig // quota.go
 }
 
-// flags registers the flags of cfg on fs, with defaults taken from the environment.
+// parseConfig reads the configuration of a process of role: the flags in args over the
+// HOOKSTREAM_* variables (applyEnv) over the defaults, validated. -h and flag errors go to
+// stderr.
+func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet(role, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.flags(fs, role)
+	if err := applyEnv(fs); err != nil {
+		return c, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+// flags registers the flags of cfg on fs, with defaults taken from the environment (env.go).
 func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.Data, "data", env("DATA", "./data"), "data directory (JetStream storage, dev keys)")
 	httpDefault := "127.0.0.1:8080"
@@ -112,21 +128,19 @@ func (c *Config) validate() error {
 	return c.validateSecurity()
 }
 
-func (c *Config) logger() *slog.Logger {
+// logger builds the process's logger, writing to w in --log-format at --log-level. It is passed
+// to whatever logs; slog's default logger is left alone.
+func (c *Config) logger(w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
-	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if c.LogFormat == "text" {
-		h = slog.NewTextHandler(os.Stderr, opts)
+		h = slog.NewTextHandler(w, opts)
 	}
-	l := slog.New(telemetry.LogHandler(h))
-	// Libraries that log through slog's default (the NATS client's asynchronous errors) log
-	// in the same format and at the same level.
-	slog.SetDefault(l)
-	return l
+	return slog.New(telemetry.LogHandler(h))
 }
 
 // verifier builds the token verifier: a JWKS or a public key when configured, else the dev HS256
@@ -150,33 +164,6 @@ func (c *Config) verifier(ctx context.Context, log *slog.Logger) (auth.Verifier,
 		return auth.HMACVerifier{Key: key}, nil
 	}
 	return nil, errors.New("no token verifier: pass --jwks-url or --jwt-public-key, or --dev for HS256 development tokens")
-}
-
-func env(name, def string) string {
-	if v, ok := os.LookupEnv("HOOKSTREAM_" + name); ok {
-		return v
-	}
-	return def
-}
-
-func envBool(name string) bool {
-	v := strings.ToLower(env(name, ""))
-	return v == "1" || v == "true" || v == "yes"
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(env(name, "")); err == nil {
-		return d
-	}
-	return def
-}
-
-func envFloat(name string, def float64) float64 {
-	var f float64
-	if _, err := fmt.Sscan(env(name, ""), &f); err == nil {
-		return f
-	}
-	return def
 }
 
 // tokenTTL is how long a minted dev token is valid by default.

@@ -9,8 +9,9 @@ import (
 )
 
 // defaultLockWait bounds how long a process waits for the data directory of a process that is
-// stopping: the all-in-one's shutdown takes up to about 15 s (5 s for attempts in flight, the
-// API's and the server's own shutdown).
+// stopping: the all-in-one's shutdown takes up to about 20 s, its steps one after the other (up
+// to 10 s for HTTP requests in flight, 5 s for delivery attempts in flight, draining the NATS
+// connections, the server's own shutdown).
 const defaultLockWait = 30 * time.Second
 
 // lockData takes the exclusive lock of --data for a process that opens its JetStream store

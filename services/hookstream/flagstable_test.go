@@ -69,11 +69,6 @@ func roleFlags(role string) map[string]*flag.Flag {
 	return out
 }
 
-// envName is the variable that sets a flag: HOOKSTREAM_ and the name in capitals, "_" for "-".
-func envName(flagName string) string {
-	return "HOOKSTREAM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
 // clearEnv unsets every flag's variable for the test (restored afterwards).
 func clearEnv(t *testing.T) {
 	for name := range roleFlags("all") {
@@ -151,6 +146,9 @@ func TestFlagsEnv(t *testing.T) {
 		fs := flag.NewFlagSet("all", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		c.flags(fs, "all")
+		if err := applyEnv(fs); err != nil {
+			t.Fatal(err)
+		}
 		if err := fs.Parse(nil); err != nil {
 			t.Fatal(err)
 		}
@@ -208,6 +206,9 @@ func sampleValue(f *flag.Flag) string {
 	}
 	if _, err := time.ParseDuration(f.DefValue); err == nil {
 		return "7m"
+	}
+	if f.Name == "allow-cidr" {
+		return "10.9.0.0/16"
 	}
 	return "sample-" + f.Name
 }

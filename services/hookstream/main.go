@@ -18,14 +18,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hookstream/services/hookstream/bench"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 )
 
-func usage() {
-	fmt.Fprint(os.Stderr, `usage:
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
   hookstream [flags]                      all services in one process, NATS embedded
   hookstream ingest|matcher|signer|delivery|api --nats-url URL [flags]
   hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
@@ -42,7 +44,7 @@ Run "hookstream COMMAND -h" for the flags of a command.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
+	if err := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "hookstream:", err)
 		}
@@ -50,35 +52,43 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+// stdio are a command's standard streams; logs go to err.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// run runs the command args name (the all-in-one when they start with a flag or are empty)
+// until it is done or ctx ends.
+func run(ctx context.Context, args []string, io stdio) error {
 	cmd := "all"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "all", "ingest", "matcher", "signer", "delivery", "api":
-		return runServices(ctx, cmd, args)
+		return runServices(ctx, cmd, args, io.err)
 	case "nats":
-		return runNATS(ctx, args)
+		return runNATS(ctx, args, io.err)
 	case "token":
-		return runToken(args, os.Stdout)
+		return runToken(args, io.out)
 	case "pub":
-		return runPub(ctx, args, os.Stdout, os.Stderr)
+		return runPub(ctx, args, io.out, io.err)
 	case "tail":
-		return runTail(ctx, args, os.Stdout)
+		return runTail(ctx, args, io.out)
 	case "keygen":
-		return runKeygen()
+		return runKeygen(io.out)
 	case "rekey":
-		return runRekey(ctx, args)
+		return runRekey(ctx, args, io.out, io.err)
 	case "bench":
-		return runBench(ctx, args)
-	case "bench-receiver": // the bench's receiver process; not listed in the usage
-		return runBenchReceiver(ctx, args)
+		return bench.Run(ctx, args, io.out, io.err)
+	case bench.ReceiverCommand: // the bench's receiver process; not listed in the usage
+		return bench.RunReceiver(ctx, args, io.in, io.out)
 	case "help":
-		usage()
+		usage(io.out)
 		return nil
 	default:
-		usage()
+		usage(io.err)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 }

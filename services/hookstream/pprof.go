@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"hookstream/pkg/web"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,7 +16,7 @@ func validatePprofAddr(addr string) error {
 	if addr == "" {
 		return nil
 	}
-	return requireLoopback(addr)
+	return web.RequireLoopback(addr)
 }
 
 // pprofServer serves net/http/pprof on addr (--pprof-addr) until ctx is cancelled.

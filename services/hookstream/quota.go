@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"strconv"
 
 	"hookstream/pkg/quota"
 )
@@ -40,14 +39,4 @@ func (c *quotaConfig) validateQuota() error {
 		return err
 	}
 	return nil
-}
-
-func envInt(name string) int64 { return envIntOr(name, 0) }
-
-func envIntOr(name string, def int64) int64 {
-	n, err := strconv.ParseInt(env(name, ""), 10, 64)
-	if err != nil {
-		return def
-	}
-	return n
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -22,10 +23,11 @@ import (
 // securityFlags registers the flags of the outbound guard, the secret store and the token
 // verifiers.
 func (c *Config) securityFlags(fs *flag.FlagSet) {
-	if v := env("ALLOW_CIDR", ""); v != "" {
-		c.AllowCIDR = []string{v}
-	}
+	// HOOKSTREAM_ALLOW_CIDR comes in through applyEnv, before the flags given.
 	fs.Func("allow-cidr", "allow webhook destinations in this CIDR although private (repeatable, or a comma list)", func(s string) error {
+		if _, err := outbound.ParseCIDRs([]string{s}); err != nil {
+			return err
+		}
 		c.AllowCIDR = append(c.AllowCIDR, s)
 		return nil
 	})
@@ -103,28 +105,26 @@ func (c *Config) secretBox() (*secretbox.Box, error) {
 }
 
 // runKeygen prints a new random master key.
-func runKeygen() error {
+func runKeygen(out io.Writer) error {
 	k, err := secretbox.GenerateKey()
 	if err != nil {
 		return err
 	}
-	fmt.Println(secretbox.EncodeKey(k))
+	fmt.Fprintln(out, secretbox.EncodeKey(k))
 	return nil
 }
 
 // runRekey re-encrypts every webhook secret under the current master key. It talks to the NATS
 // server of --nats-url, or, without it, opens the data dir's JetStream store itself (the
 // all-in-one must be stopped then).
-func runRekey(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("rekey", flag.ContinueOnError)
-	cfg.flags(fs, "rekey")
-	if err := fs.Parse(args); err != nil {
+func runRekey(ctx context.Context, args []string, out, stderr io.Writer) error {
+	cfg, err := parseConfig("rekey", args, stderr)
+	if err != nil {
 		return err
 	}
 	if cfg.NATSURL == "" {
 		// The store and, in --dev, the master key are the data directory's.
-		lock, err := lockData(ctx, &cfg, "rekey", cfg.logger())
+		lock, err := lockData(ctx, &cfg, "rekey", cfg.logger(stderr))
 		if err != nil {
 			return err
 		}
@@ -151,6 +151,6 @@ func runRekey(ctx context.Context, args []string) error {
 		return fmt.Errorf("rekey: %w", err)
 	}
 	st, err := secretbox.Rekey(ctx, kv, box)
-	fmt.Printf("rekey: key %s: %d re-encrypted, %d plaintext sealed, %d already current\n", box.PrimaryID(), st.Resealed, st.Sealed, st.Unchanged)
+	fmt.Fprintf(out, "rekey: key %s: %d re-encrypted, %d plaintext sealed, %d already current\n", box.PrimaryID(), st.Resealed, st.Sealed, st.Unchanged)
 	return err
 }

@@ -14,14 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"golang.org/x/sync/errgroup"
-
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/outbound"
 	"hookstream/pkg/secretbox"
-	"hookstream/pkg/telemetry"
 	"hookstream/pkg/web"
 	"hookstream/proto"
 	"hookstream/services/api"
@@ -31,190 +28,191 @@ import (
 	"hookstream/services/signer"
 )
 
-// runner is one service's Run.
-type runner struct {
-	name string
-	run  func(context.Context) error
+// runServices runs the all-in-one process (role "all") or one service until ctx ends, then stops
+// it in order: HTTP, the services, what they share, the NATS connections, the embedded server.
+func runServices(ctx context.Context, role string, args []string, stderr io.Writer) error {
+	cfg, err := parseConfig(role, args, stderr)
+	if err != nil {
+		return err
+	}
+	log := cfg.logger(stderr).With("service", role)
+	p, err := openProcess(ctx, cfg, role, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		p.close()
+		log.Info("hookstream stopped", "role", role)
+	}()
+	phases, err := p.wire(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("hookstream running", "role", role, "http_addr", cfg.HTTPAddr, "dev", cfg.Dev)
+	return runPhases(ctx, log, phases)
 }
 
-// runServices runs the all-in-one process (role "all") or one service.
-func runServices(ctx context.Context, role string, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet(role, flag.ContinueOnError)
-	cfg.flags(fs, role)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	log := cfg.logger().With("service", role)
-	tel, err := telemetry.Setup(ctx, "hookstream-"+role)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
+// wiring builds the runners of a process's services and what they share.
+type wiring struct {
+	*process
+	guard    *outbound.Guard
+	box      *secretbox.Box
+	verifier auth.Verifier
+	// cat is the streams catalog the all-in-one's matcher, signer and delivery share (it holds
+	// every stream definition once); a service run alone keeps its own (nil here).
+	cat    *catalog.Catalog
+	mounts []func(*http.ServeMux)
 
-	var srv *server.Server
-	if cfg.NATSURL == "" {
-		if role != "all" {
-			return fmt.Errorf("%s: --nats-url is required (only the all-in-one embeds NATS)", role)
-		}
-		lock, err := lockData(ctx, &cfg, "all-in-one", log)
-		if err != nil {
-			return err
-		}
-		defer lock.Release()
-		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: log})
-		if err != nil {
-			return err
-		}
-		log.Info("embedded nats started", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
-		defer func() { _ = lock.Stopping(); srv.Shutdown(); srv.WaitForShutdown() }()
-	}
-	var conns []*bus.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	connect := func(name string) (*bus.Conn, error) {
-		c, err := bus.Connect(cfg.NATSURL, srv, name)
-		if err == nil {
-			c.Atomic = cfg.Fsync == bus.FsyncAlways
-			conns = append(conns, c)
-		}
-		return c, err
-	}
-	admin, err := connect(role)
-	if err != nil {
-		return err
-	}
-	if err := ensureTopology(ctx, admin, bus.Retention{DLQ: cfg.DLQRetention, Duplicates: cfg.DedupWindow}, log); err != nil {
-		return err
-	}
+	accept   []runner // HTTP servers: stopped first
+	work     []runner // the services' consumers
+	underlay []runner // what the services use: the catalog, the stream keepers
+}
 
-	want := func(name string) bool { return role == "all" || role == name }
-	guard := cfg.guard()
-	var box *secretbox.Box
-	if want("api") || want("signer") {
-		if box, err = cfg.secretBox(); err != nil {
+// wire builds every service the role runs and returns their runners in shutdown order.
+func (p *process) wire(ctx context.Context) ([]phase, error) {
+	w := &wiring{process: p, guard: p.cfg.guard(),
+		mounts: []func(*http.ServeMux){func(mux *http.ServeMux) { mux.Handle("GET /metrics", p.tel.MetricsHandler()) }}}
+	if err := w.shared(ctx); err != nil {
+		return nil, err
+	}
+	// The consumers first: the API's server carries ingest's HTTP routes (mounts).
+	if err := w.consumers(); err != nil {
+		return nil, err
+	}
+	if err := w.api(); err != nil {
+		return nil, err
+	}
+	w.keepers()
+	if p.cfg.PprofAddr != "" {
+		w.accept = append(w.accept, runner{"pprof", pprofServer(p.cfg.PprofAddr, p.log)})
+	}
+	return []phase{{"http", w.accept}, {"services", w.work}, {"shared", w.underlay}}, nil
+}
+
+// want says whether the process runs the service name.
+func (p *process) want(name string) bool { return p.role == "all" || p.role == name }
+
+// component is the logger of one service.
+func (p *process) component(name string) *slog.Logger { return p.log.With("component", name) }
+
+// shared builds what several services use: the secret box (api, signer), the token verifier
+// (api, ingest) and, in the all-in-one, the streams catalog.
+func (w *wiring) shared(ctx context.Context) error {
+	var err error
+	if w.want("api") || w.want("signer") {
+		if w.box, err = w.cfg.secretBox(); err != nil {
 			return err
 		}
 	}
-	var runners []runner
-	// The all-in-one's matcher, signer and delivery share one streams catalog (it holds every
-	// stream definition); a service run alone keeps its own.
-	var cat *catalog.Catalog
-	if role == "all" {
-		cat = catalog.New()
-		runners = append(runners, runner{"catalog", func(ctx context.Context) error {
-			kv, err := admin.JS.KeyValue(ctx, proto.BucketStreams)
+	if w.want("api") || w.want("ingest") {
+		if w.verifier, err = w.cfg.verifier(ctx, w.log); err != nil {
+			return err
+		}
+	}
+	if w.role == "all" {
+		w.cat = catalog.New()
+		w.underlay = append(w.underlay, runner{"catalog", func(ctx context.Context) error {
+			kv, err := w.admin.JS.KeyValue(ctx, proto.BucketStreams)
 			if err != nil {
 				return err
 			}
-			return cat.Run(ctx, kv)
+			return w.cat.Run(ctx, kv)
 		}})
 	}
-	mounts := []func(*http.ServeMux){func(mux *http.ServeMux) { mux.Handle("GET /metrics", tel.MetricsHandler()) }}
-	var verifier auth.Verifier
-	if want("api") || want("ingest") {
-		if verifier, err = cfg.verifier(ctx, log); err != nil {
-			return err
-		}
-	}
-	if want("ingest") {
-		c, err := connect("ingest")
-		if err != nil {
-			return err
-		}
-		svc, err := ingest.New(ingest.Config{Logger: log.With("component", "ingest"), Conn: c, Verifier: verifier})
-		if err != nil {
-			return err
-		}
-		runners = append(runners, runner{"ingest", svc.Run})
-		mounts = append(mounts, svc.Register)
-	}
-	if want("matcher") {
-		c, err := connect("matcher")
-		if err != nil {
-			return err
-		}
-		svc, err := matcher.New(matcher.Config{Logger: log.With("component", "matcher"), Conn: c, Catalog: cat})
-		if err != nil {
-			return err
-		}
-		runners = append(runners, runner{"matcher", svc.Run})
-	}
-	if want("signer") {
-		c, err := connect("signer")
-		if err != nil {
-			return err
-		}
-		svc, err := signer.New(signer.Config{Logger: log.With("component", "signer"), Conn: c, Secrets: box, HTTPClient: guard.Client(10 * time.Second), Catalog: cat})
-		if err != nil {
-			return err
-		}
-		runners = append(runners, runner{"signer", svc.Run})
-	}
-	if want("delivery") {
-		c, err := connect("delivery")
-		if err != nil {
-			return err
-		}
-		svc, err := delivery.New(delivery.Config{Logger: log.With("component", "delivery"), Conn: c, RetryScale: cfg.RetryScale, Dial: guard.DialContext, Quota: cfg.Quota, Catalog: cat})
-		if err != nil {
-			return err
-		}
-		runners = append(runners, runner{"delivery", svc.Run})
-	}
-	if want("api") {
-		c, err := connect("api")
-		if err != nil {
-			return err
-		}
-		svc, err := api.New(api.Config{
-			Logger: log.With("component", "api"), Conn: c, Verifier: verifier, Addr: cfg.HTTPAddr,
-			Dev: cfg.Dev, AllowHTTP: cfg.AllowHTTP, Mounts: mounts, Ready: readiness(admin, role), Guard: guard, Secrets: box,
-			Quota: cfg.Quota,
-		})
-		if err != nil {
-			return err
-		}
-		runners = append(runners, runner{"api", svc.Run})
-	} else if cfg.HTTPAddr != "" {
-		runners = append(runners, runner{"http", healthServer(cfg.HTTPAddr, readiness(admin, role), mounts, log)})
-	}
+	return nil
+}
 
-	// A work-queue stream is kept by the role that consumes it (bus.Keep).
+// consumers builds the services that consume a pipeline stream, each on a NATS connection of
+// its own: ingest, matcher, signer, delivery. Ingest also serves HTTP ingest, on the API's
+// server (mounts).
+func (w *wiring) consumers() error {
+	type build func(c *bus.Conn, log *slog.Logger) (func(context.Context) error, error)
+	for _, svc := range []struct {
+		name  string
+		build build
+	}{
+		{"ingest", func(c *bus.Conn, log *slog.Logger) (func(context.Context) error, error) {
+			svc, err := ingest.New(ingest.Config{Logger: log, Conn: c, Verifier: w.verifier})
+			if err != nil {
+				return nil, err
+			}
+			w.mounts = append(w.mounts, svc.Register)
+			return svc.Run, nil
+		}},
+		{"matcher", func(c *bus.Conn, log *slog.Logger) (func(context.Context) error, error) {
+			svc, err := matcher.New(matcher.Config{Logger: log, Conn: c, Catalog: w.cat})
+			return runOf(svc, err)
+		}},
+		{"signer", func(c *bus.Conn, log *slog.Logger) (func(context.Context) error, error) {
+			svc, err := signer.New(signer.Config{Logger: log, Conn: c, Secrets: w.box, HTTPClient: w.guard.Client(10 * time.Second), Catalog: w.cat})
+			return runOf(svc, err)
+		}},
+		{"delivery", func(c *bus.Conn, log *slog.Logger) (func(context.Context) error, error) {
+			svc, err := delivery.New(delivery.Config{Logger: log, Conn: c, RetryScale: w.cfg.RetryScale,
+				Dial: w.guard.DialContext, Quota: w.cfg.Quota, Catalog: w.cat})
+			return runOf(svc, err)
+		}},
+	} {
+		if !w.want(svc.name) {
+			continue
+		}
+		c, err := w.connect(svc.name)
+		if err != nil {
+			return err
+		}
+		run, err := svc.build(c, w.component(svc.name))
+		if err != nil {
+			return err
+		}
+		w.work = append(w.work, runner{svc.name, run})
+	}
+	return nil
+}
+
+// runOf is the Run of a service New returned, or New's error.
+func runOf[S interface{ Run(context.Context) error }](svc S, err error) (func(context.Context) error, error) {
+	if err != nil {
+		return nil, err
+	}
+	return svc.Run, nil
+}
+
+// api builds the API, which serves the mounted routes too, or, for a role without it that was
+// given --http-addr, a server of the health endpoints and the mounted routes.
+func (w *wiring) api() error {
+	ready := readiness(w.admin, w.role)
+	if !w.want("api") {
+		if w.cfg.HTTPAddr != "" {
+			w.accept = append(w.accept, runner{"http", healthServer(w.cfg.HTTPAddr, ready, w.mounts, w.log)})
+		}
+		return nil
+	}
+	c, err := w.connect("api")
+	if err != nil {
+		return err
+	}
+	svc, err := api.New(api.Config{
+		Logger: w.component("api"), Conn: c, Verifier: w.verifier, Addr: w.cfg.HTTPAddr,
+		Dev: w.cfg.Dev, AllowHTTP: w.cfg.AllowHTTP, Mounts: w.mounts, Ready: ready, Guard: w.guard, Secrets: w.box,
+		Quota: w.cfg.Quota,
+	})
+	if err != nil {
+		return err
+	}
+	w.accept = append(w.accept, runner{"api", svc.Run})
+	return nil
+}
+
+// keepers keep each work-queue stream whose consumer the role runs (bus.Keep).
+func (w *wiring) keepers() {
 	for _, k := range []struct{ role, stream string }{{"ingest", proto.StreamIngest}, {"signer", proto.StreamJobs}, {"delivery", proto.StreamOutbox}} {
-		if want(k.role) {
-			runners = append(runners, runner{"keep " + k.stream, func(ctx context.Context) error {
-				bus.Keep(ctx, admin.JS, k.stream, bus.KeepEvery, log)
+		if w.want(k.role) {
+			w.underlay = append(w.underlay, runner{"keep " + k.stream, func(ctx context.Context) error {
+				bus.Keep(ctx, w.admin.JS, k.stream, bus.KeepEvery, w.log)
 				return nil
 			}})
 		}
 	}
-	if cfg.PprofAddr != "" {
-		runners = append(runners, runner{"pprof", pprofServer(cfg.PprofAddr, log)})
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, r := range runners {
-		g.Go(func() error {
-			if err := r.run(gctx); err != nil {
-				return fmt.Errorf("%s: %w", r.name, err)
-			}
-			return nil
-		})
-	}
-	log.Info("hookstream running", "role", role, "http_addr", cfg.HTTPAddr, "dev", cfg.Dev)
-	err = g.Wait()
-	log.Info("hookstream stopped", "role", role)
-	return err
 }
 
 // ensureTopology creates the streams and buckets, retrying while NATS is still coming up.
@@ -290,17 +288,12 @@ func readiness(c *bus.Conn, role string) func() error {
 }
 
 // runNATS runs a NATS server with JetStream until interrupted.
-func runNATS(ctx context.Context, args []string) error {
-	var cfg Config
-	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
-	cfg.flags(fs, "nats")
-	if err := fs.Parse(args); err != nil {
+func runNATS(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseConfig("nats", args, stderr)
+	if err != nil {
 		return err
 	}
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	log := cfg.logger()
+	log := cfg.logger(stderr)
 	lock, err := lockData(ctx, &cfg, "nats", log)
 	if err != nil {
 		return err

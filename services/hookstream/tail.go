@@ -29,20 +29,9 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *stream != "" && *partition == "" {
-		return errors.New("tail: --stream needs --partition")
-	}
-	for _, tok := range []string{*partition, *stream} {
-		if tok != "" && !proto.ValidToken(tok) {
-			return fmt.Errorf("tail: %q is not a valid id", tok)
-		}
-	}
-	subject := proto.SubjectOutcomeAll
-	switch {
-	case *stream != "":
-		subject = "hookstream.outcomes." + *partition + "." + *stream + ".>"
-	case *partition != "":
-		subject = "hookstream.outcomes." + *partition + ".>"
+	subject, err := tailSubject(*partition, *stream)
+	if err != nil {
+		return err
 	}
 	c, err := bus.Connect(*natsURL, nil, "tail")
 	if err != nil {
@@ -58,13 +47,38 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}
+	return printOutcomes(ctx, cons, out, *count, *asJSON)
+}
+
+// tailSubject is the OUTCOMES subject of a partition's or a stream's outcomes, or of all.
+func tailSubject(partition, stream string) (string, error) {
+	if stream != "" && partition == "" {
+		return "", errors.New("tail: --stream needs --partition")
+	}
+	for _, tok := range []string{partition, stream} {
+		if tok != "" && !proto.ValidToken(tok) {
+			return "", fmt.Errorf("tail: %q is not a valid id", tok)
+		}
+	}
+	switch {
+	case stream != "":
+		return "hookstream.outcomes." + partition + "." + stream + ".>", nil
+	case partition != "":
+		return "hookstream.outcomes." + partition + ".>", nil
+	}
+	return proto.SubjectOutcomeAll, nil
+}
+
+// printOutcomes prints what cons delivers, one line each (the raw records with asJSON), until
+// ctx ends or count lines were printed (0: no limit).
+func printOutcomes(ctx context.Context, cons jetstream.Consumer, out io.Writer, count int, asJSON bool) error {
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	for printed := 0; *count == 0 || printed < *count; printed++ {
+	for printed := 0; count == 0 || printed < count; printed++ {
 		m, err := it.Next()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -72,7 +86,7 @@ func runTail(ctx context.Context, args []string, out io.Writer) error {
 			}
 			return fmt.Errorf("tail: %w", err)
 		}
-		if *asJSON {
+		if asJSON {
 			fmt.Fprintln(out, string(m.Data()))
 			continue
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -68,24 +69,14 @@ func TestOneTraceAcrossThePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(30 * time.Second)
 	var spans []sdktrace.ReadOnlySpan
-	for {
+	waitFor(t, 30*time.Second, func() error {
 		spans = rec.Ended()
-		n := 0
-		for _, s := range spans {
-			if s.Name() == "deliver" {
-				n++
-			}
+		if n := len(spansNamed(spans, "deliver")); n < 2 {
+			return fmt.Errorf("%d deliver spans; spans: %v", n, names(spans))
 		}
-		if n >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d deliver spans after 30s; spans: %v", n, names(spans))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	traceID := sensor.SpanContext().TraceID()
 	byName := map[string][]sdktrace.ReadOnlySpan{}
@@ -115,17 +106,7 @@ func TestOneTraceAcrossThePipeline(t *testing.T) {
 	}
 	for i, a := range attempts {
 		parentOf(a, byName["sign"][0])
-		attrs := attrMap(a.Attributes())
-		wantStatus := []int64{503, 200}[i]
-		if attrs["http.response.status_code"].AsInt64() != wantStatus || attrs["hookstream.attempt"].AsInt64() != int64(i+1) {
-			t.Errorf("attempt %d attributes: %v", i+1, attrs)
-		}
-		if u := attrs["url.full"].AsString(); u != receiver.URL+"/hook" {
-			t.Errorf("url.full = %q, want it without the query", u)
-		}
-		if a.SpanKind() != trace.SpanKindClient {
-			t.Errorf("deliver span kind %s", a.SpanKind())
-		}
+		checkAttempt(t, i, a, receiver.URL+"/hook")
 	}
 	if attrMap(byName["match"][0].Attributes())["hookstream.fanout"].AsInt64() != 1 {
 		t.Error("match span lacks hookstream.fanout = 1")
@@ -138,6 +119,34 @@ func TestOneTraceAcrossThePipeline(t *testing.T) {
 			t.Errorf("attempt %d traceparent = %q, want %q", i+1, p, want)
 		}
 	}
+}
+
+// checkAttempt checks the deliver span of attempt i (from 0) to url: the first answered 503,
+// the second 200; the URL recorded without its query.
+func checkAttempt(t *testing.T, i int, a sdktrace.ReadOnlySpan, url string) {
+	t.Helper()
+	attrs := attrMap(a.Attributes())
+	wantStatus := []int64{503, 200}[i]
+	if attrs["http.response.status_code"].AsInt64() != wantStatus || attrs["hookstream.attempt"].AsInt64() != int64(i+1) {
+		t.Errorf("attempt %d attributes: %v", i+1, attrs)
+	}
+	if u := attrs["url.full"].AsString(); u != url {
+		t.Errorf("url.full = %q, want it without the query", u)
+	}
+	if a.SpanKind() != trace.SpanKindClient {
+		t.Errorf("deliver span kind %s", a.SpanKind())
+	}
+}
+
+// spansNamed returns the spans called name.
+func spansNamed(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func names(spans []sdktrace.ReadOnlySpan) []string {

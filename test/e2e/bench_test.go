@@ -53,6 +53,8 @@ func TestBenchSmoke(t *testing.T) {
 			HookstreamCPUPer1k float64 `json:"hookstream_cpu_s_per_1k"`
 			HookstreamRSSMB    float64 `json:"hookstream_rss_mb"`
 			ReceiverRSSMB      float64 `json:"receiver_rss_mb"`
+			BareHTTPS          float64 `json:"bare_http_s"`
+			BareHTTPSlices     int     `json:"bare_http_slices"`
 		} `json:"scenarios"`
 	}
 	if err := json.Unmarshal(b, &full); err != nil {
@@ -67,5 +69,9 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if s.HookstreamCPUPer1k <= 0 || s.HookstreamRSSMB <= 0 || s.ReceiverRSSMB <= 0 {
 		t.Errorf("process figures missing: %+v", s)
+	}
+	// The bare HTTP probe ran between the load's slices for --bare-duration in all.
+	if s.BareHTTPSlices < 1 || s.BareHTTPS < 0.9 {
+		t.Errorf("bare HTTP probe: %d slices, %.2fs in all; want at least 1 and about 1s", s.BareHTTPSlices, s.BareHTTPS)
 	}
 }

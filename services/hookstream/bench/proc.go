@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -24,19 +24,22 @@ type child struct {
 	stdin   io.WriteCloser
 }
 
-// startChild starts this executable with args and, added to this process's environment, env;
-// stderr (and stdout unless captured) go to logPath.
-func startChild(name, logPath string, args, env []string, stdout io.Writer) (*child, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
+// startChild starts the executable exe (this one when empty) with args and, added to this
+// process's environment, env; stderr (and stdout unless captured) go to logPath.
+func startChild(exe, name, logPath string, args, env []string, stdout io.Writer) (*child, error) {
+	if exe == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		exe = self
 	}
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	c := &child{name: name, logPath: logPath, done: make(chan struct{})}
-	c.cmd = exec.Command(self, args...)
+	c.cmd = exec.Command(exe, args...)
 	if len(env) > 0 {
 		c.cmd.Env = append(os.Environ(), env...)
 	}
@@ -101,10 +104,10 @@ func (c *child) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// startReceiverProc starts `hookstream bench-receiver` and returns it with its base URL.
+// startReceiverProc starts this executable's ReceiverCommand and returns it with its base URL.
 func startReceiverProc(ctx context.Context, logPath string) (*child, string, error) {
 	pr, pw := io.Pipe()
-	c, err := startChild("receiver", logPath, []string{"bench-receiver", "--addr", "127.0.0.1:0", "--exit-on-stdin-eof"}, nil, pw)
+	c, err := startChild("", "receiver", logPath, []string{ReceiverCommand, "--addr", "127.0.0.1:0", "--exit-on-stdin-eof"}, nil, pw)
 	if err != nil {
 		return nil, "", err
 	}

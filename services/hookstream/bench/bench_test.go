@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,15 +137,7 @@ func TestReceiverRecordsAndDedupes(t *testing.T) {
 	post("/h/0", "d4", "garbage")
 	post("/bare", "", "")
 
-	resp, err := http.Get(srv.URL + "/stats?counts=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st receiverStats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	st := getStats(t, srv.URL+"/stats?counts=1")
 	if st.Unique != 3 || st.Duplicates != 1 || st.Bad != 1 || st.WarmPaths != 2 || st.Bare != 1 || st.LatencyN != 3 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -206,17 +199,9 @@ func TestScenarioLayout(t *testing.T) {
 	}
 }
 
-func TestRequireLoopback(t *testing.T) {
-	for addr, ok := range map[string]bool{"127.0.0.1:0": true, "[::1]:6060": true, "localhost:1": true, "0.0.0.0:6060": false, ":6060": false, "10.0.0.1:1": false, "nonsense": false} {
-		if err := requireLoopback(addr); (err == nil) != ok {
-			t.Errorf("requireLoopback(%q) = %v", addr, err)
-		}
-	}
-}
-
 func TestBenchOptionsValidate(t *testing.T) {
-	base := func() benchOptions {
-		var o benchOptions
+	base := func() options {
+		var o options
 		fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 		o.flags(fs)
 		return o
@@ -225,13 +210,18 @@ func TestBenchOptionsValidate(t *testing.T) {
 	if err := o.validate(); err != nil {
 		t.Fatalf("defaults rejected: %v", err)
 	}
-	for name, mut := range map[string]func(*benchOptions){
-		"short duration":   func(o *benchOptions) { o.Duration = time.Millisecond },
-		"api without nats": func(o *benchOptions) { o.APIURL = "http://127.0.0.1:1" },
-		"api without token": func(o *benchOptions) {
+	for name, mut := range map[string]func(*options){
+		"short duration":   func(o *options) { o.Duration = time.Millisecond },
+		"api without nats": func(o *options) { o.APIURL = "http://127.0.0.1:1" },
+		"api without token": func(o *options) {
 			o.APIURL, o.NATSURL = "http://127.0.0.1:1", "nats://127.0.0.1:2"
 		},
-		"zero window": func(o *benchOptions) { o.Window = 0 },
+		"zero window": func(o *options) { o.Window = 0 },
+		"bin and api url": func(o *options) {
+			o.Bin, o.APIURL, o.NATSURL, o.Token = "/bin/true", "http://127.0.0.1:1", "nats://127.0.0.1:2", "t"
+		},
+		"short slice": func(o *options) { o.Slice = time.Millisecond },
+		"short probe": func(o *options) { o.BareDuration = time.Millisecond },
 	} {
 		o := base()
 		mut(&o)
@@ -268,4 +258,107 @@ func TestBigTenantScenario(t *testing.T) {
 	if ids := (scenario{}).pointIDs(0, "pt-0"); len(ids) != 1 {
 		t.Errorf("pointIDs without PointsPerStream = %q", ids)
 	}
+}
+
+// TestPlan: the load's slices add up to --duration, the first skips the warm-up, a short tail
+// joins the slice before it, and the probe's slices add up to --bare-duration in proportion.
+func TestPlan(t *testing.T) {
+	s := time.Second
+	for _, tc := range []struct {
+		name               string
+		total, every, bare time.Duration
+		loads              []time.Duration
+		skips              []time.Duration
+	}{
+		{"default 20s", 20 * s, 2 * s, 20 * s, []time.Duration{4 * s, 2 * s, 2 * s, 2 * s, 2 * s, 2 * s, 2 * s, 2 * s, 2 * s}, []time.Duration{2 * s, refill, refill, refill, refill, refill, refill, refill, refill}},
+		{"smoke 2s", 2 * s, 2 * s, s, []time.Duration{2 * s}, []time.Duration{400 * time.Millisecond}},
+		{"short tail joins", 6 * s, 2 * s, 6 * s, []time.Duration{3200 * time.Millisecond, 2800 * time.Millisecond}, []time.Duration{1200 * time.Millisecond, refill}},
+		{"long tail stays", 7 * s, 2 * s, 7 * s, []time.Duration{3400 * time.Millisecond, 2 * s, 1600 * time.Millisecond}, []time.Duration{1400 * time.Millisecond, refill, refill}},
+		{"one slice (a fixed rate)", 20 * s, 20 * s, 20 * s, []time.Duration{20 * s}, []time.Duration{2 * s}},
+		{"short slices skip less", 4 * s, s, 2 * s, []time.Duration{1800 * time.Millisecond, s, 1200 * time.Millisecond}, []time.Duration{800 * time.Millisecond, 125 * time.Millisecond, 125 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := plan(tc.total, tc.every, tc.bare)
+			var loads, skips []time.Duration
+			var load, probe time.Duration
+			for _, sl := range got {
+				loads, skips = append(loads, sl.load), append(skips, sl.skip)
+				load += sl.load
+				probe += sl.probe
+				if sl.skip >= sl.load {
+					t.Errorf("slice %+v skips all of itself", sl)
+				}
+			}
+			if !slices.Equal(loads, tc.loads) || !slices.Equal(skips, tc.skips) {
+				t.Errorf("loads %v skips %v, want %v and %v", loads, skips, tc.loads, tc.skips)
+			}
+			if load != tc.total {
+				t.Errorf("load adds up to %s, want %s", load, tc.total)
+			}
+			if d := probe - tc.bare; d < -time.Millisecond || d > time.Millisecond {
+				t.Errorf("probe adds up to %s, want %s", probe, tc.bare)
+			}
+		})
+	}
+}
+
+// TestProber: the probe's slices against a real receiver add up; each is counted by the
+// receiver as bare requests, and the ceiling is requests over time.
+func TestProber(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	srv := httptest.NewServer(newRecorder().handler(stop))
+	defer srv.Close()
+	p := newProber(srv.URL, 4)
+	defer p.close()
+	ctx := t.Context()
+	for range 3 {
+		if err := p.run(ctx, 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.run(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	var res result
+	p.report(&res)
+	if res.BareHTTPSlices != 3 || res.BareHTTPS < 0.3 || res.BareHTTPPerS <= 0 {
+		t.Fatalf("report %+v", res)
+	}
+	if !(res.BareHTTPMinPerS > 0 && res.BareHTTPMinPerS <= res.BareHTTPPerS && res.BareHTTPPerS <= res.BareHTTPMaxPerS) {
+		t.Fatalf("slowest %.0f, all %.0f, fastest %.0f requests/s", res.BareHTTPMinPerS, res.BareHTTPPerS, res.BareHTTPMaxPerS)
+	}
+	st := getStats(t, srv.URL+"/stats")
+	// A request the receiver counted as a slice ended may have lost its answer to the deadline.
+	if st.Bare < p.answered || st.Bare > p.answered+int64(3*p.workers) || st.Unique != 0 {
+		t.Fatalf("receiver counted %d bare and %d deliveries; the probe %d answers", st.Bare, st.Unique, p.answered)
+	}
+}
+
+// TestProberFailsWithoutReceiver: a probe whose requests all fail reports it instead of a
+// ceiling of 0.
+func TestProberFailsWithoutReceiver(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	p := newProber(url, 2)
+	defer p.close()
+	if err := p.run(t.Context(), 200*time.Millisecond); err == nil {
+		t.Fatal("a probe of a closed port succeeded")
+	}
+}
+
+// getStats fetches and decodes a receiver's /stats at url.
+func getStats(t *testing.T, url string) receiverStats {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st receiverStats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

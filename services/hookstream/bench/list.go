@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -19,11 +19,11 @@ type listStats struct {
 	maxPage                      atomic.Int64 // bytes of the largest answer
 }
 
-// startListers runs n API clients that list the bench partition's streams until ctx ends, each
-// from the first page to the last and again, following "next". want is how many streams a whole
-// list must hold; a pass that finds fewer counts as short.
-func (b *bencher) startListers(ctx context.Context, n, want int) (*listStats, func()) {
-	st := &listStats{}
+// startListers runs n API clients that list the bench partition's streams until the returned
+// stop is called, each from the first page to the last and again, following "next", and counts
+// into st. want is how many streams a whole list must hold; a pass that finds fewer counts as
+// short.
+func (b *bencher) startListers(ctx context.Context, st *listStats, n, want int) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for range n {
@@ -42,7 +42,7 @@ func (b *bencher) startListers(ctx context.Context, n, want int) (*listStats, fu
 			}
 		})
 	}
-	return st, func() { cancel(); wg.Wait() }
+	return func() { cancel(); wg.Wait() }
 }
 
 // listAll pages through every stream of the bench partition and returns how many it saw.
@@ -95,7 +95,7 @@ func (b *bencher) listAll(ctx context.Context, st *listStats) (int, error) {
 const listPageSize = 100
 
 // report writes the listers' figures into res.
-func (st *listStats) report(res *benchResult, elapsed time.Duration) {
+func (st *listStats) report(res *result, elapsed time.Duration) {
 	res.ListPasses, res.ListErrors, res.ListShort = st.passes.Load(), st.errors.Load(), st.short.Load()
 	res.ListPagesPerS = float64(st.pages.Load()) / max(elapsed.Seconds(), 1e-9)
 	res.ListMaxPageKB = float64(st.maxPage.Load()) / 1024

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -8,19 +8,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hookstream/pkg/web"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
 
+// ReceiverCommand is the subcommand of the hookstream binary that runs RunReceiver (not listed in
+// its usage).
+const ReceiverCommand = "bench-receiver"
+
 // The bench receiver is the webhook endpoint of `hookstream bench`, run as a separate process
-// (`hookstream bench-receiver`, not listed in the usage) so that its CPU and memory are measured
+// (ReceiverCommand) so that its CPU and memory are measured
 // apart from hookstream's and from the load generator's. It serves:
 //
 //	POST /h/{n}     a healthy endpoint: records the delivery and answers 204
@@ -210,17 +213,17 @@ func (rc *recorder) handler(stop <-chan struct{}) http.Handler {
 	return mux
 }
 
-// runBenchReceiver serves the receiver on a loopback address and prints "listening http://ADDR"
-// on stdout once it accepts connections; it stops on SIGINT/SIGTERM (ctx) or, with
+// RunReceiver serves the receiver on a loopback address and prints "listening http://ADDR" on
+// stdout once it accepts connections; it stops when ctx ends (SIGINT/SIGTERM) or, with
 // --exit-on-stdin-eof, when stdin closes, so it never outlives the bench that started it.
-func runBenchReceiver(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("bench-receiver", flag.ContinueOnError)
+func RunReceiver(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet(ReceiverCommand, flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback)")
 	watchStdin := fs.Bool("exit-on-stdin-eof", false, "stop when stdin closes (set by the bench, so the receiver never outlives it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := requireLoopback(*addr); err != nil {
+	if err := web.RequireLoopback(*addr); err != nil {
 		return fmt.Errorf("bench-receiver: %w", err)
 	}
 	ln, err := net.Listen("tcp", *addr)
@@ -231,11 +234,11 @@ func runBenchReceiver(ctx context.Context, args []string) error {
 	srv := &http.Server{Handler: newRecorder().handler(stop), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("listening http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "listening http://%s\n", ln.Addr())
 	stdinClosed := make(chan struct{})
 	if *watchStdin {
 		go func() {
-			_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+			_, _ = io.Copy(io.Discard, bufio.NewReader(stdin))
 			close(stdinClosed)
 		}()
 	}
@@ -250,21 +253,6 @@ func runBenchReceiver(ctx context.Context, args []string) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
-	}
-	return nil
-}
-
-// requireLoopback rejects a listen address whose host is not a loopback address.
-func requireLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("address %q: %w", addr, err)
-	}
-	if strings.EqualFold(host, "localhost") {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("address %q is not a loopback address", addr)
 	}
 	return nil
 }
