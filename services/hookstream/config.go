@@ -12,7 +12,6 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
-	"hookstream/pkg/telemetry"
 )
 
 // Config is the configuration of one hookstream process, filled from flags and HOOKSTREAM_*
@@ -122,11 +121,7 @@ func (c *Config) logger() *slog.Logger {
 	if c.LogFormat == "text" {
 		h = slog.NewTextHandler(os.Stderr, opts)
 	}
-	l := slog.New(telemetry.LogHandler(h))
-	// Libraries that log through slog's default (the NATS client's asynchronous errors) log
-	// in the same format and at the same level.
-	slog.SetDefault(l)
-	return l
+	return slog.New(traceLogHandler(h))
 }
 
 // verifier builds the token verifier: a JWKS or a public key when configured, else the dev HS256

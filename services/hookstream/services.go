@@ -69,7 +69,7 @@ func runServices(ctx context.Context, role string, args []string) error {
 			return err
 		}
 		defer lock.Release()
-		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: log})
+		srv, err = bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: natsLog(log)})
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,9 @@ func runServices(ctx context.Context, role string, args []string) error {
 		}
 	}()
 	connect := func(name string) (*bus.Conn, error) {
-		c, err := bus.Connect(cfg.NATSURL, srv, name)
+		c, err := bus.Connect(cfg.NATSURL, srv, name, bus.OnAsyncError(func(subject string, err error) {
+			log.Warn("nats asynchronous error", "connection", name, "subject", subject, "error", err.Error())
+		}))
 		if err == nil {
 			c.Atomic = cfg.Fsync == bus.FsyncAlways
 			conns = append(conns, c)
@@ -194,8 +196,9 @@ func runServices(ctx context.Context, role string, args []string) error {
 	for _, k := range []struct{ role, stream string }{{"ingest", proto.StreamIngest}, {"signer", proto.StreamJobs}, {"delivery", proto.StreamOutbox}} {
 		if want(k.role) {
 			runners = append(runners, runner{"keep " + k.stream, func(ctx context.Context) error {
-				bus.Keep(ctx, admin.JS, k.stream, bus.KeepEvery, log)
-				return nil
+				return bus.Keep(ctx, bus.KeepConfig{JS: admin.JS, Stream: k.stream, OnError: func(err error) {
+					log.Warn("stream keeper failed, retrying", "stream", k.stream, "error", err.Error())
+				}})
 			}})
 		}
 	}
@@ -306,7 +309,7 @@ func runNATS(ctx context.Context, args []string) error {
 		return err
 	}
 	defer lock.Release()
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: log})
+	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: natsLog(log)})
 	if err != nil {
 		return err
 	}
