@@ -97,7 +97,7 @@ func TestPullDoesNotStallAfterBursts(t *testing.T) {
 		}
 		checkFor(t, 30*time.Second, func() error {
 			if got := through.Load(); got < int64(n) {
-				return fmt.Errorf("round %d: %d of %d through", round, got, n)
+				return fmt.Errorf("round %d: %d of %d through (reported: %v)", round, got, n, reported.all())
 			}
 			return nil
 		})

@@ -66,7 +66,7 @@ func (s *Service) consumeShared(ctx context.Context) (wait func(), err error) {
 	// Route may wait long over a delivery group (each of its deliveries waits for its target
 	// like a message would): the messages behind it are kept in progress.
 	pull := bus.PullConfig{Consumer: cons, Handle: s.route, Batch: sharedBatch, KeepInProgress: ackWait / 3,
-		OnError: func(err error) { s.log.Warn("delivery pull", "error", err.Error()) }}
+		OnError: func(err error) { s.log.Warn("delivery pull error", "error", err.Error()) }}
 	if err := pull.Validate(); err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func (s *Service) stageError(err error) {
 	if errors.Is(err, bus.ErrBatchRefused) {
 		level = slog.LevelDebug
 	}
-	s.log.Log(context.Background(), level, "ingest stage", "error", err.Error())
+	s.log.Log(context.Background(), level, "ingest stage error", "error", err.Error())
 }
 
 // pullMaxBytes bounds one pull from INGEST and the INGEST messages awaiting acknowledgement: 256

@@ -127,7 +127,7 @@ func (s *Service) stageError(err error) {
 	if errors.Is(err, bus.ErrBatchRefused) {
 		level = slog.LevelDebug
 	}
-	s.log.Log(context.Background(), level, "match stage", "error", err.Error())
+	s.log.Log(context.Background(), level, "match stage error", "error", err.Error())
 }
 
 // DeliveryID is the stable id of the delivery of one event to one stream: the webhook-id that

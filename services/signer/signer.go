@@ -153,7 +153,7 @@ func (s *Service) stageError(err error) {
 	if errors.Is(err, bus.ErrBatchRefused) {
 		level = slog.LevelDebug
 	}
-	s.log.Log(context.Background(), level, "sign stage", "error", err.Error())
+	s.log.Log(context.Background(), level, "sign stage error", "error", err.Error())
 }
 
 // handle renders and signs the job (or job group) of one JOBS message; a job of a batching
