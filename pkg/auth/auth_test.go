@@ -196,6 +196,48 @@ func TestClaimsAllow(t *testing.T) {
 	}
 }
 
+// testDevKeyCreateReload: a key created in a new directory (0600) is the key a later load
+// reads, with or without create, and verifies tokens minted with it.
+func testDevKeyCreateReload(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nested", "data")
+	k1, err := auth.LoadDevKey(dir, true)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if len(k1) != 32 {
+		t.Errorf("key length = %d, want 32", len(k1))
+	}
+	fi, err := os.Stat(filepath.Join(dir, auth.DevKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("key file mode = %o, want 600", perm)
+	}
+	k2, err := auth.LoadDevKey(dir, false)
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if string(k1) != string(k2) {
+		t.Error("reloaded key differs from the created one")
+	}
+	k3, err := auth.LoadDevKey(dir, true)
+	if err != nil {
+		t.Fatalf("reload with create: %v", err)
+	}
+	if string(k1) != string(k3) {
+		t.Error("LoadDevKey(create=true) replaced an existing key")
+	}
+	// A token minted with the first load verifies with the second.
+	tok, err := auth.Mint(k1, []string{"p1"}, auth.AllScopes, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (auth.HMACVerifier{Key: k2}).Verify(tok); err != nil {
+		t.Errorf("verify with reloaded key: %v", err)
+	}
+}
+
 func TestLoadDevKey(t *testing.T) {
 	t.Run("missing without create", func(t *testing.T) {
 		dir := t.TempDir()
@@ -206,45 +248,7 @@ func TestLoadDevKey(t *testing.T) {
 			t.Errorf("key file created without create: %v", err)
 		}
 	})
-	t.Run("create then reload", func(t *testing.T) {
-		dir := filepath.Join(t.TempDir(), "nested", "data")
-		k1, err := auth.LoadDevKey(dir, true)
-		if err != nil {
-			t.Fatalf("create: %v", err)
-		}
-		if len(k1) != 32 {
-			t.Errorf("key length = %d, want 32", len(k1))
-		}
-		fi, err := os.Stat(filepath.Join(dir, auth.DevKeyFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if perm := fi.Mode().Perm(); perm != 0o600 {
-			t.Errorf("key file mode = %o, want 600", perm)
-		}
-		k2, err := auth.LoadDevKey(dir, false)
-		if err != nil {
-			t.Fatalf("reload: %v", err)
-		}
-		if string(k1) != string(k2) {
-			t.Error("reloaded key differs from the created one")
-		}
-		k3, err := auth.LoadDevKey(dir, true)
-		if err != nil {
-			t.Fatalf("reload with create: %v", err)
-		}
-		if string(k1) != string(k3) {
-			t.Error("LoadDevKey(create=true) replaced an existing key")
-		}
-		// A token minted with the first load verifies with the second.
-		tok, err := auth.Mint(k1, []string{"p1"}, auth.AllScopes, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := (auth.HMACVerifier{Key: k2}).Verify(tok); err != nil {
-			t.Errorf("verify with reloaded key: %v", err)
-		}
-	})
+	t.Run("create then reload", testDevKeyCreateReload)
 	t.Run("two dirs get different keys", func(t *testing.T) {
 		a, err := auth.LoadDevKey(t.TempDir(), true)
 		if err != nil {

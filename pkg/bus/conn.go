@@ -2,7 +2,6 @@ package bus
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -27,24 +26,43 @@ const maxAsyncPending = 8192
 // publishAsyncTimeout is how long an asynchronous publish waits for its PubAck.
 const publishAsyncTimeout = 10 * time.Second
 
+// ConnOption is an option of Connect.
+type ConnOption func(*connOptions)
+
+type connOptions struct {
+	onAsyncError func(subject string, err error)
+}
+
+// OnAsyncError hands the connection's asynchronous errors (a subscription that fell behind and
+// lost messages, a permissions violation) to h, with the subject of the subscription concerned
+// ("" when there is none), on the connection's callback goroutine. Without it, nats.go prints
+// them to standard error.
+func OnAsyncError(h func(subject string, err error)) ConnOption {
+	return func(o *connOptions) { o.onAsyncError = h }
+}
+
 // Connect dials a NATS server by URL, or the given embedded server when srv is not nil: over
 // loopback TCP when it listens (embeddedURL), in-process when it does not. The connection
 // reconnects forever; Close drains it.
-func Connect(url string, srv *server.Server, name string) (*Conn, error) {
+func Connect(url string, srv *server.Server, name string, options ...ConnOption) (*Conn, error) {
+	var co connOptions
+	for _, o := range options {
+		o(&co)
+	}
 	opts := []nats.Option{
 		nats.Name("hookstream-" + name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
-		// Asynchronous errors (a subscription that fell behind and lost messages, a permissions
-		// violation) would otherwise go unseen.
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+	}
+	if h := co.onAsyncError; h != nil {
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
 			}
-			slog.Warn("nats asynchronous error", "connection", name, "subject", subject, "error", err.Error())
-		}),
+			h(subject, err)
+		}))
 	}
 	if srv != nil {
 		if url = embeddedURL(srv); url == "" {
@@ -81,8 +99,7 @@ func (c *Conn) Close() {
 // embeddedURL is the loopback URL of an embedded server's client listener, or "" when it does
 // not listen. The all-in-one's services connect through it rather than in-process: nats-server's
 // in-process connection is a net.Pipe, which hands every write to the reader synchronously, and
-// hookstream spent more CPU per delivery over it than over loopback TCP (in alternating runs of
-// bench a-max TCP was ahead in 5 of 6 pairs, of b-fanout in 3 of 3).
+// hookstream spends more CPU per delivery over it than over loopback TCP.
 func embeddedURL(srv *server.Server) string {
 	addr, ok := srv.Addr().(*net.TCPAddr)
 	if !ok {

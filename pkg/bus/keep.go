@@ -1,9 +1,10 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,37 +16,73 @@ import (
 // KeepEvery is how often Keep looks at its stream.
 const KeepEvery = 250 * time.Millisecond
 
+// KeepConfig configures Keep. JS and Stream are required; the zero value of every other field
+// is a working default.
+type KeepConfig struct {
+	JS jetstream.JetStream
+	// Stream is a work-queue stream whose consumers do not read its keep subject.
+	Stream string
+	// Every is how often Keep looks at the stream (default KeepEvery).
+	Every time.Duration
+	// OnError, when set, is told of a look that failed (the stream does not exist yet, the
+	// server is unreachable), at most once a minute while looks keep failing; each is tried again
+	// at the next interval.
+	OnError func(error)
+	// OnLook, when set, is called after every look that did not fail, with whether it stored a
+	// keeper.
+	OnLook func(stored bool)
+}
+
+// Validate reports the first setting of c that Keep cannot work with, wrapping
+// ErrInvalidConfig.
+func (c *KeepConfig) Validate() error {
+	switch {
+	case c.JS == nil:
+		return fmt.Errorf("%w: keep: JetStream is required", ErrInvalidConfig)
+	case c.Stream == "":
+		return fmt.Errorf("%w: keep: a stream is required", ErrInvalidConfig)
+	case c.Every < 0:
+		return fmt.Errorf("%w: keep: interval %s is negative", ErrInvalidConfig, c.Every)
+	}
+	return nil
+}
+
 // Keep holds one small message, a keeper, on a work-queue stream's keep subject
-// (proto.KeepSubject) while the stream is in use, until ctx is done.
+// (proto.KeepSubject) while the stream is in use, until ctx is done; then it returns nil (or, at
+// once, the error of an invalid cfg).
 //
 // nats-server's file store deletes a block file once the last message in it is removed, and when
 // that block is the stream's last one it first creates a new block file for the stream to go on
 // in (filestore.go, removeMsgBlock). A work-queue stream whose consumer keeps up is empty again
 // after nearly every message, so every message cost a block file created and one deleted (openat,
-// fstatat, unlinkat, close): 12% of the all-in-one's CPU at 1,000 readings/s (bench c-latency).
-// A message that no consumer reads keeps the last block from emptying.
+// fstatat, unlinkat, close). A message that no consumer reads keeps the last block from emptying.
 //
 // Every interval Keep reads the stream's last sequence. If anything but a keeper was stored since
 // it last looked, it stores a new keeper — in the current last block, as blocks fill and roll
 // over — and purges all keepers but the newest, so an older block can empty and go. An idle stream
 // costs one stream-info request per interval and no write. Several processes may keep one stream
 // (replicas of a service): a purge keeps the newest keeper whoever stored it, and a keeper stored
-// by another process is nothing new. The stream's consumers must not read the keep subject.
-// Failures are logged at most once a minute and tried again at the next interval.
-func Keep(ctx context.Context, js jetstream.JetStream, stream string, every time.Duration, log *slog.Logger) {
-	k := &keeper{js: js, stream: stream, subject: proto.KeepSubject(stream)}
-	var logged time.Time
-	t := time.NewTicker(every)
+// by another process is nothing new.
+func Keep(ctx context.Context, cfg KeepConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	k := &keeper{js: cfg.JS, stream: cfg.Stream, subject: proto.KeepSubject(cfg.Stream)}
+	failures := throttle{to: cfg.OnError}
+	t := time.NewTicker(cmp.Or(cfg.Every, KeepEvery))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
-		if err := k.renew(ctx); err != nil && ctx.Err() == nil && log != nil && time.Since(logged) >= time.Minute {
-			logged = time.Now()
-			log.Warn("stream keeper failed, retrying", "stream", stream, "error", err.Error())
+		stored, err := k.renew(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			failures.report(fmt.Errorf("keep stream %s: %w", cfg.Stream, err))
+		case err == nil && cfg.OnLook != nil:
+			cfg.OnLook(stored)
 		}
 	}
 }
@@ -58,38 +95,43 @@ type keeper struct {
 	seen            uint64 // the stream's last sequence when a keeper was last stored or found newest
 }
 
-// renew stores a new keeper if anything else was stored since the last look.
-func (k *keeper) renew(ctx context.Context) error {
-	var info *jetstream.StreamInfo
-	if k.st == nil {
-		st, err := k.js.Stream(ctx, k.stream)
-		if err != nil {
-			return err
-		}
-		k.st, info = st, st.CachedInfo()
-	} else {
-		var err error
-		if info, err = k.st.Info(ctx); err != nil {
-			return err
-		}
+// renew stores a new keeper if anything else was stored since the last look, and reports
+// whether it did.
+func (k *keeper) renew(ctx context.Context) (bool, error) {
+	info, err := k.info(ctx)
+	if err != nil {
+		return false, err
 	}
 	last := info.State.LastSeq
 	if last == k.seen {
-		return nil
+		return false, nil
 	}
 	switch m, err := k.st.GetLastMsgForSubject(ctx, k.subject); {
 	case err == nil && m.Sequence == last:
 		k.seen = last // the newest message is a keeper, another process's or one from before a restart
-		return nil
+		return false, nil
 	case err != nil && !errors.Is(err, jetstream.ErrMsgNotFound):
-		return err
+		return false, err
 	}
 	ack, err := k.js.PublishMsg(ctx, &nats.Msg{Subject: k.subject})
 	if err != nil {
-		return err
+		return false, err
 	}
 	k.seen = ack.Sequence
-	return k.st.Purge(ctx, jetstream.WithPurgeSubject(k.subject), jetstream.WithPurgeKeep(1))
+	return true, k.st.Purge(ctx, jetstream.WithPurgeSubject(k.subject), jetstream.WithPurgeKeep(1))
+}
+
+// info reads the stream's state (the stream itself, the first time).
+func (k *keeper) info(ctx context.Context) (*jetstream.StreamInfo, error) {
+	if k.st == nil {
+		st, err := k.js.Stream(ctx, k.stream)
+		if err != nil {
+			return nil, err
+		}
+		k.st = st
+		return st.CachedInfo(), nil
+	}
+	return k.st.Info(ctx)
 }
 
 // Backlog is the number of messages in stream, its keeper not counted.

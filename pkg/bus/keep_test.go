@@ -110,17 +110,72 @@ func (r *keepRig) keepers(t *testing.T, stream string) (n, last uint64) {
 	return info.State.Subjects[proto.KeepSubject(stream)], info.State.LastSeq
 }
 
+// runKeep runs Keep until the test ends, or until the returned function is called, and checks
+// that it then returns nil.
+func runKeep(t *testing.T, cfg bus.KeepConfig) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- bus.Keep(ctx, cfg) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Keep returned %v after cancel, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// looks counts the looks of one keeper at its stream (KeepConfig.OnLook).
+type looks struct {
+	mu     sync.Mutex
+	n      int // looks
+	stored int // looks that stored a keeper
+	idle   int // looks since the last that stored one
+}
+
+func (l *looks) observe(stored bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	l.idle++
+	if stored {
+		l.stored++
+		l.idle = 0
+	}
+}
+
+func (l *looks) get() (n, stored, idle int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n, l.stored, l.idle
+}
+
+// waitLooks waits until every keeper has looked at least n times since it had looked since[i]
+// times and has stored nothing for the last n of them.
+func waitLooks(t *testing.T, keepers []*looks, since []int, n int) {
+	t.Helper()
+	checkFor(t, 5*time.Second, func() error {
+		for i, l := range keepers {
+			if looked, _, idle := l.get(); looked-since[i] < n || idle < n {
+				return fmt.Errorf("keeper %d: %d looks since, the last %d storing nothing; want %d", i, looked-since[i], idle, n)
+			}
+		}
+		return nil
+	})
+}
+
 // TestKeepHoldsLastBlock drains two work-queue streams after every message, one kept and one
 // not: the stream without a keeper gets a new block file each time it empties (the server
 // behaviour Keep works around; should this part fail after a nats-server upgrade, Keep may no
 // longer be needed), the kept one does not.
 func TestKeepHoldsLastBlock(t *testing.T) {
 	r := newKeepRig(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() { bus.Keep(ctx, r.conn.JS, proto.StreamJobs, 10*time.Millisecond, nil) })
-	defer wg.Wait()
-	defer cancel()
+	runKeep(t, bus.KeepConfig{JS: r.conn.JS, Stream: proto.StreamJobs, Every: 10 * time.Millisecond})
 
 	const rounds = 40
 	r.cycle(t, proto.StreamJobs, proto.JobSubject("p", "s"))
@@ -151,38 +206,49 @@ func TestKeepHoldsLastBlock(t *testing.T) {
 // is idle, and agree on one keeper once it was used.
 func TestKeepIdle(t *testing.T) {
 	r := newKeepRig(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() { bus.Keep(ctx, r.conn.JS, proto.StreamIngest, 10*time.Millisecond, nil) })
+	keepers := []*looks{{}, {}}
+	for _, l := range keepers {
+		runKeep(t, bus.KeepConfig{JS: r.conn.JS, Stream: proto.StreamIngest, Every: 10 * time.Millisecond, OnLook: l.observe})
 	}
-	defer wg.Wait()
-	defer cancel()
+	mark := func() []int {
+		since := make([]int, len(keepers))
+		for i, l := range keepers {
+			since[i], _, _ = l.get()
+		}
+		return since
+	}
+	stored := func() (n int) {
+		for _, l := range keepers {
+			_, s, _ := l.get()
+			n += s
+		}
+		return n
+	}
 
-	time.Sleep(100 * time.Millisecond) // ten intervals of an unused stream
-	if n, last := r.keepers(t, proto.StreamIngest); n != 0 || last != 0 {
-		t.Fatalf("unused stream: %d keepers, last sequence %d; want nothing stored", n, last)
+	waitLooks(t, keepers, make([]int, len(keepers)), 10) // ten looks at an unused stream
+	if n, last := r.keepers(t, proto.StreamIngest); n != 0 || last != 0 || stored() != 0 {
+		t.Fatalf("unused stream: %d keepers, last sequence %d, %d stored; want nothing stored", n, last, stored())
 	}
+	since := mark()
 	r.cycle(t, proto.StreamIngest, proto.IngestPointSubject("p", "pt"))
 	// Each keeper may store one keeper after the reading (both can look before either has
-	// stored one); the stream has settled once it holds one keeper and nothing is stored for
-	// ten intervals, by when each keeper has seen the other's.
-	var settled uint64
+	// stored one); the stream has settled once each keeper has looked ten times without storing
+	// one, by when each has seen the other's, and the stream holds one keeper.
+	waitLooks(t, keepers, since, 10)
 	checkFor(t, 5*time.Second, func() error {
-		n, last := r.keepers(t, proto.StreamIngest)
-		if n != 1 || last < 2 {
+		if n, last := r.keepers(t, proto.StreamIngest); n != 1 || last < 2 {
 			return fmt.Errorf("%d keepers, last sequence %d; want 1 keeper after the reading", n, last)
 		}
-		time.Sleep(100 * time.Millisecond)
-		if n2, last2 := r.keepers(t, proto.StreamIngest); n2 != 1 || last2 != last {
-			return fmt.Errorf("still settling: %d keepers, last sequence %d → %d", n2, last, last2)
-		}
-		settled = last
 		return nil
 	})
-	time.Sleep(100 * time.Millisecond) // ten more intervals, idle again
-	if n, last := r.keepers(t, proto.StreamIngest); n != 1 || last != settled {
-		t.Errorf("idle stream: %d keepers, last sequence %d → %d; want 1 keeper and nothing stored", n, settled, last)
+	_, settled := r.keepers(t, proto.StreamIngest)
+	storedSettled := stored()
+	if storedSettled < 1 || storedSettled > 2 {
+		t.Errorf("%d keepers stored after one reading, want 1 or 2", storedSettled)
+	}
+	waitLooks(t, keepers, mark(), 10) // ten more looks, idle again
+	if n, last := r.keepers(t, proto.StreamIngest); n != 1 || last != settled || stored() != storedSettled {
+		t.Errorf("idle stream: %d keepers, last sequence %d → %d, %d stored; want 1 keeper and nothing stored", n, settled, last, stored()-storedSettled)
 	}
 	if n, err := bus.Backlog(t.Context(), r.conn.JS, proto.StreamIngest); err != nil || n != 0 {
 		t.Errorf("Backlog = %d, %v; want 0 (the keeper does not count)", n, err)
@@ -197,16 +263,21 @@ func TestKeepIdle(t *testing.T) {
 	}
 }
 
-// TestKeepStreamMissing checks that Keep waits for a stream that does not exist yet.
+// TestKeepStreamMissing checks that Keep reports a stream that does not exist yet, and keeps it
+// once it does.
 func TestKeepStreamMissing(t *testing.T) {
 	_, conn := startBus(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		bus.Keep(ctx, conn.JS, proto.StreamJobs, 10*time.Millisecond, nil)
-	}()
-	time.Sleep(50 * time.Millisecond)
+	var failures errorLog
+	runKeep(t, bus.KeepConfig{JS: conn.JS, Stream: proto.StreamJobs, Every: 10 * time.Millisecond, OnError: failures.add})
+	checkFor(t, 5*time.Second, func() error {
+		if len(failures.all()) == 0 {
+			return errors.New("the missing stream was not reported")
+		}
+		return nil
+	})
+	if errs := failures.all(); len(errs) != 1 || !errors.Is(errs[0], jetstream.ErrStreamNotFound) {
+		t.Errorf("reported %v; want one ErrStreamNotFound (at most one a minute)", errs)
+	}
 	if err := bus.EnsureTopology(t.Context(), conn.JS, bus.Retention{}); err != nil {
 		t.Fatal(err)
 	}
@@ -223,8 +294,6 @@ func TestKeepStreamMissing(t *testing.T) {
 		}
 		return nil
 	})
-	cancel()
-	<-done
 }
 
 // TestKeepConsumerFilterUpgrade checks that a durable consumer created without a filter (before

@@ -1,11 +1,10 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,28 +16,28 @@ import (
 	"hookstream/pkg/bus"
 )
 
-// syncBuffer is a log sink for several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// errorLog collects the errors a stage reports, from several goroutines.
+type errorLog struct {
+	mu   sync.Mutex
+	errs []error
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+func (l *errorLog) add(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (l *errorLog) all() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.errs)
 }
 
 // Bursts through three chained stages, with idle gaps between them, never leave a stage without
 // a pull request while messages wait. With nats.go's continuous pulls (Consume or Messages)
 // this stalled a stage for two heartbeats (2 s) in about one run of three: the server held no
-// request, the client counted on one (logged as "no heartbeat from the server").
+// request, the client counted on one (reported as a *bus.StallError).
 func TestPullDoesNotStallAfterBursts(t *testing.T) {
 	srv, pconn := startBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -50,8 +49,7 @@ func TestPullDoesNotStallAfterBursts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs syncBuffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	var reported errorLog
 	var through atomic.Int64
 	var stages sync.WaitGroup
 	defer stages.Wait()
@@ -68,7 +66,7 @@ func TestPullDoesNotStallAfterBursts(t *testing.T) {
 			t.Fatal(err)
 		}
 		next, last := names[i+1], i == 2
-		st := &bus.Stage{JS: conn.JS, Consumer: cons, SpanName: names[i], Logger: logger,
+		st := &bus.Stage{JS: conn.JS, Consumer: cons, SpanName: names[i], OnError: reported.add,
 			Handle: func(_ context.Context, m jetstream.Msg) ([]*nats.Msg, error) {
 				if last {
 					through.Add(1)
@@ -99,14 +97,16 @@ func TestPullDoesNotStallAfterBursts(t *testing.T) {
 		}
 		checkFor(t, 30*time.Second, func() error {
 			if got := through.Load(); got < int64(n) {
-				return fmt.Errorf("round %d: %d of %d through", round, got, n)
+				return fmt.Errorf("round %d: %d of %d through (reported: %v)", round, got, n, reported.all())
 			}
 			return nil
 		})
 		time.Sleep(time.Duration(round%4) * 900 * time.Millisecond)
 	}
-	if strings.Contains(logs.String(), "no heartbeat") {
-		t.Errorf("a stage stalled waiting for a pull the server no longer held:\n%s", logs.String())
+	for _, err := range reported.all() {
+		if _, ok := errors.AsType[*bus.StallError](err); ok {
+			t.Errorf("a stage stalled waiting for a pull the server no longer held: %v", err)
+		}
 	}
 }
 
@@ -130,30 +130,41 @@ func TestPullKeepInProgress(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	pctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
-		defer close(done)
-		bus.Pull(pctx, cons, 16, func(m jetstream.Msg) {
-			time.Sleep(600 * time.Millisecond) // 3 s for all five, AckWait 1 s
-			_ = m.Ack()
-			mu.Lock()
-			seen[string(m.Data())]++
-			mu.Unlock()
-		}, nil, nil, nil, bus.KeepInProgress(250*time.Millisecond))
+		done <- bus.Pull(pctx, bus.PullConfig{Consumer: cons, Batch: 16, KeepInProgress: 250 * time.Millisecond,
+			Handle: func(m jetstream.Msg) {
+				time.Sleep(600 * time.Millisecond) // 3 s for all five, AckWait 1 s
+				_ = m.Ack()
+				mu.Lock()
+				seen[string(m.Data())]++
+				mu.Unlock()
+			}})
 	}()
+	// Once every message is acknowledged none can be delivered again; the consumer counts every
+	// delivery, a redelivery of one whose AckWait ran out included.
+	var info *jetstream.ConsumerInfo
 	checkFor(t, 10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(seen) < n {
-			return fmt.Errorf("handled %d of %d", len(seen), n)
+		if info, err = cons.Info(ctx); err != nil {
+			return err
+		}
+		if info.AckFloor.Stream < n || info.NumAckPending != 0 {
+			return fmt.Errorf("acknowledged up to %d of %d, %d awaiting acknowledgement", info.AckFloor.Stream, n, info.NumAckPending)
 		}
 		return nil
 	})
-	time.Sleep(1500 * time.Millisecond) // a redelivery would come within AckWait
 	stop()
-	<-done
+	if err := <-done; err != nil {
+		t.Errorf("Pull returned %v after cancel, want nil", err)
+	}
+	if info.Delivered.Consumer != n || info.NumRedelivered != 0 {
+		t.Errorf("%d deliveries (%d redelivered) of %d messages, want each delivered once", info.Delivered.Consumer, info.NumRedelivered, n)
+	}
 	mu.Lock()
 	defer mu.Unlock()
+	if len(seen) != n {
+		t.Errorf("handled %d of %d messages", len(seen), n)
+	}
 	for k, c := range seen {
 		if c != 1 {
 			t.Errorf("%s handled %d times", k, c)

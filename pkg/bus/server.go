@@ -1,11 +1,17 @@
 // Package bus wraps NATS and JetStream for hookstream: the embedded server, connecting, the
-// streams and buckets every service relies on, and the consume-publish-ack loop of a stage.
+// streams and buckets every service relies on (EnsureTopology), the pull loop of the pipeline's
+// consumers (Pull), the consume-publish-ack loop of a stage (Stage), and the keepers that spare
+// work-queue streams a block file per message (Keep).
+//
+// Like nats.go's jetstream package it never logs and keeps no package-level state: it returns
+// errors, hands what goes wrong inside its loops to the OnError handler its caller passes, and
+// makes its instruments with the meter its caller passes. Settings are structs whose Validate
+// wraps ErrInvalidConfig.
 package bus
 
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -28,8 +34,9 @@ type ServerConfig struct {
 	Fsync string
 	// SyncInterval overrides the interval of FsyncInterval (default 1 s).
 	SyncInterval time.Duration
-	// Logger, when set, receives the server's warnings and errors (notices at debug level).
-	Logger *slog.Logger
+	// Logger, when set, receives the server's notices, warnings and errors (its debug and trace
+	// output stay off). Without one the server logs nothing.
+	Logger server.Logger
 }
 
 // ErrInvalidConfig wraps every configuration error of this package.
@@ -87,7 +94,7 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("nats server: %w", err)
 	}
 	if cfg.Logger != nil {
-		srv.SetLoggerV2(serverLogger{cfg.Logger.With("component", "nats")}, false, false, false)
+		srv.SetLoggerV2(cfg.Logger, false, false, false)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {

@@ -62,80 +62,103 @@ func indexKeys(e celast.Expr) (keys []Key, ok bool) {
 		return nil, false
 	}
 	call := e.AsCall()
-	args := call.Args()
 	switch call.FunctionName() {
 	case operators.LogicalAnd:
-		// Either side is a necessary condition; the narrower one makes fewer candidates. CEL
-		// flattens a && b && c into one call with more arguments when optimised, so take all.
-		var best []Key
-		found := false
-		for _, a := range args {
-			if k, ok := indexKeys(a); ok && (!found || len(k) < len(best)) {
-				best, found = k, true
-			}
-		}
-		return best, found
+		return andKeys(call.Args())
 	case operators.LogicalOr:
-		var all []Key
-		for _, a := range args {
-			k, ok := indexKeys(a)
-			if !ok {
-				return nil, false
-			}
-			all = append(all, k...)
-		}
-		if len(all) > maxKeys {
-			return nil, false
-		}
-		return dedupKeys(all), true
+		return orKeys(call.Args())
 	case operators.Equals:
-		if len(args) != 2 {
-			return nil, false
-		}
-		field, lit, ok := fieldAndLiteral(args[0], args[1])
-		if !ok {
-			field, lit, ok = fieldAndLiteral(args[1], args[0])
-		}
-		if !ok {
-			return nil, false
-		}
-		return []Key{{Kind: field, Value: lit}}, true
+		return equalsKeys(call.Args())
 	case operators.In:
-		if len(args) != 2 || args[1].Kind() != celast.ListKind {
-			return nil, false
-		}
-		field, ok := eventField(args[0])
-		if !ok {
-			return nil, false
-		}
-		elems := args[1].AsList().Elements()
-		if len(elems) == 0 || len(elems) > maxKeys {
-			return nil, false
-		}
-		out := make([]Key, 0, len(elems))
-		for _, el := range elems {
-			s, ok := stringLiteral(el)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, Key{Kind: field, Value: s})
-		}
-		return dedupKeys(out), true
+		return inKeys(call.Args())
 	case overloads.StartsWith:
-		if !call.IsMemberFunction() || len(args) != 1 {
-			return nil, false
-		}
-		field, ok := eventField(call.Target())
-		if !ok || field != KeyType {
-			return nil, false
-		}
-		s, ok := stringLiteral(args[0])
-		if !ok {
-			return nil, false
-		}
-		return []Key{{Kind: KeyTypePrefix, Value: s}}, true
+		return startsWithKeys(call)
 	}
 	return nil, false
+}
+
+// andKeys keys a conjunction by the narrowest of its keyed terms: each is a necessary
+// condition, and the narrower one makes fewer candidates. CEL flattens a && b && c into one call
+// with more arguments when optimised, so all are taken.
+func andKeys(args []celast.Expr) (best []Key, found bool) {
+	for _, a := range args {
+		if k, ok := indexKeys(a); ok && (!found || len(k) < len(best)) {
+			best, found = k, true
+		}
+	}
+	return best, found
+}
+
+// orKeys keys a disjunction by the keys of all its terms, which must all be keyed.
+func orKeys(args []celast.Expr) ([]Key, bool) {
+	var all []Key
+	for _, a := range args {
+		k, ok := indexKeys(a)
+		if !ok {
+			return nil, false
+		}
+		all = append(all, k...)
+	}
+	if len(all) > maxKeys {
+		return nil, false
+	}
+	return dedupKeys(all), true
+}
+
+// equalsKeys keys event.field == 'literal' (either way round).
+func equalsKeys(args []celast.Expr) ([]Key, bool) {
+	if len(args) != 2 {
+		return nil, false
+	}
+	field, lit, ok := fieldAndLiteral(args[0], args[1])
+	if !ok {
+		field, lit, ok = fieldAndLiteral(args[1], args[0])
+	}
+	if !ok {
+		return nil, false
+	}
+	return []Key{{Kind: field, Value: lit}}, true
+}
+
+// inKeys keys event.field in ['literal', …].
+func inKeys(args []celast.Expr) ([]Key, bool) {
+	if len(args) != 2 || args[1].Kind() != celast.ListKind {
+		return nil, false
+	}
+	field, ok := eventField(args[0])
+	if !ok {
+		return nil, false
+	}
+	elems := args[1].AsList().Elements()
+	if len(elems) == 0 || len(elems) > maxKeys {
+		return nil, false
+	}
+	out := make([]Key, 0, len(elems))
+	for _, el := range elems {
+		s, ok := stringLiteral(el)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, Key{Kind: field, Value: s})
+	}
+	return dedupKeys(out), true
+}
+
+// startsWithKeys keys event.type.startsWith('literal').
+func startsWithKeys(call celast.CallExpr) ([]Key, bool) {
+	args := call.Args()
+	if !call.IsMemberFunction() || len(args) != 1 {
+		return nil, false
+	}
+	field, ok := eventField(call.Target())
+	if !ok || field != KeyType {
+		return nil, false
+	}
+	s, ok := stringLiteral(args[0])
+	if !ok {
+		return nil, false
+	}
+	return []Key{{Kind: KeyTypePrefix, Value: s}}, true
 }
 
 func fieldAndLiteral(f, l celast.Expr) (KeyKind, string, bool) {

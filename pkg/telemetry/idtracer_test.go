@@ -31,7 +31,6 @@ func TestSpansWithoutExporter(t *testing.T) {
 		t.Errorf("child %v/%v of root %v/%v: want the root's trace, an id of its own", csc.TraceID(), csc.SpanID(), rsc.TraceID(), rsc.SpanID())
 	}
 
-	prop := propagation.TraceContext{}
 	for _, c := range []struct {
 		traceparent string
 		sampled     bool
@@ -39,26 +38,7 @@ func TestSpansWithoutExporter(t *testing.T) {
 		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", true},
 		{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", false},
 	} {
-		remote := prop.Extract(context.Background(), propagation.MapCarrier{"traceparent": c.traceparent, "tracestate": "vendor=x"})
-		ctx, span := tr.Start(remote, "hop")
-		sc := span.SpanContext()
-		if sc.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || sc.SpanID().String() == "b7ad6b7169203331" ||
-			sc.IsSampled() != c.sampled || sc.TraceState().String() != "vendor=x" || sc.IsRemote() {
-			t.Errorf("span under %s: %v %v sampled %v state %q remote %v", c.traceparent, sc.TraceID(), sc.SpanID(), sc.IsSampled(), sc.TraceState(), sc.IsRemote())
-		}
-		out := propagation.MapCarrier{}
-		prop.Inject(ctx, out)
-		flags := "00"
-		if c.sampled {
-			flags = "01"
-		}
-		if want := "00-0af7651916cd43dd8448eb211c80319c-" + sc.SpanID().String() + "-" + flags; out["traceparent"] != want {
-			t.Errorf("injected traceparent %q, want %q", out["traceparent"], want)
-		}
-		_, fresh := tr.Start(remote, "new root", trace.WithNewRoot())
-		if fresh.SpanContext().TraceID() == sc.TraceID() || !fresh.SpanContext().IsSampled() {
-			t.Errorf("new root under %s: trace %v sampled %v", c.traceparent, fresh.SpanContext().TraceID(), fresh.SpanContext().IsSampled())
-		}
+		checkRemoteParent(t, tr, c.traceparent, c.sampled)
 	}
 
 	seen := map[trace.SpanID]bool{}
@@ -69,6 +49,34 @@ func TestSpansWithoutExporter(t *testing.T) {
 		} else {
 			seen[id] = true
 		}
+	}
+}
+
+// checkRemoteParent checks a span started under a remote parent (traceparent, with trace state
+// vendor=x): the parent's trace, an id of its own, the parent's sampled flag and trace state, and
+// that much injected on; a new root under it starts a trace of its own, sampled.
+func checkRemoteParent(t *testing.T, tr trace.Tracer, traceparent string, sampled bool) {
+	t.Helper()
+	prop := propagation.TraceContext{}
+	remote := prop.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceparent, "tracestate": "vendor=x"})
+	ctx, span := tr.Start(remote, "hop")
+	sc := span.SpanContext()
+	if sc.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || sc.SpanID().String() == "b7ad6b7169203331" ||
+		sc.IsSampled() != sampled || sc.TraceState().String() != "vendor=x" || sc.IsRemote() {
+		t.Errorf("span under %s: %v %v sampled %v state %q remote %v", traceparent, sc.TraceID(), sc.SpanID(), sc.IsSampled(), sc.TraceState(), sc.IsRemote())
+	}
+	out := propagation.MapCarrier{}
+	prop.Inject(ctx, out)
+	flags := "00"
+	if sampled {
+		flags = "01"
+	}
+	if want := "00-0af7651916cd43dd8448eb211c80319c-" + sc.SpanID().String() + "-" + flags; out["traceparent"] != want {
+		t.Errorf("injected traceparent %q, want %q", out["traceparent"], want)
+	}
+	_, fresh := tr.Start(remote, "new root", trace.WithNewRoot())
+	if fresh.SpanContext().TraceID() == sc.TraceID() || !fresh.SpanContext().IsSampled() {
+		t.Errorf("new root under %s: trace %v sampled %v", traceparent, fresh.SpanContext().TraceID(), fresh.SpanContext().IsSampled())
 	}
 }
 

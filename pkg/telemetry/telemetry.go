@@ -1,10 +1,10 @@
 // Package telemetry sets up OpenTelemetry for a hookstream process: W3C trace context carried in
 // NATS headers, spans exported over OTLP/HTTP when the standard OTEL_EXPORTER_OTLP_* variables
-// ask for it, metrics served in Prometheus format, and slog records stamped with the trace and
-// span ids of their context.
+// ask for it, and metrics served in Prometheus format.
 //
-// Services use the global providers (otel.Tracer, otel.Meter), which Setup installs; a test may
-// install its own (for example an in-memory span recorder) instead.
+// Setup installs the global providers. Services make their instruments with the meter their
+// Config passes (the global provider's by default) and their spans with otel.Tracer; a test
+// passes a meter of its own, or installs its own tracer provider (an in-memory span recorder).
 package telemetry
 
 import (

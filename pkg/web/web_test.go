@@ -151,6 +151,29 @@ type errorBody struct {
 	Error map[string]any `json:"error"`
 }
 
+// decodeErrorBody decodes an error response, which must hold one key, error, of code, message
+// and field alone.
+func decodeErrorBody(t *testing.T, raw string) errorBody {
+	t.Helper()
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &top); err != nil {
+		t.Fatalf("body %q is not JSON: %v", raw, err)
+	}
+	if len(top) != 1 || top["error"] == nil {
+		t.Fatalf("body %s: want exactly one key, error", raw)
+	}
+	var b errorBody
+	if err := json.Unmarshal([]byte(raw), &b); err != nil {
+		t.Fatal(err)
+	}
+	for k := range b.Error {
+		if k != "code" && k != "message" && k != "field" {
+			t.Errorf("unexpected key %q in %s", k, raw)
+		}
+	}
+	return b
+}
+
 func TestWriteError(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -189,22 +212,7 @@ func TestWriteError(t *testing.T) {
 			if tc.leak != "" && strings.Contains(raw, tc.leak) {
 				t.Errorf("body leaks %q: %s", tc.leak, raw)
 			}
-			var top map[string]json.RawMessage
-			if err := json.Unmarshal([]byte(raw), &top); err != nil {
-				t.Fatalf("body %q is not JSON: %v", raw, err)
-			}
-			if len(top) != 1 || top["error"] == nil {
-				t.Fatalf("body %s: want exactly one key, error", raw)
-			}
-			var b errorBody
-			if err := json.Unmarshal([]byte(raw), &b); err != nil {
-				t.Fatal(err)
-			}
-			for k := range b.Error {
-				if k != "code" && k != "message" && k != "field" {
-					t.Errorf("unexpected key %q in %s", k, raw)
-				}
-			}
+			b := decodeErrorBody(t, raw)
 			if b.Error["code"] != tc.code {
 				t.Errorf("code = %v, want %q", b.Error["code"], tc.code)
 			}

@@ -63,12 +63,17 @@ func (s *Service) consumeShared(ctx context.Context) (wait func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Route may wait long over a delivery group (each of its deliveries waits for its target
+	// like a message would): the messages behind it are kept in progress.
+	pull := bus.PullConfig{Consumer: cons, Handle: s.route, Batch: sharedBatch, KeepInProgress: ackWait / 3,
+		OnError: func(err error) { s.log.Warn("delivery pull error", "error", err.Error()) }}
+	if err := pull.Validate(); err != nil {
+		return nil, err
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// Route may wait long over a delivery group (each of its deliveries waits for its
-		// target like a message would): the messages behind it are kept in progress.
-		bus.Pull(ctx, cons, sharedBatch, s.route, nil, nil, s.log, bus.KeepInProgress(ackWait/3))
+		_ = bus.Pull(ctx, pull) // its only error is Validate's
 	}()
 	return func() { <-done }, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
-	"hookstream/pkg/telemetry"
 )
 
 // Config is the configuration of one hookstream process, filled from flags and HOOKSTREAM_*
@@ -140,7 +139,7 @@ func (c *Config) logger(w io.Writer) *slog.Logger {
 	if c.LogFormat == "text" {
 		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(telemetry.LogHandler(h))
+	return slog.New(traceLogHandler(h))
 }
 
 // verifier builds the token verifier: a JWKS or a public key when configured, else the dev HS256

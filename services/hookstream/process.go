@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/dirlock"
@@ -67,7 +66,7 @@ func (p *process) embed(ctx context.Context) error {
 		return err
 	}
 	p.srv, err = bus.StartServer(bus.ServerConfig{Listen: p.cfg.NATSListen, StoreDir: filepath.Join(p.cfg.Data, "jetstream"),
-		Fsync: p.cfg.Fsync, Logger: p.log})
+		Fsync: p.cfg.Fsync, Logger: natsLog(p.log)})
 	if err != nil {
 		return err
 	}
@@ -78,18 +77,13 @@ func (p *process) embed(ctx context.Context) error {
 // connect opens a NATS connection of the process named name, drained by close. Its
 // asynchronous errors (a subscription that fell behind, a permissions violation) are logged.
 func (p *process) connect(name string) (*bus.Conn, error) {
-	c, err := bus.Connect(p.cfg.NATSURL, p.srv, name)
+	c, err := bus.Connect(p.cfg.NATSURL, p.srv, name, bus.OnAsyncError(func(subject string, err error) {
+		p.log.Warn("nats asynchronous error", "connection", name, "subject", subject, "error", err.Error())
+	}))
 	if err != nil {
 		return nil, err
 	}
 	c.Atomic = p.cfg.Fsync == bus.FsyncAlways
-	c.NC.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-		subject := ""
-		if sub != nil {
-			subject = sub.Subject
-		}
-		p.log.Warn("nats asynchronous error", "connection", name, "subject", subject, "error", err.Error())
-	})
 	p.conns = append(p.conns, c)
 	return c, nil
 }

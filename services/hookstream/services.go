@@ -208,8 +208,9 @@ func (w *wiring) keepers() {
 	for _, k := range []struct{ role, stream string }{{"ingest", proto.StreamIngest}, {"signer", proto.StreamJobs}, {"delivery", proto.StreamOutbox}} {
 		if w.want(k.role) {
 			w.underlay = append(w.underlay, runner{"keep " + k.stream, func(ctx context.Context) error {
-				bus.Keep(ctx, w.admin.JS, k.stream, bus.KeepEvery, w.log)
-				return nil
+				return bus.Keep(ctx, bus.KeepConfig{JS: w.admin.JS, Stream: k.stream, OnError: func(err error) {
+					w.log.Warn("stream keeper", "stream", k.stream, "error", err.Error())
+				}})
 			}})
 		}
 	}
@@ -299,7 +300,7 @@ func runNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Release()
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: log})
+	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: natsLog(log)})
 	if err != nil {
 		return err
 	}

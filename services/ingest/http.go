@@ -183,6 +183,6 @@ func (s *Service) refused(w http.ResponseWriter, r *http.Request, err error) {
 	if e, ok := errors.AsType[*web.Error](err); ok && e.Status == http.StatusRequestEntityTooLarge {
 		reason = reasonTooLarge
 	}
-	countRejected(r.Context(), "http", reason)
+	s.countRejected(r.Context(), "http", reason)
 	web.WriteError(w, err)
 }

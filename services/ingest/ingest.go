@@ -1,7 +1,11 @@
-// Package ingest validates and normalises sensor input. Readings arrive on
-// hookstream.ingest.{partition}.points.{pointId} (NATS) or over HTTP, are stored in INGEST, and
-// leave as canonical events in EVENTS, each enriched with its point's state (changed, createdAt,
-// lastUpdatedAt).
+// Package ingest is hookstream's edge for sensor input. Point readings
+// (hookstream.ingest.{partition}.points.{pointId}) and device events
+// (hookstream.ingest.{partition}.events.{type}) arrive over NATS, or over HTTP (Register's
+// routes, which store them on those subjects), in JSON or msgpack, and are stored in INGEST as
+// sent. The ingest stage validates each INGEST message and turns it into canonical events in
+// EVENTS, a reading's enriched with its point's state (changed, createdAt, lastChangedAt,
+// lastUpdatedAt). An input it refuses is kept in DLQ with the reason (rejected.go), never
+// dropped.
 package ingest
 
 import (
@@ -38,14 +42,17 @@ type Config struct {
 	Conn   *bus.Conn
 	// Verifier checks the bearer tokens of the HTTP ingest endpoint.
 	Verifier auth.Verifier
+	// Meter makes ingest's instruments (default: the global provider's).
+	Meter metric.Meter
 }
 
 // Service is the ingest service.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	js    jetstream.JetStream
-	epoch string // distinguishes INGEST stream incarnations in event ids
+	cfg     Config
+	log     *slog.Logger
+	js      jetstream.JetStream
+	metrics metrics
+	epoch   string // distinguishes INGEST stream incarnations in event ids
 
 	mu     sync.Mutex
 	points map[string]*pointState
@@ -66,7 +73,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, points: make(map[string]*pointState)}, nil
+	if cfg.Meter == nil {
+		cfg.Meter = otel.Meter("hookstream/ingest")
+	}
+	m, err := newMetrics(cfg.Meter)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState)}, nil
 }
 
 // Run consumes INGEST until ctx is cancelled.
@@ -87,8 +101,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest", Logger: s.log,
-		MaxBytes: pullMaxBytes}
+	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest",
+		OnError: s.stageError, Meter: s.cfg.Meter, MaxBytes: pullMaxBytes}
 	if s.cfg.Conn.Atomic {
 		// The server syncs every write: the events of the messages pulled together are stored
 		// as one atomic batch, with one fsync.
@@ -101,6 +115,16 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	return stage.Run(ctx)
+}
+
+// stageError logs what the stage dealt with itself: a refused atomic batch (its messages were
+// then stored one by one) at debug level, anything else as a warning.
+func (s *Service) stageError(err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, bus.ErrBatchRefused) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "ingest stage error", "error", err.Error())
 }
 
 // pullMaxBytes bounds one pull from INGEST and the INGEST messages awaiting acknowledgement: 256
@@ -141,7 +165,7 @@ func (s *Service) handlePoints(ctx context.Context, msg jetstream.Msg, partition
 		sp.SetAttributes(attribute.String("hookstream.partition", partition),
 			attribute.String("hookstream.point_id", pointID), attribute.Int("hookstream.readings", len(readings)))
 	}
-	metrics.readings.Add(ctx, int64(len(readings)), kindPoint)
+	s.metrics.readings.Add(ctx, int64(len(readings)), kindPoint)
 	outs := make([]*nats.Msg, 0, len(readings))
 	for i, r := range readings {
 		ev, err := s.pointEvent(ctx, partition, pointID, r, ingestedAt)
@@ -268,13 +292,20 @@ func sameValue(a, b []byte) bool {
 	return okA && okB && fa.Cmp(fb) == 0
 }
 
-// metrics are ingest's instruments, on the global meter provider.
-var metrics = func() (m struct {
+// metrics are ingest's instruments.
+type metrics struct {
 	readings metric.Int64Counter
 	rejected metric.Int64Counter
-}) {
-	meter := otel.Meter("hookstream/ingest")
-	m.readings, _ = meter.Int64Counter("hookstream_ingest_readings", metric.WithDescription("Readings and events accepted by ingest, by kind."))
-	m.rejected, _ = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source (nats, http) and reason (too_large, invalid)."))
-	return m
-}()
+}
+
+func newMetrics(meter metric.Meter) (m metrics, err error) {
+	m.readings, err = meter.Int64Counter("hookstream_ingest_readings", metric.WithDescription("Readings and events accepted by ingest, by kind."))
+	if err != nil {
+		return m, fmt.Errorf("ingest: instrument: %w", err)
+	}
+	m.rejected, err = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source (nats, http) and reason (too_large, invalid)."))
+	if err != nil {
+		return m, fmt.Errorf("ingest: instrument: %w", err)
+	}
+	return m, nil
+}

@@ -41,15 +41,15 @@ func (e *TooLargeError) Error() string {
 func (e *TooLargeError) Unwrap() []error { return []error{ErrTooLarge, bus.ErrTerm} }
 
 // countRejected adds one rejected input to hookstream_ingest_rejected_total.
-func countRejected(ctx context.Context, source, reason string) {
-	metrics.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("source", source), attribute.String("reason", reason)))
+func (s *Service) countRejected(ctx context.Context, source, reason string) {
+	s.metrics.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("source", source), attribute.String("reason", reason)))
 }
 
 // readBody reads an HTTP ingest body of at most MaxPayload bytes; an oversize body is counted.
 func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := web.ReadBody(w, r)
 	if e, ok := errors.AsType[*web.Error](err); ok && e.Status == http.StatusRequestEntityTooLarge {
-		countRejected(r.Context(), "http", reasonTooLarge)
+		s.countRejected(r.Context(), "http", reasonTooLarge)
 	}
 	return body, err
 }

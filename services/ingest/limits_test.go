@@ -7,12 +7,10 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
-	"go.opentelemetry.io/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -20,21 +18,6 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/proto"
 )
-
-var (
-	meterOnce   sync.Once
-	meterReader *sdkmetric.ManualReader
-)
-
-// testMetrics installs (once per test binary) a meter provider read by a ManualReader; the
-// package's instruments, made from the global provider, report to it.
-func testMetrics() *sdkmetric.ManualReader {
-	meterOnce.Do(func() {
-		meterReader = sdkmetric.NewManualReader()
-		otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(meterReader)))
-	})
-	return meterReader
-}
 
 // rejectedCount reads hookstream_ingest_rejected for one source and reason.
 func rejectedCount(t *testing.T, r *sdkmetric.ManualReader, source, reason string) int64 {
@@ -67,8 +50,8 @@ func rejectedCount(t *testing.T, r *sdkmetric.ManualReader, source, reason strin
 // too_large; a normal reading after it flows. A message over INGEST's MaxMsgSize is refused to
 // its publisher by JetStream.
 func TestOversizeNATSReading(t *testing.T) {
-	reader := testMetrics()
 	f := newFixture(t)
+	reader := f.metrics
 	f.start(t)
 	before := rejectedCount(t, reader, "nats", reasonTooLarge)
 	invalidBefore := rejectedCount(t, reader, "nats", reasonInvalid)
@@ -116,14 +99,14 @@ func TestOversizeNATSReading(t *testing.T) {
 // its body does not (a msgpack string of control characters becomes JSON's \u0001 escapes, six
 // times as long), are 413, counted, never stored.
 func TestHTTPSizeLimits(t *testing.T) {
-	reader := testMetrics()
 	f := newFixture(t)
+	reader := f.metrics
 	key := []byte("0123456789abcdef0123456789abcdef")
 	tok, err := auth.Mint(key, []string{"p1"}, []string{auth.ScopeIngestWrite}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Conn: f.conn, Verifier: auth.HMACVerifier{Key: key}})
+	svc, err := New(Config{Conn: f.conn, Verifier: auth.HMACVerifier{Key: key}, Meter: f.meter})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func (s *Service) rejected(ctx context.Context, msg jetstream.Msg, err error) ([
 		s.log.WarnContext(ctx, "ingest input rejected", "subject", msg.Subject(), "partition", rec.Partition, "error", rec.Error,
 			"kept_on", subject)
 	}
-	countRejected(ctx, "nats", rec.Reason)
+	s.countRejected(ctx, "nats", rec.Reason)
 	data, err := proto.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode rejected input: %v", bus.ErrTerm, err)
@@ -70,5 +70,5 @@ func ingestPartition(subject string) string {
 // not even be recorded (rejected returned an error wrapping bus.ErrTerm).
 func (s *Service) reject(msg jetstream.Msg, err error) {
 	s.log.Error("ingest input dropped", "subject", msg.Subject(), "error", err.Error())
-	countRejected(context.Background(), "nats", reasonInvalid)
+	s.countRejected(context.Background(), "nats", reasonInvalid)
 }

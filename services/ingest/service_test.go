@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"hookstream/pkg/bus"
 	"hookstream/proto"
@@ -57,6 +59,9 @@ type fixture struct {
 	ingest jetstream.Stream
 	epoch  string
 	logs   *logBuffer
+	// meter makes the instruments of the services the test starts; metrics reads them.
+	meter   metric.Meter
+	metrics *sdkmetric.ManualReader
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -76,7 +81,8 @@ func newFixture(t *testing.T) *fixture {
 	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{conn: conn, logs: &logBuffer{}}
+	f := &fixture{conn: conn, logs: &logBuffer{}, metrics: sdkmetric.NewManualReader()}
+	f.meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.metrics)).Meter("test")
 	if f.events, err = conn.JS.Stream(ctx, proto.StreamEvents); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +96,7 @@ func newFixture(t *testing.T) *fixture {
 // start runs a new ingest Service and returns a function that stops it.
 func (f *fixture) start(t *testing.T) (stop func()) {
 	t.Helper()
-	svc, err := New(Config{Conn: f.conn, Logger: slog.New(slog.NewTextHandler(f.logs, nil))})
+	svc, err := New(Config{Conn: f.conn, Logger: slog.New(slog.NewTextHandler(f.logs, nil)), Meter: f.meter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,19 +242,7 @@ func TestServicePointState(t *testing.T) {
 			if string(ev.Value) != wantValue[i] {
 				t.Errorf("value = %s, want %s", ev.Value, wantValue[i])
 			}
-			if ev.V != proto.Version || ev.Partition != "p1" || ev.Type != proto.EventTypePoint || ev.Subject != "pt1" ||
-				ev.Source != "//hookstream/partitions/p1/points/pt1" {
-				t.Errorf("event header fields = %+v", ev.Event)
-			}
-			if ev.subject != "hookstream.events.p1.point.pt1" {
-				t.Errorf("EVENTS subject = %q", ev.subject)
-			}
-			if want := eventID(f.epoch, seqs[i], 0); ev.ID != want {
-				t.Errorf("id = %s, want %s (derived from INGEST sequence %d)", ev.ID, want, seqs[i])
-			}
-			if ev.msgID != ev.ID {
-				t.Errorf("Nats-Msg-Id = %q, want the event id %q", ev.msgID, ev.ID)
-			}
+			checkPointIdentity(t, ev, eventID(f.epoch, seqs[i], 0), seqs[i])
 			if seen[ev.ID] {
 				t.Errorf("duplicate id %s", ev.ID)
 			}
@@ -273,6 +267,26 @@ func TestServicePointState(t *testing.T) {
 	}
 	if ev.LastChangedAt != ts[2].UnixNano() {
 		t.Errorf("after restart lastChangedAt = %d, want %d", ev.LastChangedAt, ts[2].UnixNano())
+	}
+}
+
+// checkPointIdentity checks what a point event of p1/pt1 says besides its value and state: its
+// header fields, its EVENTS subject, and its id (wantID, derived from INGEST sequence seq) as
+// event id and message id.
+func checkPointIdentity(t *testing.T, ev event, wantID string, seq uint64) {
+	t.Helper()
+	if ev.V != proto.Version || ev.Partition != "p1" || ev.Type != proto.EventTypePoint || ev.Subject != "pt1" ||
+		ev.Source != "//hookstream/partitions/p1/points/pt1" {
+		t.Errorf("event header fields = %+v", ev.Event)
+	}
+	if ev.subject != "hookstream.events.p1.point.pt1" {
+		t.Errorf("EVENTS subject = %q", ev.subject)
+	}
+	if ev.ID != wantID {
+		t.Errorf("id = %s, want %s (derived from INGEST sequence %d)", ev.ID, wantID, seq)
+	}
+	if ev.msgID != ev.ID {
+		t.Errorf("Nats-Msg-Id = %q, want the event id %q", ev.msgID, ev.ID)
 	}
 }
 
@@ -308,15 +322,7 @@ func TestServiceRejectsMalformed(t *testing.T) {
 }
 
 func testRejectsMalformed(t *testing.T, atomic bool) {
-	tests := []struct {
-		name     string
-		subject  string
-		data     string
-		hdr      map[string]string
-		log      string
-		kept     string // the subject of its record in DLQ
-		tooLarge bool
-	}{
+	tests := []rejectCase{
 		{"truncated JSON", proto.IngestPointSubject("p1", "bad1"), `{"value":`, nil, "invalid reading", proto.RejectedSubject("p1"), false},
 		{"missing value", proto.IngestPointSubject("p1", "bad2"), `{"qualityOfValue":1}`, nil, "value is required", proto.RejectedSubject("p1"), false},
 		{"empty array", proto.IngestPointSubject("p1", "bad3"), `[]`, nil, "empty array", proto.RejectedSubject("p1"), false},
@@ -351,33 +357,47 @@ func testRejectsMalformed(t *testing.T, atomic bool) {
 	records := f.rejectedRecords(t, len(tests))
 	logs := f.logs.String()
 	for i, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var lines []string
-			for _, l := range strings.Split(logs, "\n") {
-				if strings.Contains(l, "subject="+tc.subject+" ") {
-					lines = append(lines, l)
-				}
-			}
-			if len(lines) != 1 {
-				t.Fatalf("%d log lines for %s, want 1:\n%s", len(lines), tc.subject, logs)
-			}
-			if !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], tc.log) || !strings.Contains(lines[0], "kept_on="+tc.kept) {
-				t.Errorf("log line %q: want a warning mentioning %q and kept_on=%s", lines[0], tc.log, tc.kept)
-			}
-			rec := records[i]
-			kept := tc.data[:min(len(tc.data), proto.RejectedPayloadMax)] // the start of a larger one
-			if payload := rec.Payload; rec.subject != tc.kept || rec.Subject != tc.subject || rec.Size != len(tc.data) || string(payload) != kept ||
-				rec.StoredAt == 0 || rec.At < rec.StoredAt || rec.ContentType != tc.hdr["Content-Type"] {
-				rec.Payload = nil
-				t.Errorf("record on %s: %+v (payload %d bytes), want the input of %s, kept on %s", rec.subject, rec.RejectedInput, len(payload), tc.subject, tc.kept)
-			}
-			if want := map[bool]string{true: reasonTooLarge, false: reasonInvalid}[tc.tooLarge]; rec.Reason != want || rec.Error == "" || strings.Contains(rec.Error, "permanent failure") {
-				t.Errorf("record reason %q, error %q; want %s and the problem alone", rec.Reason, rec.Error, want)
-			}
-			if !tc.tooLarge && !strings.Contains(rec.Error, strings.TrimPrefix(tc.log, "invalid reading")) {
-				t.Errorf("record error %q does not mention %q", rec.Error, tc.log)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkRejection(t, tc, records[i], logs) })
+	}
+}
+
+// rejectCase is an INGEST message the stage refuses, and what it is logged and kept as.
+type rejectCase struct {
+	name     string
+	subject  string
+	data     string
+	hdr      map[string]string
+	log      string
+	kept     string // the subject of its record in DLQ
+	tooLarge bool
+}
+
+// checkRejection checks that tc was logged once, as a warning, and kept in DLQ as rec.
+func checkRejection(t *testing.T, tc rejectCase, rec rejectedRecord, logs string) {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "subject="+tc.subject+" ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines for %s, want 1:\n%s", len(lines), tc.subject, logs)
+	}
+	if !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], tc.log) || !strings.Contains(lines[0], "kept_on="+tc.kept) {
+		t.Errorf("log line %q: want a warning mentioning %q and kept_on=%s", lines[0], tc.log, tc.kept)
+	}
+	kept := tc.data[:min(len(tc.data), proto.RejectedPayloadMax)] // the start of a larger one
+	if payload := rec.Payload; rec.subject != tc.kept || rec.Subject != tc.subject || rec.Size != len(tc.data) || string(payload) != kept ||
+		rec.StoredAt == 0 || rec.At < rec.StoredAt || rec.ContentType != tc.hdr["Content-Type"] {
+		rec.Payload = nil
+		t.Errorf("record on %s: %+v (payload %d bytes), want the input of %s, kept on %s", rec.subject, rec.RejectedInput, len(payload), tc.subject, tc.kept)
+	}
+	if want := map[bool]string{true: reasonTooLarge, false: reasonInvalid}[tc.tooLarge]; rec.Reason != want || rec.Error == "" || strings.Contains(rec.Error, "permanent failure") {
+		t.Errorf("record reason %q, error %q; want %s and the problem alone", rec.Reason, rec.Error, want)
+	}
+	if !tc.tooLarge && !strings.Contains(rec.Error, strings.TrimPrefix(tc.log, "invalid reading")) {
+		t.Errorf("record error %q does not mention %q", rec.Error, tc.log)
 	}
 }
 

@@ -1,6 +1,8 @@
-// Package matcher matches canonical events against the streams (subscriptions) of their
-// partition and fans out one job per matching stream. Streams are looked up in an index kept
-// current by watching the streams bucket, never by scanning.
+// Package matcher is the stage between EVENTS and JOBS: it matches each canonical event
+// against the streams (subscriptions) of its partition and writes one job per matching stream.
+// The jobs of the events pulled together leave grouped, one JobGroup message per partition,
+// except those of streams that batch deliveries, which leave one message each. Streams are
+// looked up in an index (Index) kept current from the streams catalog, never by scanning.
 package matcher
 
 import (
@@ -38,14 +40,17 @@ type Config struct {
 	// Catalog, when set, is a streams catalog its creator runs, shared with other services of
 	// the process (the all-in-one); otherwise the service runs one of its own.
 	Catalog *catalog.Catalog
+	// Meter makes the matcher's instruments (default: the global provider's).
+	Meter metric.Meter
 }
 
 // Service is the matcher.
 type Service struct {
-	cfg Config
-	log *slog.Logger
-	cat *catalog.Catalog
-	idx *Index
+	cfg     Config
+	log     *slog.Logger
+	cat     *catalog.Catalog
+	idx     *Index
+	metrics metrics
 	// catReady tells the catalog that the index may be updated.
 	catReady func()
 }
@@ -58,7 +63,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, cat: cmp.Or(cfg.Catalog, catalog.New()), idx: NewIndex()}
+	if cfg.Meter == nil {
+		cfg.Meter = otel.Meter("hookstream/matcher")
+	}
+	m, err := newMetrics(cfg.Meter)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, cat: cmp.Or(cfg.Catalog, catalog.New()), idx: NewIndex(), metrics: m}
 	s.catReady = s.cat.Subscribe(func(c catalog.Change) {
 		if err := s.idx.Apply(c.Partition, c.ID, c.Def); err != nil {
 			s.log.Warn("stream not matched: invalid definition", "partition", c.Partition, "stream_id", c.ID, "error", err.Error())
@@ -96,15 +108,26 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("matcher consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Group: s.handleGroup, SpanName: "match", Logger: s.log, Atomic: s.cfg.Conn.Atomic, Reject: func(m jetstream.Msg, err error) {
-		s.log.Warn("event rejected", "subject", m.Subject(), "error", err.Error())
-	}}
+	stage := &bus.Stage{JS: js, Consumer: cons, Group: s.handleGroup, SpanName: "match", Atomic: s.cfg.Conn.Atomic,
+		OnError: s.stageError, Meter: s.cfg.Meter, Reject: func(m jetstream.Msg, err error) {
+			s.log.Warn("event rejected", "subject", m.Subject(), "error", err.Error())
+		}}
 	runErr := stage.Run(ctx)
 	cancel()
 	if err := <-watchErr; err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr
+}
+
+// stageError logs what the stage dealt with itself: a refused atomic batch (its messages were
+// then stored one by one) at debug level, anything else as a warning.
+func (s *Service) stageError(err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, bus.ErrBatchRefused) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "match stage error", "error", err.Error())
 }
 
 // DeliveryID is the stable id of the delivery of one event to one stream: the webhook-id that
@@ -120,75 +143,101 @@ const maxGroupBytes = 1 << 20
 // message when there is only one. A stream that batches events into deliveries gets single jobs,
 // which its batcher in the signer holds one message at a time.
 func (s *Service) handleGroup(ctx context.Context, in []bus.Input) []*nats.Msg {
-	var order []string // partitions, in order of their first job
-	jobs := map[string][]proto.Job{}
-	var outs []*nats.Msg
-	var failed error
-	add := func(m *nats.Msg, err error, n int) {
-		outs = append(outs, m)
-		failed = cmp.Or(failed, err)
-		jobsPerMessage.Record(ctx, int64(n))
-	}
+	b := &jobBatch{grouped: map[string][]proto.Job{}}
 	var results []Result
 	for i := range in {
-		var ev proto.Event
-		if err := proto.Unmarshal(in[i].Msg.Data(), &ev); err != nil {
-			in[i].Err = fmt.Errorf("%w: decode event: %v", bus.ErrTerm, err)
-			continue
-		}
-		results = s.idx.Match(match.NewInput(&ev), results[:0])
-		if sp := trace.SpanFromContext(in[i].Ctx); sp.IsRecording() {
-			sp.SetAttributes(attribute.String("hookstream.partition", ev.Partition),
-				attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
-				attribute.Int("hookstream.fanout", len(results)))
-		}
-		fanout.Record(ctx, int64(len(results)))
-		var tp, ts, bg string
-		if len(results) > 0 {
-			tc := nats.Header{}
-			telemetry.Inject(in[i].Ctx, &nats.Msg{Header: tc})
-			tp, ts, bg = bus.TraceFields(tc)
-		}
-		for _, r := range results {
-			job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, r.StreamID), Partition: ev.Partition,
-				StreamID: r.StreamID, Events: []proto.Event{*r.Event}, TraceParent: tp, TraceState: ts, Baggage: bg}
-			if def, ok := s.cat.Get(ev.Partition, r.StreamID); ok && def.Batch != nil {
-				m, err := jobMsg(&job)
-				add(m, err, 1)
-				continue
-			}
-			if _, ok := jobs[ev.Partition]; !ok {
-				order = append(order, ev.Partition)
-			}
-			jobs[ev.Partition] = append(jobs[ev.Partition], job)
-		}
+		results = s.matchInput(ctx, &in[i], b, results[:0])
 	}
-	for _, partition := range order {
-		js := jobs[partition]
-		for len(js) > 0 {
-			n, size := 1, jobSize(&js[0])
-			for n < len(js) && size+jobSize(&js[n]) <= maxGroupBytes {
-				size += jobSize(&js[n])
-				n++
-			}
-			if n == 1 {
-				m, err := jobMsg(&js[0])
-				add(m, err, 1)
-			} else {
-				m, err := groupMsg(partition, js[:n])
-				add(m, err, n)
-			}
-			js = js[n:]
-		}
+	for _, partition := range b.order {
+		s.writeGroups(ctx, b, partition)
 	}
-	if failed != nil {
+	if b.err != nil {
 		// Not expected of plain structs; the inputs come back and are matched again.
 		for i := range in {
-			in[i].Err = cmp.Or(in[i].Err, failed)
+			in[i].Err = cmp.Or(in[i].Err, b.err)
 		}
 		return nil
 	}
-	return outs
+	return b.outs
+}
+
+// jobBatch is the jobs of the events pulled together, on their way to JOBS messages.
+type jobBatch struct {
+	outs    []*nats.Msg            // the JOBS messages, in order
+	err     error                  // the first failure to make one
+	order   []string               // partitions, in order of their first job to group
+	grouped map[string][]proto.Job // the jobs to group, by partition
+}
+
+// matchInput matches the event of one input and adds its jobs to b: a job of a stream that
+// batches as a message of its own, any other to its partition's groups. results is scratch space
+// for the matches, returned for the next input.
+func (s *Service) matchInput(ctx context.Context, in *bus.Input, b *jobBatch, results []Result) []Result {
+	var ev proto.Event
+	if err := proto.Unmarshal(in.Msg.Data(), &ev); err != nil {
+		in.Err = fmt.Errorf("%w: decode event: %v", bus.ErrTerm, err)
+		return results
+	}
+	results = s.idx.Match(match.NewInput(&ev), results)
+	if sp := trace.SpanFromContext(in.Ctx); sp.IsRecording() {
+		sp.SetAttributes(attribute.String("hookstream.partition", ev.Partition),
+			attribute.String("hookstream.event_type", ev.Type), attribute.String("hookstream.event_id", ev.ID),
+			attribute.Int("hookstream.fanout", len(results)))
+	}
+	s.metrics.fanout.Record(ctx, int64(len(results)))
+	if len(results) == 0 {
+		return results
+	}
+	tp, ts, bg := traceFields(in.Ctx)
+	for _, r := range results {
+		job := proto.Job{V: proto.Version, ID: DeliveryID(ev.ID, r.StreamID), Partition: ev.Partition,
+			StreamID: r.StreamID, Events: []proto.Event{*r.Event}, TraceParent: tp, TraceState: ts, Baggage: bg}
+		if def, ok := s.cat.Get(ev.Partition, r.StreamID); ok && def.Batch != nil {
+			m, err := jobMsg(&job)
+			s.add(ctx, b, m, err, 1)
+			continue
+		}
+		if _, ok := b.grouped[ev.Partition]; !ok {
+			b.order = append(b.order, ev.Partition)
+		}
+		b.grouped[ev.Partition] = append(b.grouped[ev.Partition], job)
+	}
+	return results
+}
+
+// writeGroups makes the messages of a partition's jobs to group: JobGroups of up to
+// maxGroupBytes, or a plain Job message for a job alone.
+func (s *Service) writeGroups(ctx context.Context, b *jobBatch, partition string) {
+	jobs := b.grouped[partition]
+	for len(jobs) > 0 {
+		n, size := 1, jobSize(&jobs[0])
+		for n < len(jobs) && size+jobSize(&jobs[n]) <= maxGroupBytes {
+			size += jobSize(&jobs[n])
+			n++
+		}
+		if n == 1 {
+			m, err := jobMsg(&jobs[0])
+			s.add(ctx, b, m, err, 1)
+		} else {
+			m, err := groupMsg(partition, jobs[:n])
+			s.add(ctx, b, m, err, n)
+		}
+		jobs = jobs[n:]
+	}
+}
+
+// add appends a JOBS message of n jobs (or the error of making it) to b.
+func (s *Service) add(ctx context.Context, b *jobBatch, m *nats.Msg, err error, n int) {
+	b.outs = append(b.outs, m)
+	b.err = cmp.Or(b.err, err)
+	s.metrics.jobsPerMessage.Record(ctx, int64(n))
+}
+
+// traceFields is the trace context and baggage of ctx, as a job carries them.
+func traceFields(ctx context.Context) (traceParent, traceState, baggage string) {
+	tc := nats.Header{}
+	telemetry.Inject(ctx, &nats.Msg{Header: tc})
+	return bus.TraceFields(tc)
 }
 
 // jobMsg is the JOBS message of one job (see bus.JobMsg).
@@ -222,12 +271,26 @@ func jobSize(job *proto.Job) int {
 	return n
 }
 
-// fanout records how many streams each event matched.
-var fanout, _ = otel.Meter("hookstream/matcher").Int64Histogram("hookstream_match_fanout",
-	metric.WithDescription("Streams matched per event."),
-	metric.WithExplicitBucketBoundaries(0, 1, 2, 5, 10, 20, 50, 100, 1000))
+// metrics are the matcher's instruments.
+type metrics struct {
+	// fanout records how many streams each event matched.
+	fanout metric.Int64Histogram
+	// jobsPerMessage records how many jobs each JOBS message carries (see JobGroup).
+	jobsPerMessage metric.Int64Histogram
+}
 
-// jobsPerMessage records how many jobs each JOBS message carries (see JobGroup).
-var jobsPerMessage, _ = otel.Meter("hookstream/matcher").Int64Histogram("hookstream_match_jobs_per_message",
-	metric.WithDescription("Jobs per JOBS message: more than one when the matcher groups the jobs of events taken together."),
-	metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 256))
+func newMetrics(meter metric.Meter) (m metrics, err error) {
+	m.fanout, err = meter.Int64Histogram("hookstream_match_fanout",
+		metric.WithDescription("Streams matched per event."),
+		metric.WithExplicitBucketBoundaries(0, 1, 2, 5, 10, 20, 50, 100, 1000))
+	if err != nil {
+		return m, fmt.Errorf("matcher: instrument: %w", err)
+	}
+	m.jobsPerMessage, err = meter.Int64Histogram("hookstream_match_jobs_per_message",
+		metric.WithDescription("Jobs per JOBS message: more than one when the matcher groups the jobs of events taken together."),
+		metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 20, 50, 100, 256))
+	if err != nil {
+		return m, fmt.Errorf("matcher: instrument: %w", err)
+	}
+	return m, nil
+}

@@ -242,19 +242,10 @@ func (b *batcher) settleRecovered(rb *batch) {
 // store renders the batch, journals it, stores it in OUTBOX (message id = its delivery id) and
 // then acknowledges its jobs.
 func (b *batcher) store(bt *batch, recovered bool) {
-	ctx := b.ctx
 	jobs := bt.jobs
 	if recovered {
 		// Re-assemble in the journaled order so the delivery id and body are the same as before.
-		order := make(map[string]int, len(bt.want))
-		for i, id := range bt.want {
-			order[id] = i
-		}
-		sorted := make([]*heldJob, len(jobs))
-		for _, h := range jobs {
-			sorted[order[h.job.ID]] = h
-		}
-		jobs = sorted
+		jobs = inOrder(jobs, bt.want)
 	}
 	ids := make([]string, len(jobs))
 	var events []proto.Event
@@ -263,89 +254,141 @@ func (b *batcher) store(bt *batch, recovered bool) {
 		events = append(events, h.job.Events...)
 	}
 	id := BatchID(ids)
-	release := func(settle func(jetstream.Msg)) {
-		b.mu.Lock()
-		for _, h := range jobs {
-			if b.held[h.job.ID] == bt {
-				delete(b.held, h.job.ID)
-			}
-		}
-		b.mu.Unlock()
-		for _, h := range jobs {
-			settle(h.msg)
-		}
-	}
-	nak := func(m jetstream.Msg) { _ = m.NakWithDelay(time.Second) }
 	log := b.s.log.With("partition", bt.part, "stream_id", bt.sid, "delivery_id", id, "events", len(events))
 	def, ok := b.s.cat.Get(bt.part, bt.sid)
 	if !ok {
-		release(func(m jetstream.Msg) { _ = m.Term() })
+		b.release(bt, jobs, term)
 		return
 	}
-	// The batch's delivery starts a trace of its own, linked to the trace of every event in it.
-	links := make([]trace.Link, 0, len(jobs))
-	for _, h := range jobs {
-		if sc := trace.SpanContextFromContext(telemetry.Extract(ctx, h.msg.Headers())); sc.IsValid() {
-			links = append(links, trace.Link{SpanContext: sc})
-		}
-	}
-	ctx, span := otel.Tracer("hookstream").Start(ctx, "sign.batch", trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("hookstream.partition", bt.part), attribute.String("hookstream.stream_id", bt.sid),
-			attribute.String("hookstream.delivery_id", id), attribute.Int("hookstream.events", len(events))))
+	ctx, span := b.startSpan(bt, jobs, id, len(events))
 	defer span.End()
-	d, err := b.s.build(ctx, def, id, events)
+	data, err := b.render(ctx, def, id, events)
 	if err != nil {
 		if errors.Is(err, bus.ErrTerm) {
 			log.Warn("batch dropped", "error", err.Error())
-			release(func(m jetstream.Msg) { _ = m.Term() })
+			b.release(bt, jobs, term)
 		} else {
-			release(nak)
+			b.release(bt, jobs, nak)
 		}
-		return
-	}
-	data, err := proto.Marshal(d)
-	if err != nil {
-		release(func(m jetstream.Msg) { _ = m.Term() })
 		return
 	}
 	journal := bt.journal
 	if journal == "" {
-		journal = proto.StreamKey(bt.part, bt.sid) + "." + id
-		jdata, _ := proto.Marshal(ids)
-		if _, err := b.kv.Put(ctx, journal, jdata); err != nil {
+		if journal, err = b.writeJournal(ctx, bt, ids, id); err != nil {
 			log.Warn("batch journal not written; jobs will be redelivered", "error", err.Error())
-			release(nak)
+			b.release(bt, jobs, nak)
 			return
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	out := bus.NewMsg(proto.DeliverySubject(bt.part, bt.sid, def.Ordered), id, data)
-	telemetry.Inject(ctx, out)
-	_, err = b.s.cfg.Conn.JS.PublishMsg(pctx, out)
-	cancel()
-	if err != nil {
+	if err := b.publish(ctx, def, bt, id, data); err != nil {
 		// The delivery may or may not be stored: keep the journal so the redelivered jobs form
 		// this same batch again (same id, de-duplicated if it was stored).
 		log.Warn("batch not stored; jobs will be redelivered", "error", err.Error())
-		b.mu.Lock()
-		bt.jobs, bt.journal = nil, journal
-		bt.want = ids
-		for _, id := range ids {
-			delete(b.held, id)
-			b.recovery[id] = bt
-		}
-		bt.timer = time.AfterFunc(b.ackWait+5*time.Second, func() { b.settleRecovered(bt) })
-		b.mu.Unlock()
-		for _, h := range jobs {
-			nak(h.msg)
-		}
+		b.awaitRedelivery(bt, jobs, ids, journal)
 		return
 	}
 	if b.beforeAck != nil && !b.beforeAck() {
 		return
 	}
-	release(func(m jetstream.Msg) { _ = m.Ack() })
+	b.release(bt, jobs, ack)
 	_ = b.kv.Purge(context.WithoutCancel(ctx), journal)
+}
+
+// Settlements of a batch's jobs.
+func ack(m jetstream.Msg)  { _ = m.Ack() }
+func nak(m jetstream.Msg)  { _ = m.NakWithDelay(time.Second) }
+func term(m jetstream.Msg) { _ = m.Term() }
+
+// inOrder returns jobs in the order of their ids in want (a journaled batch's).
+func inOrder(jobs []*heldJob, want []string) []*heldJob {
+	order := make(map[string]int, len(want))
+	for i, id := range want {
+		order[id] = i
+	}
+	sorted := make([]*heldJob, len(jobs))
+	for _, h := range jobs {
+		sorted[order[h.job.ID]] = h
+	}
+	return sorted
+}
+
+// release lets go of the jobs bt holds and settles each.
+func (b *batcher) release(bt *batch, jobs []*heldJob, settle func(jetstream.Msg)) {
+	b.mu.Lock()
+	for _, h := range jobs {
+		if b.held[h.job.ID] == bt {
+			delete(b.held, h.job.ID)
+		}
+	}
+	b.mu.Unlock()
+	for _, h := range jobs {
+		settle(h.msg)
+	}
+}
+
+// startSpan starts the span of a batch's delivery: a trace of its own, linked to the trace of
+// every event in it.
+func (b *batcher) startSpan(bt *batch, jobs []*heldJob, id string, events int) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(jobs))
+	for _, h := range jobs {
+		if sc := trace.SpanContextFromContext(telemetry.Extract(b.ctx, h.msg.Headers())); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	return otel.Tracer("hookstream").Start(b.ctx, "sign.batch", trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("hookstream.partition", bt.part), attribute.String("hookstream.stream_id", bt.sid),
+			attribute.String("hookstream.delivery_id", id), attribute.Int("hookstream.events", events)))
+}
+
+// render renders and signs the batch's delivery and encodes it; an error wrapping bus.ErrTerm
+// means it never will be.
+func (b *batcher) render(ctx context.Context, def *stream.Stream, id string, events []proto.Event) ([]byte, error) {
+	d, err := b.s.build(ctx, def, id, events)
+	if err != nil {
+		return nil, err
+	}
+	data, err := proto.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode delivery: %v", bus.ErrTerm, err)
+	}
+	return data, nil
+}
+
+// writeJournal records the batch's job ids under a new journal key, and returns the key.
+func (b *batcher) writeJournal(ctx context.Context, bt *batch, ids []string, id string) (string, error) {
+	journal := proto.StreamKey(bt.part, bt.sid) + "." + id
+	jdata, _ := proto.Marshal(ids)
+	if _, err := b.kv.Put(ctx, journal, jdata); err != nil {
+		return "", err
+	}
+	return journal, nil
+}
+
+// publish stores the batch's delivery in OUTBOX, its message id the delivery id.
+func (b *batcher) publish(ctx context.Context, def *stream.Stream, bt *batch, id string, data []byte) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out := bus.NewMsg(proto.DeliverySubject(bt.part, bt.sid, def.Ordered), id, data)
+	telemetry.Inject(ctx, out)
+	_, err := b.s.cfg.Conn.JS.PublishMsg(pctx, out)
+	return err
+}
+
+// awaitRedelivery naks the jobs of a batch that may or may not be stored, and waits for them
+// to come back as a recovered batch of the journal's order (see recover).
+func (b *batcher) awaitRedelivery(bt *batch, jobs []*heldJob, ids []string, journal string) {
+	b.mu.Lock()
+	bt.jobs, bt.journal = nil, journal
+	bt.want = ids
+	for _, id := range ids {
+		delete(b.held, id)
+		b.recovery[id] = bt
+	}
+	bt.timer = time.AfterFunc(b.ackWait+5*time.Second, func() { b.settleRecovered(bt) })
+	b.mu.Unlock()
+	for _, h := range jobs {
+		nak(h.msg)
+	}
 }
 
 // wait lets batches being stored finish. Open batches are left unacknowledged: their jobs come

@@ -35,58 +35,66 @@ func Render(def *stream.Stream, id string, events []proto.Event) (*Payload, erro
 		return nil, fmt.Errorf("no events")
 	}
 	p := &Payload{Headers: map[string]string{"Content-Type": contentJSON}, URL: def.WebhookURL}
-	var err error
-	one := func() (*proto.Event, error) {
-		if len(events) != 1 {
-			return nil, fmt.Errorf("format %s takes one event, got %d", def.Format, len(events))
-		}
-		return &events[0], nil
-	}
-	var ev *proto.Event
-	switch def.Format {
-	case "", proto.FormatPoint:
-		if ev, err = one(); err == nil {
-			p.Body, err = renderPoint(ev)
-		}
-	case proto.FormatTimeseries:
-		if ev, err = one(); err == nil {
-			p.Body, err = renderTimeseries(ev)
-		}
-	case proto.FormatCloudEvents:
-		if ev, err = one(); err == nil {
-			p.Body, err = renderCloudEvent(def, ev)
-			p.Headers["Content-Type"] = contentCE
-		}
-	case proto.FormatCloudEventsBinary:
-		if ev, err = one(); err == nil {
-			p.Body, err = renderCloudEventBinary(def, ev, p.Headers)
-		}
-	case proto.FormatMeasurements:
-		p.Body, err = renderMeasurements(def, events)
-	case proto.FormatMeasurementsCompact:
-		p.Body, err = renderCompact(def, events)
-	case proto.FormatEnvelope:
-		if def.Grouped && events[0].Type == proto.EventTypePoint {
-			p.Body, err = renderEnvelopeGroup(def, events)
-		} else if ev, err = one(); err == nil {
-			p.Body, err = renderEnvelope(def, ev)
-		}
-	case proto.FormatTemplate:
-		if ev, err = one(); err == nil {
-			err = renderTemplate(def, id, ev, p)
-		}
-	default:
-		err = fmt.Errorf("unknown format %q", def.Format)
-	}
-	if err != nil {
+	if err := renderBody(def, id, events, p); err != nil {
 		return nil, err
 	}
 	if def.Format != proto.FormatTemplate && urlHasPlaceholders(def.WebhookURL) {
+		var err error
 		if p.URL, err = renderURL(def, id, &events[0]); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
+}
+
+// renderBody writes the body of events in the stream's format, and the headers the format adds,
+// into p.
+func renderBody(def *stream.Stream, id string, events []proto.Event, p *Payload) (err error) {
+	switch {
+	case def.Format == proto.FormatMeasurements:
+		p.Body, err = renderMeasurements(def, events)
+	case def.Format == proto.FormatMeasurementsCompact:
+		p.Body, err = renderCompact(def, events)
+	case def.Format == proto.FormatEnvelope && def.Grouped && events[0].Type == proto.EventTypePoint:
+		p.Body, err = renderEnvelopeGroup(def, events)
+	case !singleEvent(def.Format):
+		err = fmt.Errorf("unknown format %q", def.Format)
+	case len(events) != 1:
+		err = fmt.Errorf("format %s takes one event, got %d", def.Format, len(events))
+	default:
+		err = renderSingle(def, id, &events[0], p)
+	}
+	return err
+}
+
+// singleEvent reports whether a format carries exactly one event (envelope: when not grouped).
+func singleEvent(format string) bool {
+	switch format {
+	case "", proto.FormatPoint, proto.FormatTimeseries, proto.FormatCloudEvents, proto.FormatCloudEventsBinary,
+		proto.FormatEnvelope, proto.FormatTemplate:
+		return true
+	}
+	return false
+}
+
+// renderSingle renders ev in a single-event format (see singleEvent) into p.
+func renderSingle(def *stream.Stream, id string, ev *proto.Event, p *Payload) (err error) {
+	switch def.Format {
+	case "", proto.FormatPoint:
+		p.Body, err = renderPoint(ev)
+	case proto.FormatTimeseries:
+		p.Body, err = renderTimeseries(ev)
+	case proto.FormatCloudEvents:
+		p.Body, err = renderCloudEvent(def, ev)
+		p.Headers["Content-Type"] = contentCE
+	case proto.FormatCloudEventsBinary:
+		p.Body, err = renderCloudEventBinary(def, ev, p.Headers)
+	case proto.FormatEnvelope:
+		p.Body, err = renderEnvelope(def, ev)
+	case proto.FormatTemplate:
+		err = renderTemplate(def, id, ev, p)
+	}
+	return err
 }
 
 // Batched reports whether a stream gathers events into batches, and batchKey which batch an

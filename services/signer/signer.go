@@ -1,5 +1,9 @@
-// Package signer renders jobs into webhook payloads in each stream's format and signs them. It is
-// the only service that reads webhook secrets.
+// Package signer is the stage between JOBS and OUTBOX, and the only service that reads webhook
+// secrets. It renders each job (or each job of a JobGroup) into the webhook payload of its
+// stream's format and signs it, writing one delivery to OUTBOX; the jobs of a stream that
+// batches are held, journaled and written as one delivery per batch (batch.go). It also answers
+// the request/reply endpoints that need secrets (rpc.go): the headers of one delivery attempt,
+// with OAuth 2 tokens where a stream asks for them, and the API's sample deliveries.
 package signer
 
 import (
@@ -17,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/pkg/bus"
@@ -50,6 +55,8 @@ type Config struct {
 	// Catalog, when set, is a streams catalog its creator runs, shared with other services of
 	// the process (the all-in-one); otherwise the service runs one of its own.
 	Catalog *catalog.Catalog
+	// Meter makes the signer's instruments (its stage's; default: the global provider's).
+	Meter metric.Meter
 }
 
 // Service is the signer.
@@ -76,6 +83,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.JobAckWait <= 0 {
 		cfg.JobAckWait = 20 * time.Second
+	}
+	if cfg.Meter == nil {
+		cfg.Meter = otel.Meter("hookstream/signer")
 	}
 	return &Service{cfg: cfg, log: cfg.Logger, cat: cmp.Or(cfg.Catalog, catalog.New())}, nil
 }
@@ -124,9 +134,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer consumer: %w", err)
 	}
-	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Logger: s.log, Atomic: s.cfg.Conn.Atomic, Reject: func(m jetstream.Msg, err error) {
-		s.log.Warn("job dropped", "subject", m.Subject(), "error", err.Error())
-	}, OwnSpans: func(m jetstream.Msg) bool { return m.Headers().Get(proto.HdrJobGroup) != "" }}
+	stage := &bus.Stage{JS: js, Consumer: cons, Handle: s.handle, SpanName: "sign", Atomic: s.cfg.Conn.Atomic,
+		OnError: s.stageError, Meter: s.cfg.Meter, Reject: func(m jetstream.Msg, err error) {
+			s.log.Warn("job dropped", "subject", m.Subject(), "error", err.Error())
+		}, OwnSpans: func(m jetstream.Msg) bool { return m.Headers().Get(proto.HdrJobGroup) != "" }}
 	runErr := stage.Run(ctx)
 	cancel()
 	if err := <-watchErr; err != nil && runErr == nil {
@@ -135,6 +146,18 @@ func (s *Service) Run(ctx context.Context) error {
 	return runErr
 }
 
+// stageError logs what the stage dealt with itself: a refused atomic batch (its messages were
+// then stored one by one) at debug level, anything else as a warning.
+func (s *Service) stageError(err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, bus.ErrBatchRefused) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "sign stage error", "error", err.Error())
+}
+
+// handle renders and signs the job (or job group) of one JOBS message; a job of a batching
+// stream joins its batch and is held (bus.ErrHeld).
 func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
 	if msg.Headers().Get(proto.HdrJobGroup) != "" {
 		return s.handleGroup(ctx, msg)
