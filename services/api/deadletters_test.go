@@ -1,0 +1,216 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hookstream/proto"
+)
+
+// rejected stores a rejected input of partition p and returns its id.
+func (a *apiTest) rejected(p string, payload string) string {
+	a.t.Helper()
+	now := time.Now().UnixNano()
+	rec := proto.RejectedInput{V: proto.Version, Partition: p, Subject: proto.IngestPointSubject(p, "pt"), Reason: "invalid",
+		Error: "value: not JSON", At: now, StoredAt: now, Size: len(payload), Payload: []byte(payload), ContentType: "application/json"}
+	return strconv.FormatUint(a.publish(proto.RejectedSubject(p), "", &rec), 10)
+}
+
+type dlPage struct {
+	Data []deadLetterResource
+	More bool
+	Next string
+}
+
+// TestListDeadLetters lists a partition's dead letters oldest first, by stream, a page at a time,
+// with their requests when asked; rejected inputs and other partitions' entries are not among them.
+func TestListDeadLetters(t *testing.T) {
+	a := newAPITest(t)
+	s1 := a.createStream("p1", pointStream("http://127.0.0.1:9/1"))
+	s2 := a.createStream("p1", pointStream("http://127.0.0.1:9/2"))
+	want1 := []string{a.deadLetter("p1", s1, "d1"), a.deadLetter("p1", s2, "d2")}
+	a.rejected("p1", "x")
+	a.deadLetter("p2", "0190a0b0-0000-7000-8000-000000000000", "dx")
+	want1 = append(want1, a.deadLetter("p1", s1, "d3"))
+
+	read := func(query string) dlPage {
+		var pg dlPage
+		want(t, a.in("p1", "GET", "/dead-letters"+query, nil), http.StatusOK, "dead letters"+query).json(t, &pg)
+		return pg
+	}
+	ids := func(pg dlPage) []string {
+		var out []string
+		for _, d := range pg.Data {
+			out = append(out, d.ID)
+		}
+		return out
+	}
+	pg := read("")
+	if !slices.Equal(ids(pg), want1) || pg.More || pg.Next != "" {
+		t.Fatalf("all: %+v, want %v", pg, want1)
+	}
+	d := pg.Data[0]
+	if d.DeliveryID != "d1" || d.StreamID != s1 || d.Reason != "max_retries" || len(d.Attempts) != 2 || d.Attempts[0].StatusCode != 500 ||
+		d.Attempts[1].Error != "connection refused" || d.BodyBytes != len(`{"value":1}`) || d.Request != nil || strings.Contains(d.URL, "pw") {
+		t.Errorf("entry: %+v", d)
+	}
+	if got := ids(read("?streamId=" + s1)); !slices.Equal(got, []string{want1[0], want1[2]}) {
+		t.Errorf("stream %s: %v", s1, got)
+	}
+	pg = read("?limit=2")
+	if !slices.Equal(ids(pg), want1[:2]) || !pg.More || pg.Next == "" {
+		t.Fatalf("first page: %+v", pg)
+	}
+	if pg = read("?limit=2&cursor=" + url.QueryEscape(pg.Next)); !slices.Equal(ids(pg), want1[2:]) || pg.More {
+		t.Errorf("second page: %+v", pg)
+	}
+	pg = read("?include=body")
+	if len(pg.Data) != 3 || pg.Data[0].Request == nil || pg.Data[0].Request.Body != `{"value":1}` || pg.Data[0].Request.Headers["webhook-id"] != "d1" {
+		t.Errorf("with bodies: %+v", pg.Data)
+	}
+	if got := ids(read("?since=" + url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339)))); len(got) != 0 {
+		t.Errorf("since an hour ahead: %v", got)
+	}
+	for q, field := range map[string]string{"?include=everything": "include", "?streamId=a.b": "streamId", "?since=today": "since",
+		"?limit=1001": "limit", "?cursor=" + encodeCursor(cursorDLQ, "x"): "cursor", "?cursor=" + encodeCursor(cursorStreams, "1"): "cursor"} {
+		wantError(t, a.in("p1", "GET", "/dead-letters"+q, nil), 400, field, q)
+	}
+}
+
+// TestGetDeadLetter answers one entry with its request; what is not a dead letter of the
+// partition is a 404.
+func TestGetDeadLetter(t *testing.T) {
+	a := newAPITest(t)
+	id := a.createStream("p1", pointStream("http://127.0.0.1:9/1"))
+	dl := a.deadLetter("p1", id, "d1")
+	rej := a.rejected("p1", "x")
+	var d deadLetterResource
+	want(t, a.in("p1", "GET", "/dead-letters/"+dl, nil), http.StatusOK, "get").json(t, &d)
+	if d.ID != dl || d.Request == nil || d.Request.Method != "POST" || d.Request.Body != `{"value":1}` || d.Request.BodyEncoding != "utf-8" ||
+		strings.Contains(d.Request.URL, "pw") || d.TraceID == "" {
+		t.Errorf("entry: %+v %+v", d, d.Request)
+	}
+	for _, bad := range []string{"0", "x", "999", rej} {
+		wantError(t, a.in("p1", "GET", "/dead-letters/"+bad, nil), http.StatusNotFound, "", "get "+bad)
+	}
+}
+
+// TestResendDeadLetters: a resend puts each named entry's delivery back on its stream's outbox
+// with a fresh schedule; a request with any bad, missing or foreign id, or an entry of a disabled
+// stream, resends nothing; entries of deleted streams are skipped.
+func TestResendDeadLetters(t *testing.T) {
+	a := newAPITest(t)
+	s1 := a.createStream("p1", pointStream("http://127.0.0.1:9/1"))
+	gone := a.createStream("p1", pointStream("http://127.0.0.1:9/gone"))
+	off := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/off", "pointIds": []string{"a"}, "status": "disabled"})
+	d1, d2 := a.deadLetter("p1", s1, "d1"), a.deadLetter("p1", s1, "d2")
+	dGone, dOff := a.deadLetter("p1", gone, "dg"), a.deadLetter("p1", off, "do")
+	dForeign := a.deadLetter("p2", s1, "df")
+	want(t, a.in("p1", "DELETE", "/streams/"+gone, nil), http.StatusNoContent, "delete")
+
+	refusals := []struct {
+		name   string
+		body   any
+		status int
+		field  string
+	}{
+		{"nothing", map[string]any{}, 400, "ids"},
+		{"ids and all", map[string]any{"ids": []string{d1}, "streamId": s1, "all": true}, 400, "ids"},
+		{"all without stream", map[string]any{"all": true}, 400, "ids"},
+		{"too many", map[string]any{"ids": make([]string, 1001)}, 400, "ids"},
+		{"not an id", map[string]any{"ids": []string{d1, "x"}}, 400, "ids[1]"},
+		{"missing", map[string]any{"ids": []string{d1, "999"}}, 404, "ids[1]"},
+		{"another partition's", map[string]any{"ids": []string{dForeign}}, 404, "ids[0]"},
+		{"disabled stream", map[string]any{"ids": []string{d1, dOff}}, 409, "ids[1]"},
+		{"all of a disabled stream", map[string]any{"streamId": off, "all": true}, 409, "status"},
+		{"all of an invalid stream id", map[string]any{"streamId": "a.b", "all": true}, 400, "streamId"},
+		{"all of an unknown stream", map[string]any{"streamId": gone, "all": true}, 404, ""},
+	}
+	for _, tc := range refusals {
+		wantError(t, a.in("p1", "POST", "/dead-letters/resend", tc.body), tc.status, tc.field, tc.name)
+	}
+	if n := len(a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", "*"))); n != 0 {
+		t.Fatalf("refused resends stored %d deliveries", n)
+	}
+
+	var res struct {
+		Resent int
+		IDs    []string
+	}
+	want(t, a.in("p1", "POST", "/dead-letters/resend", map[string]any{"ids": []string{d1, dGone}}), http.StatusAccepted, "resend").json(t, &res)
+	if res.Resent != 1 || !slices.Equal(res.IDs, []string{d1}) {
+		t.Errorf("resend answered %+v, want d1 only (the deleted stream's entry skipped)", res)
+	}
+	msgs := a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", s1))
+	if len(msgs) != 1 {
+		t.Fatalf("outbox holds %d deliveries, want 1", len(msgs))
+	}
+	var d proto.Delivery
+	if err := proto.Unmarshal(msgs[0].Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	seq, _ := strconv.ParseUint(d1, 10, 64)
+	if d.ID != "d1" || d.Resends != 1 || d.ResentFrom != seq || d.History != nil || d.FirstAttemptAt != 0 ||
+		msgs[0].Header.Get("Nats-Msg-Id") != "d1/resend/"+d1 {
+		t.Errorf("resent delivery %+v (headers %v)", d, msgs[0].Header)
+	}
+	// Every entry of a stream; the one resent before is resent again (a new request).
+	want(t, a.in("p1", "POST", "/dead-letters/resend", map[string]any{"streamId": s1, "all": true}), http.StatusAccepted, "resend all").json(t, &res)
+	if res.Resent != 2 || !slices.Equal(res.IDs, []string{d1, d2}) {
+		t.Errorf("resend all answered %+v", res)
+	}
+	// d1's second resend has the same message id as its first: JetStream keeps one.
+	if n := len(a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", s1))); n != 2 {
+		t.Errorf("outbox holds %d deliveries, want d1 and d2", n)
+	}
+	// The entries stay in DLQ until their deliveries settle.
+	var pg dlPage
+	want(t, a.in("p1", "GET", "/dead-letters?streamId="+s1, nil), http.StatusOK, "list").json(t, &pg)
+	if len(pg.Data) != 2 {
+		t.Errorf("DLQ after resend: %d entries, want 2", len(pg.Data))
+	}
+}
+
+// TestRejectedInputs lists a partition's rejected inputs oldest first, a page at a time.
+func TestRejectedInputs(t *testing.T) {
+	a := newAPITest(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, a.rejected("p1", fmt.Sprintf(`{"value": %d`, i)))
+	}
+	a.rejected("p2", "other")
+	a.deadLetter("p1", "0190a0b0-0000-7000-8000-000000000000", "d1")
+	type page struct {
+		Data []rejectedInputResource
+		More bool
+		Next string
+	}
+	read := func(query string) page {
+		var pg page
+		want(t, a.in("p1", "GET", "/rejected-inputs"+query, nil), http.StatusOK, "rejected"+query).json(t, &pg)
+		return pg
+	}
+	pg := read("")
+	if len(pg.Data) != 3 || pg.More || pg.Data[0].ID != ids[0] || string(pg.Data[0].Payload) != `{"value": 0` || pg.Data[0].Reason != "invalid" ||
+		pg.Data[0].PayloadTruncated || pg.Data[0].SizeBytes != len(`{"value": 0`) {
+		t.Fatalf("all: %+v", pg)
+	}
+	pg = read("?limit=2")
+	if len(pg.Data) != 2 || !pg.More || pg.Next != ids[1] {
+		t.Fatalf("first page: %+v", pg)
+	}
+	if pg = read("?limit=2&after=" + pg.Next); len(pg.Data) != 1 || pg.Data[0].ID != ids[2] || pg.More {
+		t.Errorf("second page: %+v", pg)
+	}
+	if pg = read("?since=" + url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339))); len(pg.Data) != 0 {
+		t.Errorf("since an hour ahead: %+v", pg)
+	}
+	wantError(t, a.in("p1", "GET", "/rejected-inputs?after=x", nil), 400, "after", "bad after")
+	wantError(t, a.in("p1", "GET", "/rejected-inputs?limit=0", nil), 400, "limit", "bad limit")
+}
