@@ -22,6 +22,29 @@ func (a *apiTest) rejected(p string, payload string) string {
 	return strconv.FormatUint(a.publish(proto.RejectedSubject(p), "", &rec), 10)
 }
 
+// wantEntry checks a dead-letter entry against what deadLetter stored.
+func wantEntry(t *testing.T, d deadLetterResource, deliveryID, streamID string) {
+	t.Helper()
+	got := fmt.Sprintf("%s %s %s %d attempts, body %d bytes", d.DeliveryID, d.StreamID, d.Reason, len(d.Attempts), d.BodyBytes)
+	if want := fmt.Sprintf("%s %s max_retries 2 attempts, body 11 bytes", deliveryID, streamID); got != want {
+		t.Errorf("entry %s, want %s", got, want)
+	}
+	if len(d.Attempts) == 2 && (d.Attempts[0].StatusCode != 500 || d.Attempts[1].Error != "connection refused") {
+		t.Errorf("attempts %+v", d.Attempts)
+	}
+	if strings.Contains(d.URL, "pw") {
+		t.Errorf("the entry's URL keeps its password: %s", d.URL)
+	}
+}
+
+// wantRequest checks the recorded request of a dead letter deadLetter stored.
+func wantRequest(t *testing.T, r *requestRecord, deliveryID string) {
+	t.Helper()
+	if r.Method != "POST" || r.Body != `{"value":1}` || r.BodyEncoding != "utf-8" || r.Headers["webhook-id"] != deliveryID || strings.Contains(r.URL, "pw") {
+		t.Errorf("request %+v", r)
+	}
+}
+
 type dlPage struct {
 	Data []deadLetterResource
 	More bool
@@ -55,10 +78,9 @@ func TestListDeadLetters(t *testing.T) {
 	if !slices.Equal(ids(pg), want1) || pg.More || pg.Next != "" {
 		t.Fatalf("all: %+v, want %v", pg, want1)
 	}
-	d := pg.Data[0]
-	if d.DeliveryID != "d1" || d.StreamID != s1 || d.Reason != "max_retries" || len(d.Attempts) != 2 || d.Attempts[0].StatusCode != 500 ||
-		d.Attempts[1].Error != "connection refused" || d.BodyBytes != len(`{"value":1}`) || d.Request != nil || strings.Contains(d.URL, "pw") {
-		t.Errorf("entry: %+v", d)
+	wantEntry(t, pg.Data[0], "d1", s1)
+	if pg.Data[0].Request != nil {
+		t.Errorf("a list without include=body shows the request: %+v", pg.Data[0].Request)
 	}
 	if got := ids(read("?streamId=" + s1)); !slices.Equal(got, []string{want1[0], want1[2]}) {
 		t.Errorf("stream %s: %v", s1, got)
@@ -71,9 +93,10 @@ func TestListDeadLetters(t *testing.T) {
 		t.Errorf("second page: %+v", pg)
 	}
 	pg = read("?include=body")
-	if len(pg.Data) != 3 || pg.Data[0].Request == nil || pg.Data[0].Request.Body != `{"value":1}` || pg.Data[0].Request.Headers["webhook-id"] != "d1" {
-		t.Errorf("with bodies: %+v", pg.Data)
+	if len(pg.Data) != 3 || pg.Data[0].Request == nil {
+		t.Fatalf("with bodies: %+v", pg.Data)
 	}
+	wantRequest(t, pg.Data[0].Request, "d1")
 	if got := ids(read("?since=" + url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339)))); len(got) != 0 {
 		t.Errorf("since an hour ahead: %v", got)
 	}
@@ -92,28 +115,41 @@ func TestGetDeadLetter(t *testing.T) {
 	rej := a.rejected("p1", "x")
 	var d deadLetterResource
 	want(t, a.in("p1", "GET", "/dead-letters/"+dl, nil), http.StatusOK, "get").json(t, &d)
-	if d.ID != dl || d.Request == nil || d.Request.Method != "POST" || d.Request.Body != `{"value":1}` || d.Request.BodyEncoding != "utf-8" ||
-		strings.Contains(d.Request.URL, "pw") || d.TraceID == "" {
-		t.Errorf("entry: %+v %+v", d, d.Request)
+	wantEntry(t, d, "d1", id)
+	if d.ID != dl || d.TraceID == "" || d.Request == nil {
+		t.Fatalf("entry: %+v", d)
 	}
+	wantRequest(t, d.Request, "d1")
 	for _, bad := range []string{"0", "x", "999", rej} {
 		wantError(t, a.in("p1", "GET", "/dead-letters/"+bad, nil), http.StatusNotFound, "", "get "+bad)
 	}
 }
 
-// TestResendDeadLetters: a resend puts each named entry's delivery back on its stream's outbox
-// with a fresh schedule; a request with any bad, missing or foreign id, or an entry of a disabled
-// stream, resends nothing; entries of deleted streams are skipped.
-func TestResendDeadLetters(t *testing.T) {
-	a := newAPITest(t)
-	s1 := a.createStream("p1", pointStream("http://127.0.0.1:9/1"))
-	gone := a.createStream("p1", pointStream("http://127.0.0.1:9/gone"))
-	off := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/off", "pointIds": []string{"a"}, "status": "disabled"})
-	d1, d2 := a.deadLetter("p1", s1, "d1"), a.deadLetter("p1", s1, "d2")
-	dGone, dOff := a.deadLetter("p1", gone, "dg"), a.deadLetter("p1", off, "do")
-	dForeign := a.deadLetter("p2", s1, "df")
-	want(t, a.in("p1", "DELETE", "/streams/"+gone, nil), http.StatusNoContent, "delete")
+// resendFixture is a partition with a stream s1 and its dead letters d1, d2; a deleted stream's
+// entry dGone, a disabled stream's entry dOff, and p2's entry dForeign.
+type resendFixture struct {
+	a                             *apiTest
+	s1, off, gone                 string
+	d1, d2, dGone, dOff, dForeign string
+}
 
+func newResendFixture(t *testing.T) *resendFixture {
+	a := newAPITest(t)
+	f := &resendFixture{a: a}
+	f.s1 = a.createStream("p1", pointStream("http://127.0.0.1:9/1"))
+	f.gone = a.createStream("p1", pointStream("http://127.0.0.1:9/gone"))
+	f.off = a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/off", "pointIds": []string{"a"}, "status": "disabled"})
+	f.d1, f.d2 = a.deadLetter("p1", f.s1, "d1"), a.deadLetter("p1", f.s1, "d2")
+	f.dGone, f.dOff = a.deadLetter("p1", f.gone, "dg"), a.deadLetter("p1", f.off, "do")
+	f.dForeign = a.deadLetter("p2", f.s1, "df")
+	want(t, a.in("p1", "DELETE", "/streams/"+f.gone, nil), http.StatusNoContent, "delete")
+	return f
+}
+
+// TestResendRefusals: a request with any bad, missing or foreign id, or an entry of a disabled
+// stream, resends nothing, and says which.
+func TestResendRefusals(t *testing.T) {
+	f := newResendFixture(t)
 	refusals := []struct {
 		name   string
 		body   any
@@ -121,33 +157,39 @@ func TestResendDeadLetters(t *testing.T) {
 		field  string
 	}{
 		{"nothing", map[string]any{}, 400, "ids"},
-		{"ids and all", map[string]any{"ids": []string{d1}, "streamId": s1, "all": true}, 400, "ids"},
+		{"ids and all", map[string]any{"ids": []string{f.d1}, "streamId": f.s1, "all": true}, 400, "ids"},
 		{"all without stream", map[string]any{"all": true}, 400, "ids"},
 		{"too many", map[string]any{"ids": make([]string, 1001)}, 400, "ids"},
-		{"not an id", map[string]any{"ids": []string{d1, "x"}}, 400, "ids[1]"},
-		{"missing", map[string]any{"ids": []string{d1, "999"}}, 404, "ids[1]"},
-		{"another partition's", map[string]any{"ids": []string{dForeign}}, 404, "ids[0]"},
-		{"disabled stream", map[string]any{"ids": []string{d1, dOff}}, 409, "ids[1]"},
-		{"all of a disabled stream", map[string]any{"streamId": off, "all": true}, 409, "status"},
+		{"not an id", map[string]any{"ids": []string{f.d1, "x"}}, 400, "ids[1]"},
+		{"missing", map[string]any{"ids": []string{f.d1, "999"}}, 404, "ids[1]"},
+		{"another partition's", map[string]any{"ids": []string{f.dForeign}}, 404, "ids[0]"},
+		{"disabled stream", map[string]any{"ids": []string{f.d1, f.dOff}}, 409, "ids[1]"},
+		{"all of a disabled stream", map[string]any{"streamId": f.off, "all": true}, 409, "status"},
 		{"all of an invalid stream id", map[string]any{"streamId": "a.b", "all": true}, 400, "streamId"},
-		{"all of an unknown stream", map[string]any{"streamId": gone, "all": true}, 404, ""},
+		{"all of an unknown stream", map[string]any{"streamId": f.gone, "all": true}, 404, ""},
 	}
 	for _, tc := range refusals {
-		wantError(t, a.in("p1", "POST", "/dead-letters/resend", tc.body), tc.status, tc.field, tc.name)
+		wantError(t, f.a.in("p1", "POST", "/dead-letters/resend", tc.body), tc.status, tc.field, tc.name)
 	}
-	if n := len(a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", "*"))); n != 0 {
+	if n := len(f.a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", "*"))); n != 0 {
 		t.Fatalf("refused resends stored %d deliveries", n)
 	}
+}
 
+// TestResendDeadLetters: a resend puts each named entry's delivery back on its stream's outbox
+// with a fresh schedule; entries of deleted streams are skipped; the entries stay in DLQ.
+func TestResendDeadLetters(t *testing.T) {
+	f := newResendFixture(t)
+	a := f.a
 	var res struct {
 		Resent int
 		IDs    []string
 	}
-	want(t, a.in("p1", "POST", "/dead-letters/resend", map[string]any{"ids": []string{d1, dGone}}), http.StatusAccepted, "resend").json(t, &res)
-	if res.Resent != 1 || !slices.Equal(res.IDs, []string{d1}) {
+	want(t, a.in("p1", "POST", "/dead-letters/resend", map[string]any{"ids": []string{f.d1, f.dGone}}), http.StatusAccepted, "resend").json(t, &res)
+	if res.Resent != 1 || !slices.Equal(res.IDs, []string{f.d1}) {
 		t.Errorf("resend answered %+v, want d1 only (the deleted stream's entry skipped)", res)
 	}
-	msgs := a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", s1))
+	msgs := a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", f.s1))
 	if len(msgs) != 1 {
 		t.Fatalf("outbox holds %d deliveries, want 1", len(msgs))
 	}
@@ -155,23 +197,23 @@ func TestResendDeadLetters(t *testing.T) {
 	if err := proto.Unmarshal(msgs[0].Data, &d); err != nil {
 		t.Fatal(err)
 	}
-	seq, _ := strconv.ParseUint(d1, 10, 64)
+	seq, _ := strconv.ParseUint(f.d1, 10, 64)
 	if d.ID != "d1" || d.Resends != 1 || d.ResentFrom != seq || d.History != nil || d.FirstAttemptAt != 0 ||
-		msgs[0].Header.Get("Nats-Msg-Id") != "d1/resend/"+d1 {
+		msgs[0].Header.Get("Nats-Msg-Id") != "d1/resend/"+f.d1 {
 		t.Errorf("resent delivery %+v (headers %v)", d, msgs[0].Header)
 	}
 	// Every entry of a stream; the one resent before is resent again (a new request).
-	want(t, a.in("p1", "POST", "/dead-letters/resend", map[string]any{"streamId": s1, "all": true}), http.StatusAccepted, "resend all").json(t, &res)
-	if res.Resent != 2 || !slices.Equal(res.IDs, []string{d1, d2}) {
+	want(t, a.in("p1", "POST", "/dead-letters/resend", map[string]any{"streamId": f.s1, "all": true}), http.StatusAccepted, "resend all").json(t, &res)
+	if res.Resent != 2 || !slices.Equal(res.IDs, []string{f.d1, f.d2}) {
 		t.Errorf("resend all answered %+v", res)
 	}
 	// d1's second resend has the same message id as its first: JetStream keeps one.
-	if n := len(a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", s1))); n != 2 {
+	if n := len(a.subjectMsgs(proto.StreamOutbox, proto.OutboxSubject("p1", f.s1))); n != 2 {
 		t.Errorf("outbox holds %d deliveries, want d1 and d2", n)
 	}
 	// The entries stay in DLQ until their deliveries settle.
 	var pg dlPage
-	want(t, a.in("p1", "GET", "/dead-letters?streamId="+s1, nil), http.StatusOK, "list").json(t, &pg)
+	want(t, a.in("p1", "GET", "/dead-letters?streamId="+f.s1, nil), http.StatusOK, "list").json(t, &pg)
 	if len(pg.Data) != 2 {
 		t.Errorf("DLQ after resend: %d entries, want 2", len(pg.Data))
 	}

@@ -272,8 +272,7 @@ func TestListStreams(t *testing.T) {
 	wantError(t, a.in("p1", "GET", "/streams?type=x", nil), 400, "type", "unknown type")
 }
 
-// TestPatchStream: a PATCH changes what it names and nothing else; a bad one changes nothing; a
-// status change is announced on OUTCOMES, and re-enabling a stream resets its failure counters.
+// TestPatchStream: a PATCH changes what it names and nothing else; a bad one changes nothing.
 func TestPatchStream(t *testing.T) {
 	a := newAPITest(t)
 	id := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"}, "webhookSecret": "s1"})
@@ -299,10 +298,16 @@ func TestPatchStream(t *testing.T) {
 		t.Errorf("a refused patch changed the stream: %+v", d)
 	}
 
-	// disabled, then active again: both announced; the failure counters start over.
+}
+
+// TestPatchStatus: a status a user sets is announced on OUTCOMES, and re-enabling a stream
+// resets its failure counters.
+func TestPatchStatus(t *testing.T) {
+	a := newAPITest(t)
+	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h"))
 	a.putState("p1", id, proto.TargetState{V: proto.Version, AttemptCount: 9, ConsecutiveFailures: 5, FailingSince: time.Now().UnixNano()})
 	want(t, a.in("p1", "PATCH", "/streams/"+id, map[string]any{"status": "disabled"}), http.StatusOK, "disable")
-	at = attrs(t, want(t, a.in("p1", "PATCH", "/streams/"+id, map[string]any{"status": "active"}), http.StatusOK, "enable"))
+	at := attrs(t, want(t, a.in("p1", "PATCH", "/streams/"+id, map[string]any{"status": "active"}), http.StatusOK, "enable"))
 	if at["status"] != "active" || at["consecutiveFailures"] != 0.0 || at["attemptCount"] != 9.0 {
 		t.Errorf("re-enabled stream: %v", at)
 	}
@@ -314,8 +319,14 @@ func TestPatchStream(t *testing.T) {
 		}
 	}
 
-	// A new scheme of another secret form gets a new secret, shown once; the old one stops.
-	at = attrs(t, want(t, a.in("p1", "PATCH", "/streams/"+id, map[string]any{"signature": proto.SignatureStandardWebhooks}),
+}
+
+// TestPatchSecrets: a new scheme of another secret form gets a new secret, shown once; auth
+// secrets are stored when set and removed with the auth.
+func TestPatchSecrets(t *testing.T) {
+	a := newAPITest(t)
+	id := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"}, "webhookSecret": "s1"})
+	at := attrs(t, want(t, a.in("p1", "PATCH", "/streams/"+id, map[string]any{"signature": proto.SignatureStandardWebhooks}),
 		http.StatusOK, "new scheme"))
 	if s, _ := at["webhookSecret"].(string); !strings.HasPrefix(s, "whsec_") || at["signature"] != proto.SignatureStandardWebhooks {
 		t.Errorf("scheme change: %v", at)

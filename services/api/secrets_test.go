@@ -41,12 +41,18 @@ func TestRotateSecret(t *testing.T) {
 	}
 
 	// A given secret, no overlap: generation 2 alone signs; 0 and 1 are removed.
-	at = attrs(t, want(t, a.in("p1", "POST", "/streams/"+id+"/secret", map[string]any{"webhookSecret": "third", "overlapSeconds": 0}),
+	rotateWithoutOverlap(t, a, id)
+}
+
+// rotateWithoutOverlap rotates stream id, whose generation 1 signs and 0 still overlaps, to the
+// given secret "third" without overlap: generation 2 alone signs, 0 and 1 are removed.
+func rotateWithoutOverlap(t *testing.T, a *apiTest, id string) {
+	at := attrs(t, want(t, a.in("p1", "POST", "/streams/"+id+"/secret", map[string]any{"webhookSecret": "third", "overlapSeconds": 0}),
 		http.StatusOK, "rotate without overlap"))
 	if at["webhookSecret"] != nil || at["previousSecretExpiresAt"] != nil {
 		t.Errorf("rotation to a given secret: %v", at)
 	}
-	d = a.stored("p1", id)
+	d := a.stored("p1", id)
 	if d.SecretGen != 2 || !d.PrevSecretUntil.IsZero() {
 		t.Errorf("after rotation without overlap: gen %d, prev until %v", d.SecretGen, d.PrevSecretUntil)
 	}
