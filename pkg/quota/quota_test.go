@@ -15,6 +15,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/quota"
 	"hookstream/proto"
+	"hookstream/testkit/bustest"
 )
 
 func TestPeriodBoundaries(t *testing.T) {
@@ -132,22 +133,12 @@ func TestCheck(t *testing.T) {
 // of the quotas and usage buckets.
 func startKV(t *testing.T, n int) (quotas, usage []jetstream.KeyValue) {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	b := bustest.Start(t, bus.ServerConfig{})
 	ctx := context.Background()
 	for i := range n {
-		c, err := bus.Connect("", srv, fmt.Sprintf("test%d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		if i == 0 {
-			if err := bus.EnsureTopology(ctx, c.JS, bus.Retention{}); err != nil {
-				t.Fatal(err)
-			}
+		c := b.Conn
+		if i > 0 {
+			c = b.Connect(t, fmt.Sprintf("test%d", i))
 		}
 		q, err := c.JS.KeyValue(ctx, proto.BucketQuotas)
 		if err != nil {
