@@ -24,7 +24,6 @@ require (
 	go.opentelemetry.io/otel/trace v1.47.0
 	golang.org/x/time v0.16.0
 	hookstream/proto v0.0.0
-	hookstream/testkit v0.0.0
 )
 
 require (
@@ -64,7 +63,4 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace (
-	hookstream/proto => ../proto
-	hookstream/testkit => ../testkit
-)
+replace hookstream/proto => ../proto

@@ -13,16 +13,28 @@ import (
 	"hookstream/pkg/catalog"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
-	"hookstream/testkit"
-	"hookstream/testkit/bustest"
 )
 
 // streamsBucket starts an in-process server with hookstream's topology and returns the streams
 // bucket.
 func streamsBucket(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	conn := bustest.Start(t, bus.ServerConfig{}).Conn
-	kv, err := conn.JS.KeyValue(context.Background(), proto.BucketStreams)
+	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	conn, err := bus.Connect("", srv, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := conn.JS.KeyValue(ctx, proto.BucketStreams)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +62,20 @@ func put(t *testing.T, kv jetstream.KeyValue, d *proto.StreamDef) {
 // runCatalog runs c until the test ends and checks that Run returns nil on cancellation.
 func runCatalog(t *testing.T, c *catalog.Catalog, kv jetstream.KeyValue) {
 	t.Helper()
-	testkit.Go(t, func(ctx context.Context) error { return c.Run(ctx, kv) })
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx, kv) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("Run returned %v after cancel, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return within 10s of cancel")
+		}
+	})
 }
 
 func waitReady(t *testing.T, c *catalog.Catalog) {

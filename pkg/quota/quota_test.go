@@ -15,7 +15,6 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/quota"
 	"hookstream/proto"
-	"hookstream/testkit/bustest"
 )
 
 func TestPeriodBoundaries(t *testing.T) {
@@ -133,12 +132,22 @@ func TestCheck(t *testing.T) {
 // of the quotas and usage buckets.
 func startKV(t *testing.T, n int) (quotas, usage []jetstream.KeyValue) {
 	t.Helper()
-	b := bustest.Start(t, bus.ServerConfig{})
+	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	ctx := context.Background()
 	for i := range n {
-		c := b.Conn
-		if i > 0 {
-			c = b.Connect(t, fmt.Sprintf("test%d", i))
+		c, err := bus.Connect("", srv, fmt.Sprintf("test%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		if i == 0 {
+			if err := bus.EnsureTopology(ctx, c.JS, bus.Retention{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		q, err := c.JS.KeyValue(ctx, proto.BucketQuotas)
 		if err != nil {

@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"hookstream/pkg/bus"
 	"hookstream/pkg/secretbox"
-	"hookstream/proto"
-	"hookstream/testkit/bustest"
 )
 
 func mustKey(t *testing.T) []byte {
@@ -122,11 +122,30 @@ func TestLoadOrCreateKeyFile(t *testing.T) {
 	}
 }
 
-// startKV returns hookstream's secrets bucket on an embedded server.
 func startKV(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	conn := bustest.Start(t, bus.ServerConfig{}).Conn
-	kv, err := conn.JS.KeyValue(context.Background(), proto.BucketSecrets)
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "secrets", History: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
