@@ -1,5 +1,6 @@
 // Package testkit holds what hookstream's test suites share: polling for a condition instead of
-// sleeping. Its subpackage bustest starts a real embedded JetStream server for a test.
+// sleeping (Poll, CheckFor) and running a service until the test ends (Go). Its subpackage
+// bustest starts a real embedded JetStream server for a test.
 package testkit
 
 import (
