@@ -54,6 +54,7 @@ type dlPage struct {
 // TestListDeadLetters lists a partition's dead letters oldest first, by stream, a page at a time,
 // with their requests when asked; rejected inputs and other partitions' entries are not among them.
 func TestListDeadLetters(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	s1 := a.createStream("p1", pointStream("http://127.0.0.1:9/1"))
 	s2 := a.createStream("p1", pointStream("http://127.0.0.1:9/2"))
@@ -109,6 +110,7 @@ func TestListDeadLetters(t *testing.T) {
 // TestGetDeadLetter answers one entry with its request; what is not a dead letter of the
 // partition is a 404.
 func TestGetDeadLetter(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/1"))
 	dl := a.deadLetter("p1", id, "d1")
@@ -149,6 +151,7 @@ func newResendFixture(t *testing.T) *resendFixture {
 // TestResendRefusals: a request with any bad, missing or foreign id, or an entry of a disabled
 // stream, resends nothing, and says which.
 func TestResendRefusals(t *testing.T) {
+	t.Parallel()
 	f := newResendFixture(t)
 	refusals := []struct {
 		name   string
@@ -179,6 +182,7 @@ func TestResendRefusals(t *testing.T) {
 // TestResendDeadLetters: a resend puts each named entry's delivery back on its stream's outbox
 // with a fresh schedule; entries of deleted streams are skipped; the entries stay in DLQ.
 func TestResendDeadLetters(t *testing.T) {
+	t.Parallel()
 	f := newResendFixture(t)
 	a := f.a
 	var res struct {
@@ -221,6 +225,7 @@ func TestResendDeadLetters(t *testing.T) {
 
 // TestRejectedInputs lists a partition's rejected inputs oldest first, a page at a time.
 func TestRejectedInputs(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	var ids []string
 	for i := range 3 {

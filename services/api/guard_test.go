@@ -59,6 +59,7 @@ func (r route) fill(id, dl string) (string, any) {
 // partition or without the route's scope, 400 for a partition id that is not one — and touches
 // nothing in any of these cases.
 func TestGuard(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:1/h"))
 	dl := a.deadLetter("p1", id, "d1")
@@ -115,6 +116,7 @@ func TestGuard(t *testing.T) {
 // TestOtherPartitionsIDs: with a valid token of its own partition, a client that names another
 // partition's stream or dead letter is told it does not exist, on every route that takes an id.
 func TestOtherPartitionsIDs(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:1/h"))
 	dl := a.deadLetter("p1", id, "d1")
@@ -138,6 +140,7 @@ func TestOtherPartitionsIDs(t *testing.T) {
 
 // TestOperatorOnly: PUT …/quota needs a token for every partition, not only quotas:write.
 func TestOperatorOnly(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	tok := a.token([]string{"p1"}, auth.ScopeQuotasWrite)
 	got := a.call("PUT", partPath("p1", "/quota"), tok, map[string]any{"maxStreams": 1})
@@ -150,6 +153,7 @@ func TestOperatorOnly(t *testing.T) {
 
 // Until the buckets are open every route answers 503; unknown routes are a JSON 404.
 func TestStartingAndUnknownRoutes(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	svc, err := New(Config{Conn: a.bus.Conn, Verifier: auth.HMACVerifier{Key: a.key}, Secrets: a.box})
 	if err != nil {
@@ -175,6 +179,7 @@ func TestStartingAndUnknownRoutes(t *testing.T) {
 // Config.Ready), serves mounted routes, and returns nil when its context ends, its listener
 // closed.
 func TestRun(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -68,6 +68,7 @@ func attrs(t *testing.T, r reply) map[string]any {
 // TestCreateStream: a create answers the stream with its defaults, stores it and its secret
 // sealed, shows a generated secret once and never a given one.
 func TestCreateStream(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	r := want(t, a.in("p1", "POST", "/streams?type=point-stream", map[string]any{
 		"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a", "b"}, "webhookSecret": "given-secret", "name": "n",
@@ -130,6 +131,7 @@ func TestCreateStream(t *testing.T) {
 
 // TestCreateRefusals: a bad create is a 4xx naming the problem and stores nothing.
 func TestCreateRefusals(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	strict := newAPITest(t, func(c *Config) { c.Dev = false })
 	ok := pointStream("http://127.0.0.1:9/h")
@@ -190,6 +192,7 @@ func TestCreateRefusals(t *testing.T) {
 // TestGetStream: GET answers the stream with delivery's counters; an unknown or malformed id is
 // a 404.
 func TestGetStream(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h"))
 	last := time.Date(2025, 11, 17, 14, 30, 22, 0, time.UTC)
@@ -223,6 +226,7 @@ func (a *apiTest) putState(p, id string, st proto.TargetState) {
 
 // TestListStreams pages through a partition's streams in creation order, with the type filter.
 func TestListStreams(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	var ids []string
 	for i := range 5 {
@@ -274,6 +278,7 @@ func TestListStreams(t *testing.T) {
 
 // TestPatchStream: a PATCH changes what it names and nothing else; a bad one changes nothing.
 func TestPatchStream(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"}, "webhookSecret": "s1"})
 	before := a.stored("p1", id)
@@ -303,6 +308,7 @@ func TestPatchStream(t *testing.T) {
 // TestPatchStatus: a status a user sets is announced on OUTCOMES, and re-enabling a stream
 // resets its failure counters.
 func TestPatchStatus(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h"))
 	a.putState("p1", id, proto.TargetState{V: proto.Version, AttemptCount: 9, ConsecutiveFailures: 5, FailingSince: time.Now().UnixNano()})
@@ -324,6 +330,7 @@ func TestPatchStatus(t *testing.T) {
 // TestPatchSecrets: a new scheme of another secret form gets a new secret, shown once; auth
 // secrets are stored when set and removed with the auth.
 func TestPatchSecrets(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"}, "webhookSecret": "s1"})
 	at := attrs(t, want(t, a.in("p1", "PATCH", "/streams/"+id, map[string]any{"signature": proto.SignatureStandardWebhooks}),
@@ -346,6 +353,7 @@ func TestPatchSecrets(t *testing.T) {
 // TestDeleteStream: a delete answers 204, and the stream, its secrets, its state and its pending
 // work are gone.
 func TestDeleteStream(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"}, "webhookSecret": "s"})
 	keep := a.createStream("p1", pointStream("http://127.0.0.1:9/keep"))
@@ -381,6 +389,7 @@ func TestDeleteStream(t *testing.T) {
 // TestEntities: GET pages a stream's points; PUT adds (keeping each once); DELETE removes, and
 // naming a point the stream does not have removes nothing.
 func TestEntities(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h", "a", "b", "c"))
 	var pg struct {
@@ -434,6 +443,7 @@ func TestEntities(t *testing.T) {
 
 // TestDeliveries lists a stream's outcome records newest page first, filtered by status.
 func TestDeliveries(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h"))
 	results := []string{proto.OutcomeDelivered, proto.OutcomeRetrying, proto.OutcomeDelivered, proto.OutcomeDeadLettered, proto.OutcomeDelivered}

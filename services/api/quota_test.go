@@ -35,6 +35,7 @@ func (a *apiTest) addUsage(p string, period string, u quota.Usage) {
 // TestUsageAndQuota: usage shows the instance defaults until an operator sets the partition's
 // own limits, which replace them as a whole; a bad PUT names its field and changes nothing.
 func TestUsageAndQuota(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t, func(c *Config) { c.Quota = quota.Limits{MaxStreams: 10, Period: quota.PeriodDay, OnExceed: quota.Hold} })
 	a.createStream("p1", pointStream("http://127.0.0.1:9/h", "a", "b"))
 	a.addUsage("p1", quota.PeriodDay, quota.Usage{Deliveries: 3, Bytes: 300})
@@ -89,6 +90,7 @@ func summary(u usageResource) string {
 // refused with a 429 naming the limit (and Retry-After for the per-period ones); nothing is
 // stored.
 func TestQuotaRefusals(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h", "a", "b"))
 	dl := a.deadLetter("p1", id, "d1")

@@ -39,6 +39,7 @@ type replayAnswer struct {
 // matches, with the delivery id the matcher would give; replaying again within JOBS's
 // de-duplication window queues nothing and says why.
 func TestReplay(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h", "a", "b"))
 	since := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
@@ -83,6 +84,7 @@ func TestReplay(t *testing.T) {
 // TestReplayEventStream replays device events by type and filter: the consumer reads only the
 // subjects of the stream's keys, or the whole partition when a filter has none.
 func TestReplayEventStream(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	typed := a.createStreamQ("p1", "?type=event-stream", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "eventTypes": []string{"RESET", "asset_*"}})
 	filtered := a.createStreamQ("p1", "?type=event-stream", map[string]any{"webhookUrl": "http://127.0.0.1:9/h",
@@ -107,6 +109,7 @@ func TestReplayEventStream(t *testing.T) {
 
 // TestReplayRefusals: a bad replay names its field; a disabled stream is a 409.
 func TestReplayRefusals(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h"))
 	off := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"}, "status": "disabled"})
@@ -131,6 +134,7 @@ func TestReplayRefusals(t *testing.T) {
 // TestReplaySubjects: the replay consumer filters on the subjects of a stream's exact keys, and
 // reads the whole partition when the keys would overlap or are too many to filter on.
 func TestReplaySubjects(t *testing.T) {
+	t.Parallel()
 	whole := []string{"hookstream.events.p.*.*"}
 	many := make([]string, maxReplayFilterSubjects+1)
 	for i := range many {

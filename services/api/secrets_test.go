@@ -13,6 +13,7 @@ import (
 // the new secret once, and keeps the previous one signing for the overlap; with no overlap the
 // previous one stops at once and is removed.
 func TestRotateSecret(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"}, "webhookSecret": "first"})
 
@@ -69,6 +70,7 @@ func rotateWithoutOverlap(t *testing.T, a *apiTest, id string) {
 // TestRotateSecretSchemes: a stream without a secret gets its first by rotation; an Ed25519
 // stream gets a new public key and keeps the previous one for the overlap.
 func TestRotateSecretSchemes(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", pointStream("http://127.0.0.1:9/h"))
 	at := attrs(t, want(t, a.in("p1", "POST", "/streams/"+id+"/secret", "{}"), http.StatusOK, "first secret"))
@@ -90,6 +92,7 @@ func TestRotateSecretSchemes(t *testing.T) {
 
 // TestRotateSecretRefusals: a bad rotation names its field and changes nothing.
 func TestRotateSecretRefusals(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	id := a.createStream("p1", map[string]any{"webhookUrl": "http://127.0.0.1:9/h", "pointIds": []string{"a"},
 		"signature": proto.SignatureStandardWebhooks})

@@ -76,6 +76,7 @@ type testAnswer struct {
 // TestTestDelivery: the API sends the sample the signer rendered to the endpoint now and reports
 // its answer, with the outbound credential it echoes redacted; the call counts in the usage.
 func TestTestDelivery(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	rcv, seen := testReceiver(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
@@ -107,6 +108,7 @@ func TestTestDelivery(t *testing.T) {
 // TestTestDeliveryFailures: an endpoint that does not answer within the stream's timeout, one
 // that cannot be reached, a signer that cannot render and no signer at all are each reported.
 func TestTestDeliveryFailures(t *testing.T) {
+	t.Parallel()
 	a := newAPITest(t)
 	release := make(chan struct{})
 	slow, _ := testReceiver(t, func(w http.ResponseWriter, r *http.Request) {
