@@ -1,7 +1,7 @@
 # hookstream — one workspace, one module per folder (see go.work).
 SHELL := /bin/bash
 GO ?= go
-MODULES := proto pkg services/ingest services/matcher services/signer services/delivery services/api services/hookstream
+MODULES := proto pkg testkit services/ingest services/matcher services/signer services/delivery services/api services/hookstream
 BIN := bin/hookstream
 
 .PHONY: all build run test test-unit test-e2e bench bench-match fmt vet tidy clean fuzz

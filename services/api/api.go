@@ -95,17 +95,10 @@ func (s *Service) Handler() http.Handler { return s.mux }
 
 // Run serves HTTP until ctx is cancelled, then shuts the server down gracefully.
 func (s *Service) Run(ctx context.Context) error {
+	if err := s.open(ctx); err != nil {
+		return err
+	}
 	var err error
-	if s.streams, err = s.js.KeyValue(ctx, proto.BucketStreams); err != nil {
-		return fmt.Errorf("api: %w", err)
-	}
-	if s.secrets, err = s.js.KeyValue(ctx, proto.BucketSecrets); err != nil {
-		return fmt.Errorf("api: %w", err)
-	}
-	if s.state, err = s.js.KeyValue(ctx, proto.BucketState); err != nil {
-		return fmt.Errorf("api: %w", err)
-	}
-	go s.runTally(ctx)
 	ln := s.cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
@@ -124,6 +117,23 @@ func (s *Service) Run(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
+	return nil
+}
+
+// open opens the buckets the handlers read and starts the stream tally, which runs until ctx
+// ends. Until open returns, every route answers 503.
+func (s *Service) open(ctx context.Context) error {
+	var err error
+	if s.streams, err = s.js.KeyValue(ctx, proto.BucketStreams); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if s.secrets, err = s.js.KeyValue(ctx, proto.BucketSecrets); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if s.state, err = s.js.KeyValue(ctx, proto.BucketState); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	go s.runTally(ctx)
 	return nil
 }
 

@@ -271,7 +271,7 @@ func (s *Service) getDeadLetter(w http.ResponseWriter, r *http.Request, partitio
 		return err
 	}
 	raw, err := dlq.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, ""))) {
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !isDeadLetterOf(raw.Subject, partition)) {
 		return web.NotFound("dead letter " + id)
 	}
 	if err != nil {
@@ -410,7 +410,7 @@ func (s *Service) readDeadLetter(ctx context.Context, dlq jetstream.Stream, part
 		return dlqEntry{}, web.BadRequest(field, "%q is not a dead-letter id", clip(id))
 	}
 	raw, err := dlq.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && (!strings.HasPrefix(raw.Subject, proto.DLQSubject(partition, "")) || proto.IsRejectedSubject(raw.Subject))) {
+	if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && !isDeadLetterOf(raw.Subject, partition)) {
 		return dlqEntry{}, &web.Error{Status: http.StatusNotFound, Code: "not_found", Field: field, Message: "dead letter " + id + " not found"}
 	}
 	if err != nil {
@@ -421,6 +421,12 @@ func (s *Service) readDeadLetter(ctx context.Context, dlq jetstream.Stream, part
 		return dlqEntry{}, fmt.Errorf("decode dead letter %d: %w", seq, err)
 	}
 	return e, nil
+}
+
+// isDeadLetterOf reports whether a DLQ subject holds a dead letter of partition: not another
+// partition's, and not a rejected input, which DLQ keeps too.
+func isDeadLetterOf(subject, partition string) bool {
+	return strings.HasPrefix(subject, proto.DLQSubject(partition, "")) && !proto.IsRejectedSubject(subject)
 }
 
 // resendable reports whether a dead letter of stream id can be resent: false (and no error)

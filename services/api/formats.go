@@ -84,7 +84,19 @@ var ceReserved = []string{"specversion", "id", "source", "type", "datacontenttyp
 
 // applyFormats validates the format, signature and auth options of a create or PATCH body, writes
 // them onto def, and checks that the resulting stream is consistent.
-func (b *streamBody) applyFormats(def *stream.Stream, create bool, opts urlPolicy) *web.Error {
+func (b *streamBody) applyFormats(def *stream.Stream, opts urlPolicy) *web.Error {
+	if werr := b.applyPayload(def); werr != nil {
+		return werr
+	}
+	if werr := b.applyExtras(def, opts); werr != nil {
+		return werr
+	}
+	return checkConsistent(def)
+}
+
+// applyPayload validates and applies the format, the signature scheme and its secret, the
+// content type and the body template.
+func (b *streamBody) applyPayload(def *stream.Stream) *web.Error {
 	if b.Format != nil {
 		if !slices.Contains(formats, *b.Format) {
 			return web.BadRequest("format", "unknown format %q (supported: %s)", clip(*b.Format), strings.Join(formats, ", "))
@@ -109,9 +121,13 @@ func (b *streamBody) applyFormats(def *stream.Stream, create bool, opts urlPolic
 		}
 		def.ContentType = ct
 	}
-	if b.BodyTemplate != nil {
-		def.BodyTemplate = *b.BodyTemplate
-	}
+	set(&def.BodyTemplate, b.BodyTemplate)
+	return nil
+}
+
+// applyExtras validates and applies the CloudEvents extensions, grouping, batching, point
+// metadata and outbound auth.
+func (b *streamBody) applyExtras(def *stream.Stream, opts urlPolicy) *web.Error {
 	if b.Extensions != nil {
 		ext, err := checkExtensions(*b.Extensions)
 		if err != nil {
@@ -119,29 +135,13 @@ func (b *streamBody) applyFormats(def *stream.Stream, create bool, opts urlPolic
 		}
 		def.Extensions = ext
 	}
-	if b.Grouped != nil {
-		def.Grouped = *b.Grouped
-	}
+	set(&def.Grouped, b.Grouped)
 	if b.Batch != nil {
-		bt := *b.Batch
-		switch {
-		case bt.MaxEvents < 0 || bt.MaxEvents > maxBatchEvents:
-			return web.BadRequest("batch.maxEvents", "must be 1 to %d", maxBatchEvents)
-		case bt.MaxWaitMs < 0 || bt.MaxWaitMs > maxBatchWaitMs:
-			return web.BadRequest("batch.maxWaitMs", "must be 0 to %d", maxBatchWaitMs)
-		case bt.MaxBytes != 0 && (bt.MaxBytes < minBatchBytes || bt.MaxBytes > maxBatchBytes):
-			return web.BadRequest("batch.maxBytes", "must be %d to %d", minBatchBytes, maxBatchBytes)
+		bt, err := checkBatch(*b.Batch)
+		if err != nil {
+			return err
 		}
-		if bt.MaxEvents == 0 {
-			bt.MaxEvents = 100
-		}
-		if bt.MaxWaitMs == 0 {
-			bt.MaxWaitMs = defaultBatchWait
-		}
-		if bt.MaxBytes == 0 {
-			bt.MaxBytes = 256 << 10
-		}
-		def.Batch = &bt
+		def.Batch = bt
 	}
 	if b.PointMeta != nil {
 		pm, err := checkPointMeta(*b.PointMeta)
@@ -151,11 +151,31 @@ func (b *streamBody) applyFormats(def *stream.Stream, create bool, opts urlPolic
 		def.PointMeta = pm
 	}
 	if b.Auth != nil {
-		if err := applyAuth(def, b.Auth, opts); err != nil {
-			return err
-		}
+		return applyAuth(def, b.Auth, opts)
 	}
-	return checkConsistent(def)
+	return nil
+}
+
+// checkBatch validates a batch option and fills in the defaults of what it leaves out.
+func checkBatch(bt proto.Batch) (*proto.Batch, *web.Error) {
+	switch {
+	case bt.MaxEvents < 0 || bt.MaxEvents > maxBatchEvents:
+		return nil, web.BadRequest("batch.maxEvents", "must be 1 to %d", maxBatchEvents)
+	case bt.MaxWaitMs < 0 || bt.MaxWaitMs > maxBatchWaitMs:
+		return nil, web.BadRequest("batch.maxWaitMs", "must be 0 to %d", maxBatchWaitMs)
+	case bt.MaxBytes != 0 && (bt.MaxBytes < minBatchBytes || bt.MaxBytes > maxBatchBytes):
+		return nil, web.BadRequest("batch.maxBytes", "must be %d to %d", minBatchBytes, maxBatchBytes)
+	}
+	if bt.MaxEvents == 0 {
+		bt.MaxEvents = 100
+	}
+	if bt.MaxWaitMs == 0 {
+		bt.MaxWaitMs = defaultBatchWait
+	}
+	if bt.MaxBytes == 0 {
+		bt.MaxBytes = 256 << 10
+	}
+	return &bt, nil
 }
 
 // checkConsistent checks the options that depend on each other, on the stream as it would be.
@@ -301,6 +321,8 @@ var reservedHeaders = []string{"content-type", "content-length", "host", "user-a
 
 var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 
+// applyAuth validates the auth option and writes its non-secret parts onto def (the secrets go
+// to the secrets bucket: writeSecrets).
 func applyAuth(def *stream.Stream, a *authBody, opts urlPolicy) *web.Error {
 	def.AuthUsername, def.AuthHeaderName, def.OAuth2TokenURL, def.OAuth2ClientID, def.OAuth2Scopes = "", "", "", "", nil
 	for _, s := range []string{a.Username, a.Password, a.Name, a.Value, a.TokenURL, a.ClientID, a.ClientSecret} {
@@ -311,45 +333,61 @@ func applyAuth(def *stream.Stream, a *authBody, opts urlPolicy) *web.Error {
 	switch a.Type {
 	case "", proto.AuthNone:
 		def.AuthType = proto.AuthNone
+		return nil
 	case proto.AuthBasic:
-		if a.Username == "" || strings.Contains(a.Username, ":") {
-			return web.BadRequest("auth.username", "is required and cannot contain ':'")
-		}
-		if a.Password == "" {
-			return web.BadRequest("auth.password", "is required")
-		}
-		def.AuthType, def.AuthUsername = proto.AuthBasic, a.Username
+		return basicAuth(def, a)
 	case proto.AuthHeader:
-		if !headerName.MatchString(a.Name) || slices.Contains(reservedHeaders, strings.ToLower(a.Name)) || strings.HasPrefix(strings.ToLower(a.Name), "ce-") {
-			return web.BadRequest("auth.name", "must be an HTTP header name that hookstream does not set itself")
-		}
-		if a.Value == "" {
-			return web.BadRequest("auth.value", "is required")
-		}
-		def.AuthType, def.AuthHeaderName = proto.AuthHeader, http.CanonicalHeaderKey(a.Name)
+		return headerAuth(def, a)
 	case proto.AuthOAuth2:
-		if a.TokenURL == "" {
-			return web.BadRequest("auth.tokenUrl", "is required")
-		}
-		if err := opts.check(a.TokenURL); err != nil {
-			err.Field = "auth.tokenUrl"
-			return err
-		}
-		if a.ClientID == "" || a.ClientSecret == "" {
-			return web.BadRequest("auth.clientId", "clientId and clientSecret are required")
-		}
-		if len(a.Scopes) > maxScopes {
-			return web.BadRequest("auth.scopes", "at most %d scopes", maxScopes)
-		}
-		for _, sc := range a.Scopes {
-			if sc == "" || strings.ContainsAny(sc, " \t\r\n") || len(sc) > maxMetaString {
-				return web.BadRequest("auth.scopes", "a scope is a non-empty word")
-			}
-		}
-		def.AuthType, def.OAuth2TokenURL, def.OAuth2ClientID, def.OAuth2Scopes = proto.AuthOAuth2, a.TokenURL, a.ClientID, slices.Clone(a.Scopes)
+		return oauth2Auth(def, a, opts)
 	default:
 		return web.BadRequest("auth.type", "must be none, basic, header or oauth2")
 	}
+}
+
+func basicAuth(def *stream.Stream, a *authBody) *web.Error {
+	if a.Username == "" || strings.Contains(a.Username, ":") {
+		return web.BadRequest("auth.username", "is required and cannot contain ':'")
+	}
+	if a.Password == "" {
+		return web.BadRequest("auth.password", "is required")
+	}
+	def.AuthType, def.AuthUsername = proto.AuthBasic, a.Username
+	return nil
+}
+
+func headerAuth(def *stream.Stream, a *authBody) *web.Error {
+	name := strings.ToLower(a.Name)
+	if !headerName.MatchString(a.Name) || slices.Contains(reservedHeaders, name) || strings.HasPrefix(name, "ce-") {
+		return web.BadRequest("auth.name", "must be an HTTP header name that hookstream does not set itself")
+	}
+	if a.Value == "" {
+		return web.BadRequest("auth.value", "is required")
+	}
+	def.AuthType, def.AuthHeaderName = proto.AuthHeader, http.CanonicalHeaderKey(a.Name)
+	return nil
+}
+
+func oauth2Auth(def *stream.Stream, a *authBody, opts urlPolicy) *web.Error {
+	if a.TokenURL == "" {
+		return web.BadRequest("auth.tokenUrl", "is required")
+	}
+	if err := opts.check(a.TokenURL); err != nil {
+		err.Field = "auth.tokenUrl"
+		return err
+	}
+	if a.ClientID == "" || a.ClientSecret == "" {
+		return web.BadRequest("auth.clientId", "clientId and clientSecret are required")
+	}
+	if len(a.Scopes) > maxScopes {
+		return web.BadRequest("auth.scopes", "at most %d scopes", maxScopes)
+	}
+	for _, sc := range a.Scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\r\n") || len(sc) > maxMetaString {
+			return web.BadRequest("auth.scopes", "a scope is a non-empty word")
+		}
+	}
+	def.AuthType, def.OAuth2TokenURL, def.OAuth2ClientID, def.OAuth2Scopes = proto.AuthOAuth2, a.TokenURL, a.ClientID, slices.Clone(a.Scopes)
 	return nil
 }
 

@@ -7,6 +7,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	hookstream/pkg v0.0.0
 	hookstream/proto v0.0.0
+	hookstream/testkit v0.0.0
 )
 
 require (
@@ -66,4 +67,5 @@ require (
 replace (
 	hookstream/pkg => ../../pkg
 	hookstream/proto => ../../proto
+	hookstream/testkit => ../../testkit
 )

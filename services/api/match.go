@@ -26,6 +26,37 @@ const (
 // deadband and changeOnly. It runs last in streamBody.apply, on a def that already holds the
 // other fields, so it can check the stream as a whole.
 func (b *streamBody) applyMatch(def *stream.Stream, create bool) *web.Error {
+	if werr := b.applyEventKeys(def); werr != nil {
+		return werr
+	}
+	if b.Filter != nil {
+		if werr := checkFilter(*b.Filter); werr != nil {
+			return werr
+		}
+		def.Filter = *b.Filter
+	}
+	if b.Deadband != nil {
+		d := *b.Deadband
+		if math.IsNaN(d) || d < 0 || d > maxDeadband {
+			return web.BadRequest("deadband", "must be a number from 0 to %g", maxDeadband)
+		}
+		def.Deadband = &d
+	}
+	set(&def.ChangeOnly, b.ChangeOnly)
+	if def.Type == proto.TypeEventStream {
+		if len(def.EventTypes) == 0 && def.Filter == "" {
+			return web.BadRequest("eventTypes", "an event-stream needs eventTypes or a filter")
+		}
+		if create && b.Format == nil {
+			def.Format = proto.FormatEnvelope
+		}
+	}
+	return nil
+}
+
+// applyEventKeys validates and applies the options only event-streams have: eventTypes and
+// properties.
+func (b *streamBody) applyEventKeys(def *stream.Stream) *web.Error {
 	eventOnly := func(field string) *web.Error {
 		return web.BadRequest(field, "applies only to event-streams (?type=event-stream)")
 	}
@@ -49,35 +80,20 @@ func (b *streamBody) applyMatch(def *stream.Stream, create bool) *web.Error {
 		}
 		def.Properties = props
 	}
-	if b.Filter != nil {
-		if *b.Filter != "" {
-			if _, err := match.CompileFilter(*b.Filter); err != nil {
-				msg := err.Error()
-				if errors.Is(err, match.ErrInvalidFilter) {
-					msg = strings.TrimPrefix(msg, match.ErrInvalidFilter.Error()+": ")
-				}
-				return web.BadRequest("filter", "%s", msg)
-			}
-		}
-		def.Filter = *b.Filter
+	return nil
+}
+
+// checkFilter compiles a filter ("" is none), answering a 400 with the compiler's message.
+func checkFilter(filter string) *web.Error {
+	if filter == "" {
+		return nil
 	}
-	if b.Deadband != nil {
-		d := *b.Deadband
-		if math.IsNaN(d) || d < 0 || d > maxDeadband {
-			return web.BadRequest("deadband", "must be a number from 0 to %g", maxDeadband)
+	if _, err := match.CompileFilter(filter); err != nil {
+		msg := err.Error()
+		if errors.Is(err, match.ErrInvalidFilter) {
+			msg = strings.TrimPrefix(msg, match.ErrInvalidFilter.Error()+": ")
 		}
-		def.Deadband = &d
-	}
-	if b.ChangeOnly != nil {
-		def.ChangeOnly = *b.ChangeOnly
-	}
-	if def.Type == proto.TypeEventStream {
-		if len(def.EventTypes) == 0 && def.Filter == "" {
-			return web.BadRequest("eventTypes", "an event-stream needs eventTypes or a filter")
-		}
-		if create && b.Format == nil {
-			def.Format = proto.FormatEnvelope
-		}
+		return web.BadRequest("filter", "%s", msg)
 	}
 	return nil
 }

@@ -85,8 +85,9 @@ func (s *Service) replayStream(w http.ResponseWriter, r *http.Request, partition
 	return nil
 }
 
+// replay queues a job for every event EVENTS holds from since on that stream matches, at most
+// maxReplayEvents of them, and returns once JetStream has stored (or de-duplicated) every job.
 func (s *Service) replay(ctx context.Context, stream *match.Stream, since time.Time) (*replayResult, error) {
-	def := stream.Def
 	events, err := s.js.Stream(ctx, proto.StreamEvents)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
@@ -97,75 +98,107 @@ func (s *Service) replay(ctx context.Context, stream *match.Stream, since time.T
 	if err != nil {
 		return nil, fmt.Errorf("replay consumer: %w", err)
 	}
-	res := &replayResult{}
-	var futures []jetstream.PubAckFuture
-	wait := func() error {
-		for _, f := range futures {
-			select {
-			case ack := <-f.Ok():
-				if ack.Duplicate {
-					res.Duplicates++
-				} else {
-					res.Queued++
-				}
-			case err := <-f.Err():
-				return fmt.Errorf("replay publish: %w", err)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		futures = futures[:0]
-		return nil
-	}
-	for !res.Truncated {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+	run := &replayRun{js: s.js, stream: stream}
+	for !run.res.Truncated {
+		done, err := run.fetch(ctx, cons)
 		if err != nil {
-			return nil, fmt.Errorf("replay fetch: %w", err)
-		}
-		n := 0
-		pending := uint64(1)
-		for msg := range batch.Messages() {
-			n++
-			res.Scanned++
-			if meta, err := msg.Metadata(); err == nil {
-				pending = meta.NumPending
-				res.Until = meta.Timestamp.UTC().Format(time.RFC3339Nano)
-			}
-			var ev proto.Event
-			if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
-				continue
-			}
-			if out, ok := stream.Match(match.NewInput(&ev)); ok {
-				job := proto.Job{V: proto.Version, ID: match.DeliveryID(ev.ID, def.ID), Partition: def.Partition,
-					StreamID: def.ID, Events: []proto.Event{*out}}
-				data, err := proto.Marshal(&job)
-				if err != nil {
-					return nil, err
-				}
-				f, err := s.js.PublishMsgAsync(bus.NewMsg(proto.JobSubject(def.Partition, def.ID), job.ID, data))
-				if err != nil {
-					return nil, fmt.Errorf("replay publish: %w", err)
-				}
-				futures = append(futures, f)
-				res.Matched++
-			}
-			if res.Scanned >= maxReplayEvents {
-				res.Truncated = pending > 0
-				break
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("replay fetch: %w", err)
-		}
-		if err := wait(); err != nil {
 			return nil, err
 		}
-		// Stop at the end of what EVENTS held: an empty fetch, or the last message read.
-		if n == 0 || pending == 0 {
+		if done {
 			break
 		}
 	}
-	return res, nil
+	return &run.res, nil
+}
+
+// replayRun is one replay in progress: what it counted and the jobs awaiting their PubAck.
+type replayRun struct {
+	js      jetstream.JetStream
+	stream  *match.Stream
+	res     replayResult
+	futures []jetstream.PubAckFuture
+}
+
+// fetch replays one batch of events and waits for its jobs to be stored. done reports the end
+// of what EVENTS held: an empty fetch, or the last message read.
+func (r *replayRun) fetch(ctx context.Context, cons jetstream.Consumer) (done bool, err error) {
+	batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return false, fmt.Errorf("replay fetch: %w", err)
+	}
+	n := 0
+	pending := uint64(1)
+	for msg := range batch.Messages() {
+		n++
+		r.res.Scanned++
+		if meta, err := msg.Metadata(); err == nil {
+			pending = meta.NumPending
+			r.res.Until = meta.Timestamp.UTC().Format(time.RFC3339Nano)
+		}
+		if err := r.event(msg.Data()); err != nil {
+			return false, err
+		}
+		if r.res.Scanned >= maxReplayEvents {
+			r.res.Truncated = pending > 0
+			break
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return false, fmt.Errorf("replay fetch: %w", err)
+	}
+	if err := r.wait(ctx); err != nil {
+		return false, err
+	}
+	return n == 0 || pending == 0, nil
+}
+
+// event publishes the job of one stored event when the stream matches it, with the delivery id
+// the matcher gives the same (event, stream) pair. An event this version cannot read is passed
+// over.
+func (r *replayRun) event(data []byte) error {
+	var ev proto.Event
+	if err := proto.Unmarshal(data, &ev); err != nil {
+		return nil
+	}
+	out, ok := r.stream.Match(match.NewInput(&ev))
+	if !ok {
+		return nil
+	}
+	def := r.stream.Def
+	job := proto.Job{V: proto.Version, ID: match.DeliveryID(ev.ID, def.ID), Partition: def.Partition,
+		StreamID: def.ID, Events: []proto.Event{*out}}
+	data, err := proto.Marshal(&job)
+	if err != nil {
+		return err
+	}
+	f, err := r.js.PublishMsgAsync(bus.NewMsg(proto.JobSubject(def.Partition, def.ID), job.ID, data))
+	if err != nil {
+		return fmt.Errorf("replay publish: %w", err)
+	}
+	r.futures = append(r.futures, f)
+	r.res.Matched++
+	return nil
+}
+
+// wait waits for the PubAck of every job published since the last wait, counting each as
+// queued or as a duplicate JetStream dropped.
+func (r *replayRun) wait(ctx context.Context) error {
+	for _, f := range r.futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				r.res.Duplicates++
+			} else {
+				r.res.Queued++
+			}
+		case err := <-f.Err():
+			return fmt.Errorf("replay publish: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.futures = r.futures[:0]
+	return nil
 }
 
 // duplicatesMessage explains a replay's duplicates, naming JOBS's de-duplication window.

@@ -138,14 +138,9 @@ type rotateBody struct {
 // from now on; the current one keeps signing too until the overlap (default 24 h) ends. The
 // answer is the stream with the new secret, shown this once (or the new public key).
 func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, partition string) error {
-	var body rotateBody
-	if r.ContentLength != 0 {
-		if err := web.DecodeJSON(w, r, &body); err != nil {
-			var we *web.Error
-			if !errors.As(err, &we) || we.Message != "request body is empty" {
-				return err
-			}
-		}
+	body, err := readRotateBody(w, r)
+	if err != nil {
+		return err
 	}
 	ctx := r.Context()
 	id := r.PathValue("id")
@@ -153,12 +148,9 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, partition
 	if err != nil {
 		return err
 	}
-	overlap := DefaultOverlap
-	if body.OverlapSeconds != nil {
-		if *body.OverlapSeconds < 0 || time.Duration(*body.OverlapSeconds)*time.Second > maxOverlap {
-			return web.BadRequest("overlapSeconds", "must be 0 to %d", int(maxOverlap/time.Second))
-		}
-		overlap = time.Duration(*body.OverlapSeconds) * time.Second
+	overlap, werr := body.overlap()
+	if werr != nil {
+		return werr
 	}
 	if body.WebhookSecret != nil {
 		if werr := checkSecret(probe.Signature, *body.WebhookSecret); werr != nil {
@@ -173,34 +165,68 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, partition
 	if err := s.storeSecret(ctx, proto.SecretKey(partition, id, gen), &proto.Secret{Current: material}); err != nil {
 		return err
 	}
-	var dropGen = -1
+	var drop []int
 	def, err := s.update(ctx, partition, id, func(d *stream.Stream) error {
-		dropGen = -1
-		if d.HasSecret {
-			if !d.PrevSecretUntil.IsZero() && d.PrevSecretGen != d.SecretGen {
-				dropGen = d.PrevSecretGen
-			}
-			d.PrevSecretGen, d.PrevPublicKey = d.SecretGen, d.PublicKey
-			d.PrevSecretUntil = time.Now().Add(overlap)
-			if overlap == 0 {
-				d.PrevSecretUntil = time.Time{}
-				dropGen = d.SecretGen
-			}
-		}
-		d.SecretGen, d.PublicKey, d.HasSecret = gen, pub, true
+		drop = rotate(d, gen, pub, overlap, time.Now())
 		return nil
 	})
+	bg := context.WithoutCancel(ctx)
 	if err != nil {
-		_ = s.secrets.Purge(context.WithoutCancel(ctx), proto.SecretKey(partition, id, gen))
+		_ = s.secrets.Purge(bg, proto.SecretKey(partition, id, gen))
 		return err
 	}
-	if dropGen >= 0 {
-		// The generation before the previous one no longer signs.
-		_ = s.secrets.Purge(context.WithoutCancel(ctx), proto.SecretKey(partition, id, dropGen))
+	for _, g := range drop {
+		_ = s.secrets.Purge(bg, proto.SecretKey(partition, id, g))
 	}
 	s.log.Info("stream secret rotated", "partition", partition, "stream_id", id, "overlap", overlap.String())
 	res := resource(def, s.targetState(r.Context(), def))
 	res.Attributes.WebhookSecret = shown
 	web.WriteJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// readRotateBody reads the optional body of a rotation: none, or an empty one, asks for the
+// defaults.
+func readRotateBody(w http.ResponseWriter, r *http.Request) (rotateBody, error) {
+	var body rotateBody
+	if r.ContentLength == 0 {
+		return body, nil
+	}
+	if err := web.DecodeJSON(w, r, &body); err != nil {
+		var we *web.Error
+		if !errors.As(err, &we) || we.Message != "request body is empty" {
+			return body, err
+		}
+	}
+	return body, nil
+}
+
+// overlap is how long the current secret keeps signing after the rotation.
+func (b rotateBody) overlap() (time.Duration, *web.Error) {
+	if b.OverlapSeconds == nil {
+		return DefaultOverlap, nil
+	}
+	if *b.OverlapSeconds < 0 || time.Duration(*b.OverlapSeconds)*time.Second > maxOverlap {
+		return 0, web.BadRequest("overlapSeconds", "must be 0 to %d", int(maxOverlap/time.Second))
+	}
+	return time.Duration(*b.OverlapSeconds) * time.Second, nil
+}
+
+// rotate points d at secret generation gen (public key pub, for Ed25519) from now on, keeping
+// its current generation as the previous one until now+overlap, and returns the generations
+// that no longer sign: the one before the previous, and with no overlap the current one.
+func rotate(d *stream.Stream, gen int, pub string, overlap time.Duration, now time.Time) (drop []int) {
+	if d.HasSecret {
+		if !d.PrevSecretUntil.IsZero() && d.PrevSecretGen != d.SecretGen {
+			drop = append(drop, d.PrevSecretGen)
+		}
+		d.PrevSecretGen, d.PrevPublicKey = d.SecretGen, d.PublicKey
+		d.PrevSecretUntil = now.Add(overlap)
+		if overlap == 0 {
+			d.PrevSecretUntil = time.Time{}
+			drop = append(drop, d.SecretGen)
+		}
+	}
+	d.SecretGen, d.PublicKey, d.HasSecret = gen, pub, true
+	return drop
 }

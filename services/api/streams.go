@@ -55,8 +55,32 @@ type streamBody struct {
 	ChangeOnly *bool                `json:"changeOnly"`
 }
 
-// apply validates the body and writes it onto def. create demands the required fields.
+// apply validates the body and writes it onto def. create demands the required fields. The
+// options are checked in a fixed order, so that a body with several faults is always refused
+// naming the same one; def may be partly written when apply refuses.
 func (b *streamBody) apply(def *stream.Stream, create bool, opts urlPolicy) *web.Error {
+	if werr := b.applyTarget(def, create, opts); werr != nil {
+		return werr
+	}
+	if werr := b.applyDelivery(def); werr != nil {
+		return werr
+	}
+	if b.Status != nil {
+		if st := stream.Status(*b.Status); !st.Settable() {
+			return web.BadRequest("status", "must be %q, %q (hold deliveries until active again) or %q (send and keep nothing)",
+				stream.Active, stream.Paused, stream.Disabled)
+		}
+		def.Status = stream.Status(*b.Status)
+	}
+	if werr := b.applyMatch(def, create); werr != nil { // event types, properties, filter, dead-band: match.go
+		return werr
+	}
+	return b.applyFormats(def, opts) // format, signature, secret, auth, batch: formats.go
+}
+
+// applyTarget validates and applies where a stream sends and what it names: webhookUrl,
+// pointIds, name and method.
+func (b *streamBody) applyTarget(def *stream.Stream, create bool, opts urlPolicy) *web.Error {
 	if b.WebhookURL == nil && create {
 		return web.BadRequest("webhookUrl", "is required")
 	}
@@ -89,53 +113,45 @@ func (b *streamBody) apply(def *stream.Stream, create bool, opts urlPolicy) *web
 		}
 		def.Method = m
 	}
-	if b.MaxRetry != nil {
-		if *b.MaxRetry < 0 || *b.MaxRetry > retry.MaxRetries {
-			return web.BadRequest("maxRetry", "must be 0 to %d", retry.MaxRetries)
-		}
-		def.MaxRetry = *b.MaxRetry
+	return nil
+}
+
+// applyDelivery validates and applies how a stream is delivered: retries, the failure limit,
+// concurrency, rate, timeout, order and trace propagation. It writes def only when every one
+// is valid.
+func (b *streamBody) applyDelivery(def *stream.Stream) *web.Error {
+	switch {
+	case outside(b.MaxRetry, 0, retry.MaxRetries):
+		return web.BadRequest("maxRetry", "must be 0 to %d", retry.MaxRetries)
+	case outside(b.FailureLimit, 0, maxFailureLimit):
+		return web.BadRequest("failureLimit", "must be 1 to %d consecutive failed attempts, or 0 for none", maxFailureLimit)
+	case outside(b.MaxInFlight, 1, maxInFlightCap):
+		return web.BadRequest("maxInFlight", "must be 1 to %d", maxInFlightCap)
+	case outside(b.MaxRate, 0, maxRateCap):
+		return web.BadRequest("maxRate", "must be 0 (no limit) to %d deliveries per second", maxRateCap)
+	case outside(b.TimeoutMs, minTimeoutMs, maxTimeoutMs):
+		return web.BadRequest("timeoutMs", "must be %d to %d", minTimeoutMs, maxTimeoutMs)
 	}
-	if b.FailureLimit != nil {
-		if *b.FailureLimit < 0 || *b.FailureLimit > maxFailureLimit {
-			return web.BadRequest("failureLimit", "must be 1 to %d consecutive failed attempts, or 0 for none", maxFailureLimit)
-		}
-		def.FailureLimit = *b.FailureLimit
-	}
-	if b.MaxInFlight != nil {
-		if *b.MaxInFlight < 1 || *b.MaxInFlight > maxInFlightCap {
-			return web.BadRequest("maxInFlight", "must be 1 to %d", maxInFlightCap)
-		}
-		def.MaxInFlight = *b.MaxInFlight
-	}
-	if b.MaxRate != nil {
-		if *b.MaxRate < 0 || *b.MaxRate > maxRateCap {
-			return web.BadRequest("maxRate", "must be 0 (no limit) to %d deliveries per second", maxRateCap)
-		}
-		def.MaxRate = *b.MaxRate
-	}
+	set(&def.MaxRetry, b.MaxRetry)
+	set(&def.FailureLimit, b.FailureLimit)
+	set(&def.MaxInFlight, b.MaxInFlight)
+	set(&def.MaxRate, b.MaxRate)
+	set(&def.Ordered, b.Ordered)
+	set(&def.PropagateTrace, b.PropagateTrace)
 	if b.TimeoutMs != nil {
-		if *b.TimeoutMs < minTimeoutMs || *b.TimeoutMs > maxTimeoutMs {
-			return web.BadRequest("timeoutMs", "must be %d to %d", minTimeoutMs, maxTimeoutMs)
-		}
 		def.Timeout = time.Duration(*b.TimeoutMs) * time.Millisecond
 	}
-	if b.Ordered != nil {
-		def.Ordered = *b.Ordered
+	return nil
+}
+
+// outside reports whether an option was given (v is not nil) with a value outside lo to hi.
+func outside[T int | float64](v *T, lo, hi T) bool { return v != nil && (*v < lo || *v > hi) }
+
+// set writes an option onto its field when it was given (v is not nil).
+func set[T any](field *T, v *T) {
+	if v != nil {
+		*field = *v
 	}
-	if b.PropagateTrace != nil {
-		def.PropagateTrace = *b.PropagateTrace
-	}
-	if b.Status != nil {
-		if st := stream.Status(*b.Status); !st.Settable() {
-			return web.BadRequest("status", "must be %q, %q (hold deliveries until active again) or %q (send and keep nothing)",
-				stream.Active, stream.Paused, stream.Disabled)
-		}
-		def.Status = stream.Status(*b.Status)
-	}
-	if werr := b.applyMatch(def, create); werr != nil { // event types, properties, filter, dead-band: match.go
-		return werr
-	}
-	return b.applyFormats(def, create, opts) // format, signature, secret, auth, batch: formats.go
 }
 
 // checkPointIDs validates a list of point ids: non-empty unless allowEmpty, valid tokens, no

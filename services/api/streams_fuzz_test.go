@@ -30,26 +30,39 @@ func FuzzStreamCreate(f *testing.F) {
 			}
 			return
 		}
-		u, err := url.Parse(def.WebhookURL)
-		if err != nil || u.Scheme != "https" || u.User != nil || u.Hostname() == "" {
-			t.Fatalf("accepted webhookUrl %q", def.WebhookURL)
-		}
-		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()) {
-			t.Fatalf("accepted internal address %q", def.WebhookURL)
-		}
-		if len(def.PointIDs) == 0 || len(def.PointIDs) > MaxPointIDs {
-			t.Fatalf("accepted %d point ids", len(def.PointIDs))
-		}
-		seen := map[string]bool{}
-		for _, id := range def.PointIDs {
-			if !proto.ValidToken(id) || seen[id] {
-				t.Fatalf("accepted point id %q", id)
-			}
-			seen[id] = true
-		}
-		if def.MaxInFlight < 1 || def.MaxInFlight > maxInFlightCap || def.Timeout < minTimeoutMs*time.Millisecond || def.Timeout > maxTimeoutMs*time.Millisecond ||
-			def.MaxRetry < 0 || def.FailureLimit < 1 {
-			t.Fatalf("accepted out-of-range options %+v", def)
-		}
+		checkAccepted(t, def)
 	})
+}
+
+// checkAccepted fails the test unless an accepted definition holds only what the API promises.
+func checkAccepted(t *testing.T, def *stream.Stream) {
+	t.Helper()
+	checkAcceptedURL(t, def.WebhookURL)
+	if len(def.PointIDs) == 0 || len(def.PointIDs) > MaxPointIDs {
+		t.Fatalf("accepted %d point ids", len(def.PointIDs))
+	}
+	seen := map[string]bool{}
+	for _, id := range def.PointIDs {
+		if !proto.ValidToken(id) || seen[id] {
+			t.Fatalf("accepted point id %q", id)
+		}
+		seen[id] = true
+	}
+	// failureLimit 0 is "none" (README), so only a negative one is out of range.
+	if def.MaxInFlight < 1 || def.MaxInFlight > maxInFlightCap || def.Timeout < minTimeoutMs*time.Millisecond || def.Timeout > maxTimeoutMs*time.Millisecond ||
+		def.MaxRetry < 0 || def.FailureLimit < 0 {
+		t.Fatalf("accepted out-of-range options %+v", def)
+	}
+}
+
+// checkAcceptedURL fails the test unless an accepted webhook URL is https on a public host.
+func checkAcceptedURL(t *testing.T, raw string) {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.User != nil || u.Hostname() == "" {
+		t.Fatalf("accepted webhookUrl %q", raw)
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()) {
+		t.Fatalf("accepted internal address %q", raw)
+	}
 }

@@ -11,6 +11,7 @@ require (
 	golang.org/x/time v0.16.0
 	hookstream/pkg v0.0.0
 	hookstream/proto v0.0.0
+	hookstream/testkit v0.0.0
 )
 
 require (
@@ -60,4 +61,5 @@ require (
 replace (
 	hookstream/pkg => ../../pkg
 	hookstream/proto => ../../proto
+	hookstream/testkit => ../../testkit
 )

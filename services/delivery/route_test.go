@@ -18,6 +18,8 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
+	"hookstream/testkit"
+	"hookstream/testkit/bustest"
 )
 
 // fixture is a delivery service on a real embedded JetStream server.
@@ -32,20 +34,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect("", srv, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	conn := bustest.Start(t, bus.ServerConfig{}).Conn
 	ctx := context.Background()
-	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
-		t.Fatal(err)
-	}
 	kv, err := conn.JS.KeyValue(ctx, proto.BucketStreams)
 	if err != nil {
 		t.Fatal(err)
@@ -61,19 +51,7 @@ func (f *fixture) start() {
 		f.t.Fatal(err)
 	}
 	f.svc = svc
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	var once sync.Once
-	f.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				f.t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	f.t.Cleanup(f.stop)
+	f.stop = testkit.Go(f.t, svc.Run)
 }
 
 func (f *fixture) putStream(def stream.Stream) {
@@ -186,18 +164,11 @@ func (rc *receiver) got() []string {
 	return append([]string(nil), rc.bodies...)
 }
 
+// waitFor polls cond for up to 20 s, failing the test with what and cond's last error.
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testkit.Poll(20*time.Second, cond); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

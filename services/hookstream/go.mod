@@ -16,6 +16,7 @@ require (
 	hookstream/services/ingest v0.0.0
 	hookstream/services/matcher v0.0.0
 	hookstream/services/signer v0.0.0
+	hookstream/testkit v0.0.0
 )
 
 require (
@@ -80,4 +81,5 @@ replace (
 	hookstream/services/ingest => ../ingest
 	hookstream/services/matcher => ../matcher
 	hookstream/services/signer => ../signer
+	hookstream/testkit => ../../testkit
 )

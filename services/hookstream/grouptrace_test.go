@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"hookstream/proto"
+	"hookstream/testkit"
 )
 
 // TestGroupedJobsKeepTheirTraces lets 20 readings, each in a trace of its own, wait in EVENTS
@@ -199,18 +200,5 @@ func checkTraceShape(t *testing.T, id trace.TraceID, spans map[string][]sdktrace
 	}
 }
 
-// waitFor polls f every 20 ms until it returns nil, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not met after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitFor is testkit.CheckFor, under the name this package's tests call it by.
+var waitFor = testkit.CheckFor

@@ -15,6 +15,7 @@ import (
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
 	"hookstream/proto"
+	"hookstream/testkit/bustest"
 )
 
 // TestTokenNeedsKey: the token command refuses a data directory without a dev key, naming the
@@ -64,22 +65,8 @@ func TestTokenNeedsKey(t *testing.T) {
 // streams and buckets, and returns its URL and an admin connection.
 func startBus(t *testing.T) (string, *bus.Conn) {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	admin, err := bus.Connect(srv.ClientURL(), nil, "admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := bus.EnsureTopology(ctx, admin.JS, bus.Retention{}); err != nil {
-		t.Fatal(err)
-	}
-	return srv.ClientURL(), admin
+	b := bustest.Start(t, bus.ServerConfig{Listen: "127.0.0.1:0"})
+	return b.Server.ClientURL(), b.Conn
 }
 
 // TestPub: pub stores a JSON message and prints the acknowledgement; it refuses what is not

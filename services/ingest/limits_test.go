@@ -17,6 +17,7 @@ import (
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
 	"hookstream/proto"
+	"hookstream/testkit"
 )
 
 // rejectedCount reads hookstream_ingest_rejected for one source and reason.
@@ -66,7 +67,7 @@ func TestOversizeNATSReading(t *testing.T) {
 		t.Errorf("event %+v, want the small reading", evs[0].Event)
 	}
 	f.settled(t) // the oversize message is gone, not waiting for redelivery
-	checkFor(t, 5*time.Second, func() error {
+	testkit.CheckFor(t, 5*time.Second, func() error {
 		if got := rejectedCount(t, reader, "nats", reasonTooLarge) - before; got != 1 {
 			return fmt.Errorf("too_large rejections = %d, want 1", got)
 		}

@@ -18,22 +18,9 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/proto"
+	"hookstream/testkit"
+	"hookstream/testkit/bustest"
 )
-
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // logBuffer collects log output from the service's goroutines.
 type logBuffer struct {
@@ -66,21 +53,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect("", srv, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	conn := bustest.Start(t, bus.ServerConfig{}).Conn
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	f := &fixture{conn: conn, logs: &logBuffer{}, metrics: sdkmetric.NewManualReader()}
 	f.meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.metrics)).Meter("test")
 	if f.events, err = conn.JS.Stream(ctx, proto.StreamEvents); err != nil {
@@ -100,25 +76,7 @@ func (f *fixture) start(t *testing.T) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- svc.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-errc:
-				if err != nil {
-					t.Errorf("Run returned %v after cancel, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Error("Run did not return within 10s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testkit.Go(t, svc.Run)
 }
 
 // publish stores a raw ingest message and returns its INGEST sequence.
@@ -146,7 +104,7 @@ type event struct {
 func (f *fixture) waitEvents(t *testing.T, n int) []event {
 	t.Helper()
 	ctx := context.Background()
-	checkFor(t, 8*time.Second, func() error {
+	testkit.CheckFor(t, 8*time.Second, func() error {
 		info, err := f.events.Info(ctx)
 		if err != nil {
 			return err
@@ -182,7 +140,7 @@ func (f *fixture) waitEvents(t *testing.T, n int) []event {
 func (f *fixture) settled(t *testing.T) *jetstream.ConsumerInfo {
 	t.Helper()
 	var info *jetstream.ConsumerInfo
-	checkFor(t, 8*time.Second, func() error {
+	testkit.CheckFor(t, 8*time.Second, func() error {
 		c, err := f.ingest.Consumer(context.Background(), ConsumerName)
 		if err != nil {
 			return err
@@ -415,7 +373,7 @@ func (f *fixture) rejectedRecords(t *testing.T, n int) []rejectedRecord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 8*time.Second, func() error {
+	testkit.CheckFor(t, 8*time.Second, func() error {
 		info, err := dlq.Info(ctx)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
+	"hookstream/testkit"
 )
 
 // TestBatchSpanLinksItsEvents: the span of a batched delivery links to the trace of every event
@@ -44,7 +45,7 @@ func TestBatchSpanLinksItsEvents(t *testing.T) {
 		}
 	}
 	var batch sdktrace.ReadOnlySpan
-	checkFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, func() error {
 		for _, s := range rec.Ended() {
 			if s.Name() == "sign.batch" {
 				batch = s

@@ -12,6 +12,7 @@ require (
 	golang.org/x/oauth2 v0.37.0
 	hookstream/pkg v0.0.0
 	hookstream/proto v0.0.0
+	hookstream/testkit v0.0.0
 )
 
 require (
@@ -59,4 +60,5 @@ require (
 replace (
 	hookstream/pkg => ../../pkg
 	hookstream/proto => ../../proto
+	hookstream/testkit => ../../testkit
 )

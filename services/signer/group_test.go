@@ -14,6 +14,7 @@ import (
 	"hookstream/pkg/secretbox"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
+	"hookstream/testkit"
 )
 
 // TestJobGroup: a JobGroup holds jobs for three streams of a partition: one renders, one whose
@@ -60,7 +61,7 @@ func TestJobGroup(t *testing.T) {
 	}
 	e.startSigner(nil)
 
-	checkFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, func() error {
 		got := map[string]bool{}
 		for _, d := range e.outbox() {
 			got[d.ID] = true
@@ -74,7 +75,7 @@ func TestJobGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, func() error {
 		info, err := jobs.Info(context.Background(), jetstream.WithSubjectFilter(proto.SubjectJobsAll))
 		if err != nil {
 			return err

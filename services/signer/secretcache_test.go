@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hookstream/proto"
+	"hookstream/testkit"
 )
 
 // TestSecretCacheEvictsOnWrite: a signing secret is cached, and a new value written in place (a
@@ -33,7 +34,7 @@ func TestSecretCacheEvictsOnWrite(t *testing.T) {
 		t.Fatalf("first load: %v %v", sec, err)
 	}
 	e.putSecret(key, &proto.Secret{Current: []byte("new")})
-	checkFor(t, 2*time.Second, func() error {
+	testkit.CheckFor(t, 2*time.Second, func() error {
 		sec, err := s.loadSecret(ctx, key)
 		if err != nil {
 			return err

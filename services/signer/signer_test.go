@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,21 +18,9 @@ import (
 	"hookstream/pkg/signing"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
+	"hookstream/testkit"
+	"hookstream/testkit/bustest"
 )
-
-// checkFor polls f every 20 ms until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %s: %v", timeout, err)
-}
 
 type env struct {
 	t    *testing.T
@@ -45,20 +32,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect("", srv, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	conn := bustest.Start(t, bus.ServerConfig{}).Conn
 	ctx := context.Background()
-	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	e := &env{t: t, conn: conn}
 	if e.kv, err = conn.JS.KeyValue(ctx, proto.BucketStreams); err != nil {
 		t.Fatal(err)
@@ -103,28 +79,16 @@ func (e *env) startSigner(beforeAck func() bool) func() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	stop := testkit.Go(e.t, s.Run)
 	// Ready once the JOBS consumer exists and the sign endpoint answers.
-	checkFor(e.t, 10*time.Second, func() error {
-		if _, err := e.conn.JS.Consumer(ctx, proto.StreamJobs, ConsumerName); err != nil {
+	testkit.CheckFor(e.t, 10*time.Second, func() error {
+		if _, err := e.conn.JS.Consumer(context.Background(), proto.StreamJobs, ConsumerName); err != nil {
 			return err
 		}
 		data, _ := proto.Marshal(&proto.SignRequest{})
 		_, err := e.conn.NC.Request(proto.SubjectSign, data, time.Second)
 		return err
 	})
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				e.t.Errorf("signer Run: %v", err)
-			}
-		})
-	}
-	e.t.Cleanup(stop)
 	return stop
 }
 
@@ -208,7 +172,7 @@ func TestBatchSurvivesCrashBetweenStoreAndAck(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		e.publishJob(def, i)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, func() error {
 		if !crashed.Load() {
 			return fmt.Errorf("batch not stored yet")
 		}
@@ -225,14 +189,14 @@ func TestBatchSurvivesCrashBetweenStoreAndAck(t *testing.T) {
 	// its id and its events would be delivered twice.
 	e.startSigner(nil)
 	e.publishJob(def, 4)
-	checkFor(t, 20*time.Second, func() error {
+	testkit.CheckFor(t, 20*time.Second, func() error {
 		pending, ackPending := e.pendingJobs()
 		if pending != 0 || ackPending != 0 {
 			return fmt.Errorf("jobs pending %d, unacknowledged %d", pending, ackPending)
 		}
 		return nil
 	})
-	checkFor(t, 5*time.Second, func() error {
+	testkit.CheckFor(t, 5*time.Second, func() error {
 		if n := len(e.outbox()); n != 2 {
 			return fmt.Errorf("OUTBOX holds %d deliveries, want 2", n)
 		}
@@ -259,7 +223,7 @@ func TestBatchSurvivesCrashBetweenStoreAndAck(t *testing.T) {
 	}
 	// The journal is cleaned up.
 	kv, _ := e.conn.JS.KeyValue(context.Background(), BucketBatches)
-	checkFor(t, 5*time.Second, func() error {
+	testkit.CheckFor(t, 5*time.Second, func() error {
 		l, err := kv.ListKeys(context.Background())
 		if err != nil {
 			return err
@@ -285,7 +249,7 @@ func TestBatchLimits(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		e.publishJob(def, i)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, func() error {
 		out := e.outbox()
 		if len(out) != 2 {
 			return fmt.Errorf("%d deliveries", len(out))
@@ -380,7 +344,7 @@ func TestSignRotationAndAuth(t *testing.T) {
 	def.AuthType, def.AuthHeaderName = proto.AuthHeader, "X-Api-Key"
 	e.putSecret(proto.AuthSecretKey("p1", "s4"), &proto.Secret{HeaderValue: "k3y"})
 	e.putDef(def)
-	checkFor(t, 5*time.Second, func() error {
+	testkit.CheckFor(t, 5*time.Second, func() error {
 		rep := signRPC(t, e, req)
 		if rep.Headers["webhook-signature"] != want1 || rep.Headers["X-Api-Key"] != "k3y" || strings.Contains(fmt.Sprint(rep.Headers), "Basic") {
 			return fmt.Errorf("headers %v", rep.Headers)

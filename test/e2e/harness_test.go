@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/proto"
+	"hookstream/testkit"
 )
 
 var binPath string
@@ -50,19 +51,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// checkFor polls f every 20 ms until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %s: %v", timeout, err)
-}
+// checkFor is testkit.CheckFor: it polls f every 20 ms until it returns nil, failing the test
+// with f's last error after timeout.
+var checkFor = testkit.CheckFor
 
 // freeAddr returns a loopback address whose port is free now. It picks ports below Linux's
 // ephemeral range (32768–60999 by default), where a port the kernel hands out (":0") lies:
