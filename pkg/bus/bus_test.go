@@ -169,7 +169,7 @@ func TestEnsureTopologyIdempotent(t *testing.T) {
 		maxAge    time.Duration
 		schedules bool
 	}{
-		{proto.StreamIngest, []string{"hookstream.ingest.>", "hookstream.keep.INGEST"}, jetstream.WorkQueuePolicy, 0, false},
+		{proto.StreamIngest, []string{"hookstream.ingest.>", "hookstream.keep.INGEST"}, jetstream.LimitsPolicy, 0, false}, // swept by Keep
 		{proto.StreamEvents, []string{"hookstream.events.>"}, jetstream.LimitsPolicy, 7 * 24 * time.Hour, false},
 		{proto.StreamJobs, []string{"hookstream.jobs.>", "hookstream.keep.JOBS"}, jetstream.WorkQueuePolicy, 0, false},
 		{proto.StreamOutbox, []string{"hookstream.outbox.>", "hookstream.retry.>", "hookstream.held.>", "hookstream.keep.OUTBOX"}, jetstream.WorkQueuePolicy, 0, true},

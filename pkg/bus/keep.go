@@ -31,6 +31,10 @@ type KeepConfig struct {
 	// OnLook, when set, is called after every look that did not fail, with whether it stored a
 	// keeper.
 	OnLook func(stored bool)
+	// Consumer, when set, names the durable consumer that takes the stream's work. On a stream
+	// with limits retention, every look also sweeps it: removes the messages of the consumer's
+	// filter subject that it has acknowledged (below its acknowledgement floor) in one purge.
+	Consumer string
 }
 
 // Validate reports the first setting of c that Keep cannot work with, wrapping
@@ -63,11 +67,21 @@ func (c *KeepConfig) Validate() error {
 // costs one stream-info request per interval and no write. Several processes may keep one stream
 // (replicas of a service): a purge keeps the newest keeper whoever stored it, and a keeper stored
 // by another process is nothing new.
+//
+// With a Consumer on a limits-retention stream (INGEST, whose every write the server syncs under
+// --fsync always), Keep also does the work queue's removals: a work-queue stream removes each
+// message as it is acknowledged, and under sync always every removal is a tombstone written and
+// synced on its own — one fsync per message besides the one that stored it. A sweep removes
+// everything acknowledged since the last look with one purge, whose tombstones the server writes
+// and syncs together. The consumer's acknowledgement floor moves only past messages that were
+// acknowledged, so a sweep removes nothing still to do; an acknowledgement the server loses in a
+// crash (its consumer state is written ten times a second) brings a message back once, which
+// at-least-once delivery allows.
 func Keep(ctx context.Context, cfg KeepConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	k := &keeper{js: cfg.JS, stream: cfg.Stream, subject: proto.KeepSubject(cfg.Stream)}
+	k := &keeper{js: cfg.JS, stream: cfg.Stream, subject: proto.KeepSubject(cfg.Stream), consumer: cfg.Consumer}
 	failures := throttle{to: cfg.OnError}
 	t := time.NewTicker(cmp.Or(cfg.Every, KeepEvery))
 	defer t.Stop()
@@ -91,16 +105,23 @@ func Keep(ctx context.Context, cfg KeepConfig) error {
 type keeper struct {
 	js              jetstream.JetStream
 	stream, subject string
+	consumer        string // swept on a limits-retention stream ("" none)
 	st              jetstream.Stream
 	seen            uint64 // the stream's last sequence when a keeper was last stored or found newest
+	swept           uint64 // the consumer's acknowledgement floor at the last sweep
 }
 
-// renew stores a new keeper if anything else was stored since the last look, and reports
-// whether it did.
+// renew sweeps the stream, then stores a new keeper if anything else was stored since the last
+// look, and reports whether it did.
 func (k *keeper) renew(ctx context.Context) (bool, error) {
 	info, err := k.info(ctx)
 	if err != nil {
 		return false, err
+	}
+	if k.consumer != "" && info.Config.Retention == jetstream.LimitsPolicy {
+		if err := k.sweep(ctx); err != nil {
+			return false, err
+		}
 	}
 	last := info.State.LastSeq
 	if last == k.seen {
@@ -119,6 +140,28 @@ func (k *keeper) renew(ctx context.Context) (bool, error) {
 	}
 	k.seen = ack.Sequence
 	return true, k.st.Purge(ctx, jetstream.WithPurgeSubject(k.subject), jetstream.WithPurgeKeep(1))
+}
+
+// sweep removes the consumer's acknowledged messages: those of its filter subject below its
+// acknowledgement floor, in one purge, when the floor moved since the last sweep.
+func (k *keeper) sweep(ctx context.Context) error {
+	c, err := k.st.Consumer(ctx, k.consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil // its service has not made it yet
+	}
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	ci := c.CachedInfo()
+	floor, filter := ci.AckFloor.Stream, ci.Config.FilterSubject
+	if filter == "" || floor <= k.swept {
+		return nil // without a filter a purge would take the keeper too
+	}
+	if err := k.st.Purge(ctx, jetstream.WithPurgeSubject(filter), jetstream.WithPurgeSequence(floor+1)); err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	k.swept = floor
+	return nil
 }
 
 // info reads the stream's state (the stream itself, the first time).

@@ -57,7 +57,7 @@ func newKeepRig(t *testing.T) *keepRig {
 	if err := bus.EnsureTopology(ctx, r.conn.JS, bus.Retention{}); err != nil {
 		t.Fatal(err)
 	}
-	for stream, filter := range map[string]string{proto.StreamIngest: proto.SubjectIngestAll, proto.StreamJobs: proto.SubjectJobsAll} {
+	for stream, filter := range map[string]string{proto.StreamIngest: proto.SubjectIngestAll, proto.StreamJobs: proto.SubjectJobsAll, proto.StreamOutbox: proto.SubjectOutboxAll} {
 		c, err := r.conn.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 			Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: filter,
 		})
@@ -185,14 +185,14 @@ func TestKeepHoldsLastBlock(t *testing.T) {
 		}
 		return nil
 	})
-	jobsBefore, ingestBefore := lastBlock(t, r.dir, proto.StreamJobs), lastBlock(t, r.dir, proto.StreamIngest)
+	jobsBefore, outboxBefore := lastBlock(t, r.dir, proto.StreamJobs), lastBlock(t, r.dir, proto.StreamOutbox)
 	for range rounds {
 		r.cycle(t, proto.StreamJobs, proto.JobSubject("p", "s"))
-		r.cycle(t, proto.StreamIngest, proto.IngestPointSubject("p", "pt"))
+		r.cycle(t, proto.StreamOutbox, proto.OutboxSubject("p", "s"))
 	}
-	t.Logf("new block files in %d drains: INGEST %d, JOBS %d", rounds, lastBlock(t, r.dir, proto.StreamIngest)-ingestBefore, lastBlock(t, r.dir, proto.StreamJobs)-jobsBefore)
-	if got := lastBlock(t, r.dir, proto.StreamIngest) - ingestBefore; got < rounds/2 {
-		t.Errorf("INGEST without a keeper: %d new block files in %d drains, expected about one per drain", got, rounds)
+	t.Logf("new block files in %d drains: OUTBOX %d, JOBS %d", rounds, lastBlock(t, r.dir, proto.StreamOutbox)-outboxBefore, lastBlock(t, r.dir, proto.StreamJobs)-jobsBefore)
+	if got := lastBlock(t, r.dir, proto.StreamOutbox) - outboxBefore; got < rounds/2 {
+		t.Errorf("OUTBOX without a keeper: %d new block files in %d drains, expected about one per drain", got, rounds)
 	}
 	if got := lastBlock(t, r.dir, proto.StreamJobs) - jobsBefore; got > 2 {
 		t.Errorf("JOBS with a keeper: %d new block files in %d drains, want at most 2", got, rounds)
@@ -208,7 +208,7 @@ func TestKeepIdle(t *testing.T) {
 	r := newKeepRig(t)
 	keepers := []*looks{{}, {}}
 	for _, l := range keepers {
-		runKeep(t, bus.KeepConfig{JS: r.conn.JS, Stream: proto.StreamIngest, Every: 10 * time.Millisecond, OnLook: l.observe})
+		runKeep(t, bus.KeepConfig{JS: r.conn.JS, Stream: proto.StreamJobs, Every: 10 * time.Millisecond, OnLook: l.observe})
 	}
 	mark := func() []int {
 		since := make([]int, len(keepers))
@@ -226,35 +226,35 @@ func TestKeepIdle(t *testing.T) {
 	}
 
 	waitLooks(t, keepers, make([]int, len(keepers)), 10) // ten looks at an unused stream
-	if n, last := r.keepers(t, proto.StreamIngest); n != 0 || last != 0 || stored() != 0 {
+	if n, last := r.keepers(t, proto.StreamJobs); n != 0 || last != 0 || stored() != 0 {
 		t.Fatalf("unused stream: %d keepers, last sequence %d, %d stored; want nothing stored", n, last, stored())
 	}
 	since := mark()
-	r.cycle(t, proto.StreamIngest, proto.IngestPointSubject("p", "pt"))
+	r.cycle(t, proto.StreamJobs, proto.JobSubject("p", "s"))
 	// Each keeper may store one keeper after the reading (both can look before either has
 	// stored one); the stream has settled once each keeper has looked ten times without storing
 	// one, by when each has seen the other's, and the stream holds one keeper.
 	waitLooks(t, keepers, since, 10)
 	checkFor(t, 5*time.Second, func() error {
-		if n, last := r.keepers(t, proto.StreamIngest); n != 1 || last < 2 {
+		if n, last := r.keepers(t, proto.StreamJobs); n != 1 || last < 2 {
 			return fmt.Errorf("%d keepers, last sequence %d; want 1 keeper after the reading", n, last)
 		}
 		return nil
 	})
-	_, settled := r.keepers(t, proto.StreamIngest)
+	_, settled := r.keepers(t, proto.StreamJobs)
 	storedSettled := stored()
 	if storedSettled < 1 || storedSettled > 2 {
 		t.Errorf("%d keepers stored after one reading, want 1 or 2", storedSettled)
 	}
 	waitLooks(t, keepers, mark(), 10) // ten more looks, idle again
-	if n, last := r.keepers(t, proto.StreamIngest); n != 1 || last != settled || stored() != storedSettled {
+	if n, last := r.keepers(t, proto.StreamJobs); n != 1 || last != settled || stored() != storedSettled {
 		t.Errorf("idle stream: %d keepers, last sequence %d → %d, %d stored; want 1 keeper and nothing stored", n, settled, last, stored()-storedSettled)
 	}
-	if n, err := bus.Backlog(t.Context(), r.conn.JS, proto.StreamIngest); err != nil || n != 0 {
+	if n, err := bus.Backlog(t.Context(), r.conn.JS, proto.StreamJobs); err != nil || n != 0 {
 		t.Errorf("Backlog = %d, %v; want 0 (the keeper does not count)", n, err)
 	}
 	// The consumer, filtered on the stream's own subjects, has nothing to read.
-	info, err := r.cons[proto.StreamIngest].Info(t.Context())
+	info, err := r.cons[proto.StreamJobs].Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -71,13 +72,19 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 	if shortest := min(r.Events, r.DLQ, r.Outcomes); r.Duplicates > shortest {
 		return fmt.Errorf("%w: de-duplication window %s exceeds the shortest retention, %s", ErrInvalidConfig, r.Duplicates, shortest)
 	}
+	ingestRetention, err := keptRetention(ctx, js, proto.StreamIngest, jetstream.LimitsPolicy)
+	if err != nil {
+		return err
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			// Ingest enforces its own 1 MiB payload limit (terminating, logging and counting a
 			// larger message); MaxMsgSize, headers included, is the outer guard above it and
 			// leaves room for the headers of a full 1 MiB HTTP request.
+			// Limits retention: the ingest role's keeper sweeps what the ingest consumer has
+			// acknowledged (Keep), one purge where a work queue removes message by message.
 			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll, proto.KeepSubject(proto.StreamIngest)},
-			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Retention: ingestRetention, Storage: jetstream.FileStorage,
 			Duplicates: r.Duplicates, MaxMsgSize: IngestMaxMsgSize, Replicas: r.Replicas,
 		},
 		{
@@ -125,4 +132,19 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 		}
 	}
 	return ensureQuotaBuckets(ctx, js, r.Replicas) // quota.go
+}
+
+// keptRetention is the retention of an existing stream, or want for a new one. The server
+// refuses to change a stream's retention to or from work queue, so a deployment made before
+// INGEST had limits retention keeps its work-queue INGEST, which works the same with one fsync
+// more per reading under --fsync always (NOTES.md).
+func keptRetention(ctx context.Context, js jetstream.JetStream, stream string, want jetstream.RetentionPolicy) (jetstream.RetentionPolicy, error) {
+	st, err := js.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return want, nil
+	case err != nil:
+		return want, fmt.Errorf("ensure stream %s: %w", stream, err)
+	}
+	return st.CachedInfo().Config.Retention, nil
 }

@@ -203,12 +203,15 @@ func (w *wiring) api() error {
 	return nil
 }
 
-// keepers keep each work-queue stream whose consumer the role runs (bus.Keep).
+// keepers keep each work-queue stream whose consumer the role runs (bus.Keep), and sweep INGEST,
+// which has limits retention, of what the ingest consumer acknowledged.
 func (w *wiring) keepers() {
-	for _, k := range []struct{ role, stream string }{{"ingest", proto.StreamIngest}, {"signer", proto.StreamJobs}, {"delivery", proto.StreamOutbox}} {
+	for _, k := range []struct{ role, stream, consumer string }{
+		{"ingest", proto.StreamIngest, ingest.ConsumerName}, {"signer", proto.StreamJobs, ""}, {"delivery", proto.StreamOutbox, ""},
+	} {
 		if w.want(k.role) {
 			w.underlay = append(w.underlay, runner{"keep " + k.stream, func(ctx context.Context) error {
-				return bus.Keep(ctx, bus.KeepConfig{JS: w.admin.JS, Stream: k.stream, OnError: func(err error) {
+				return bus.Keep(ctx, bus.KeepConfig{JS: w.admin.JS, Stream: k.stream, Consumer: k.consumer, OnError: func(err error) {
 					w.log.Warn("stream keeper", "stream", k.stream, "error", err.Error())
 				}})
 			}})

@@ -60,8 +60,9 @@ var scenarios = []scenario{
 	{Name: "b-fanout", Desc: "1 reading -> 10 streams, max rate", Streams: 10, Points: 1, Fanout: 10, Batch: 1, Fsync: "interval"},
 	{Name: "c-latency", Desc: "1,000 readings/s -> 1 stream", Streams: 1, Points: 1, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval"},
 	{Name: "d-10k-streams", Desc: "10,000 streams, 100 active, max rate, GOMEMLIMIT=256MiB", Streams: 10_000, Points: 100, Fanout: 1, Batch: 1, Fsync: "interval", MemLimit: "256MiB"},
-	{Name: "e-fsync-always", Desc: "(a) with --fsync always, 20 readings per NATS message", Streams: 1, Points: 1, Fanout: 1, Batch: 20, Fsync: "always"},
+	{Name: "e-fsync-always", Desc: "(a) with --fsync always, 1 reading per NATS message", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "always"},
 	{Name: "f-hanging", Desc: "1,000 readings/s -> healthy stream + hanging stream", Streams: 2, Points: 1, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", Hanging: true},
+	{Name: "h-fsync-batch", Desc: "(a) with --fsync always, gateway batches of 50 readings", Streams: 1, Points: 1, Fanout: 1, Batch: 50, Fsync: "always"},
 	// g is not part of "all": creating its streams takes longer than the other scenarios' runs.
 	{Name: "g-big-tenant", Desc: "2,000 streams x 1,000 points in one partition, 10 active at 1,000 readings/s, 8 listers paging through every stream",
 		Streams: 2000, Points: 10, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", PointsPerStream: 1000, Listers: 8, Restart: true,
@@ -115,7 +116,7 @@ type options struct {
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant), a comma-separated list, or all (a to f)")
+	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch), a comma-separated list, or all (every one but g)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long each scenario publishes")
 	fs.StringVar(&o.JSON, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.Bin, "bin", "", "run this hookstream binary as the all-in-one (default: this executable), e.g. to compare two builds under one measuring method")
@@ -241,8 +242,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logf("bench: %d scenario(s), %s each, on %d CPUs (%s), load average %.2f",
 		len(sel), o.Duration, rep.Machine.NProc, rep.Machine.CPUModel, rep.Machine.LoadAvg1m)
 	for _, sc := range sel {
-		if o.Batch > 0 {
+		if o.Batch > 0 && o.Batch != sc.Batch {
 			sc.Batch = o.Batch
+			sc.Desc += fmt.Sprintf(" (--batch %d readings per NATS message)", o.Batch)
 		}
 		b := &bencher{o: &o, sc: sc, logf: logf, profile: o.profilePath(sc, len(sel) > 1)}
 		res, err := b.run(ctx)

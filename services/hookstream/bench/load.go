@@ -72,6 +72,13 @@ type window struct {
 	span    time.Duration // their time
 	cpu     cpuSample     // CPU of the slices and their drains
 	loaded  time.Duration // time publishing
+	disk    diskWindow    // the disk's flushes during the slices and their drains
+}
+
+// diskWindow counts the flushes of the disk holding the all-in-one's data, and the deliveries
+// made meanwhile.
+type diskWindow struct {
+	flushes, deliveries int64
 }
 
 // load runs the scenario's slices, drains, and fills in res.
@@ -94,13 +101,16 @@ func (b *bencher) load(ctx context.Context, pub *publisher, res *result) error {
 	defer probe.close()
 	lists := &listStats{}
 	var w window
+	disk := b.flushCounter()
 	for i, s := range slices {
-		cpu0 := b.sampleCPU()
+		cpu0, f0, d0 := b.sampleCPU(), disk.read(), b.delivered.Load()
 		if err := b.loadSlice(ctx, pub, s, lists, &w); err != nil {
 			return err
 		}
 		drained, ok := b.drain(ctx, pub, base, i == len(slices)-1)
 		w.cpu = w.cpu.add(b.sampleCPU().sub(cpu0))
+		w.disk.flushes += disk.read() - f0
+		w.disk.deliveries += b.delivered.Load() - d0
 		if i == len(slices)-1 {
 			res.DrainS = drained.Seconds()
 		} else if !ok {
@@ -117,6 +127,7 @@ func (b *bencher) load(ctx context.Context, pub *publisher, res *result) error {
 	cancel()
 	wg.Wait()
 	probe.report(res)
+	b.fsyncBudget(disk, w.disk, res)
 	if b.sc.Listers > 0 {
 		lists.report(res, w.loaded)
 	}
@@ -216,6 +227,9 @@ func (b *bencher) results(ctx context.Context, pub *publisher, w window, res *re
 	res.Unexpected += st.Bad
 	if res.BareHTTPPerS > 0 {
 		res.Ratio = res.DeliveriesPerS / res.BareHTTPPerS
+	}
+	if res.DiskFsyncPerS > 0 {
+		res.DeliveriesPerFsync = res.DeliveriesPerS / res.DiskFsyncPerS
 	}
 	if n := float64(res.Deliveries); n > 0 {
 		res.HookstreamCPUPer1k = w.cpu.hs.Seconds() / n * 1000
