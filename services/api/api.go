@@ -25,6 +25,7 @@ import (
 	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
+	"hookstream/services/api/console"
 )
 
 // Config configures the API.
@@ -86,9 +87,16 @@ func New(cfg Config) (*Service, error) {
 		outbound: newOutboundClient(cfg.Guard),
 		tally:    newTally(),
 	}
-	s.mux = s.routes()
+	// The console's pages call the API's own routes in-process (console.Config.API).
+	con, err := console.New(console.Config{API: http.HandlerFunc(s.serveAPI), Verifier: cfg.Verifier, NC: cfg.Conn.NC, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.mux = s.routes(con)
 	return s, nil
 }
+
+func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Handler returns the API's HTTP handler.
 func (s *Service) Handler() http.Handler { return s.mux }
@@ -139,7 +147,7 @@ func (s *Service) open(ctx context.Context) error {
 
 const base = "/streaming/v1/partitions/{partition}"
 
-func (s *Service) routes() *http.ServeMux {
+func (s *Service) routes(con *console.Console) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+base+"/streams", s.guard(auth.ScopeStreamsWrite, s.createStream))
 	mux.HandleFunc("GET "+base+"/streams", s.guard(auth.ScopeStreamsRead, s.listStreams))
@@ -160,6 +168,7 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+base+"/usage", s.guard(auth.ScopeStreamsRead, s.getUsage))    // quota.go
 	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota)) // quota.go
 	web.Health(mux, s.ready)
+	con.Mount(mux) // the web console at /console
 	for _, m := range s.cfg.Mounts {
 		m(mux)
 	}
