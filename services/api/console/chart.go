@@ -56,9 +56,9 @@ type bar struct {
 }
 
 const (
-	chartSlots  = 24
+	chartSlots  = 48
 	chartHeight = 120
-	slotWidth   = 24
+	slotWidth   = 20
 	// minSpan keeps a young stream's chart from being a few seconds wide.
 	minSpan = 10 * time.Minute
 )
@@ -74,7 +74,7 @@ func newChart(recs []outcome, now time.Time) chart {
 	slot := span / chartSlots
 	ok, bad := make([]int, chartSlots), make([]int, chartSlots)
 	c := chart{Width: chartSlots * slotWidth, Height: chartHeight, From: from.UTC().Format("15:04"), To: now.UTC().Format("15:04"),
-		Span: span.Round(time.Minute).String()}
+		Span: spanText(span)}
 	for _, o := range recs {
 		i := min(max(int(o.At.Sub(from)/slot), 0), chartSlots-1)
 		if o.OK() {
@@ -97,6 +97,14 @@ func newChart(recs []outcome, now time.Time) chart {
 			Title: fmt.Sprintf("from %s UTC: %d delivered, %d failed", start, ok[i], bad[i])})
 	}
 	return c
+}
+
+// spanText is a chart's span in words: "10 minutes", "3 hours".
+func spanText(d time.Duration) string {
+	if d < 2*time.Hour {
+		return strconv.Itoa(int(d.Round(time.Minute)/time.Minute)) + " minutes"
+	}
+	return strconv.Itoa(int(d.Round(time.Hour)/time.Hour)) + " hours"
 }
 
 func percent(part, whole int) string {

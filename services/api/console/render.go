@@ -79,8 +79,10 @@ func ago(ts string) string {
 	}
 	d := time.Since(t)
 	switch {
-	case d < 0:
+	case d < -time.Second:
 		return "in " + (-d).Round(time.Second).String()
+	case d < time.Second:
+		return "just now"
 	case d < time.Minute:
 		return d.Round(time.Second).String() + " ago"
 	case d < time.Hour:

@@ -213,6 +213,7 @@ type streamData struct {
 	Test       *testResult
 	Delivered  int
 	Failed     int
+	Attempts   int
 	Notice     string
 	SuccessPct string
 }
@@ -231,8 +232,8 @@ func (c *Console) showStream(w http.ResponseWriter, r *http.Request, s *session,
 	}
 	d := &streamData{Stream: st, Test: test, Chart: newChart(recent.Data, time.Now())}
 	d.Delivered, d.Failed = d.Chart.Delivered, d.Chart.Failed
-	if n := d.Delivered + d.Failed; n > 0 {
-		d.SuccessPct = percent(d.Delivered, n)
+	if d.Attempts = d.Delivered + d.Failed; d.Attempts > 0 {
+		d.SuccessPct = percent(d.Delivered, d.Attempts)
 	}
 	slices.Reverse(recent.Data)
 	d.Outcomes = recent.Data[:min(len(recent.Data), 50)]
