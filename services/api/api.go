@@ -88,7 +88,7 @@ func New(cfg Config) (*Service, error) {
 		tally:    newTally(),
 	}
 	// The console's pages call the API's own routes in-process (console.Config.API).
-	con, err := console.New(console.Config{API: http.HandlerFunc(s.serveAPI), Verifier: cfg.Verifier, NC: cfg.Conn.NC, Logger: cfg.Logger})
+	con, err := console.New(console.Config{API: http.HandlerFunc(s.serveAPI), Verifier: cfg.Verifier, NC: cfg.Conn.NC, JS: cfg.Conn.JS, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

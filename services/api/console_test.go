@@ -432,3 +432,29 @@ func TestConsoleTail(t *testing.T) {
 		t.Fatalf("events: %q", got)
 	}
 }
+
+// TestConsoleBacklog: the list and the stream's page count what OUTBOX holds for each stream
+// (new, retrying and held deliveries), and nothing of another stream.
+func TestConsoleBacklog(t *testing.T) {
+	t.Parallel()
+	a := newAPITest(t)
+	busy := a.createStream("p1", pointStream("http://127.0.0.1:1/busy"))
+	calm := a.createStream("p1", pointStream("http://127.0.0.1:1/calm"))
+	d := &proto.Delivery{V: proto.Version, Partition: "p1", StreamID: busy}
+	a.publish(proto.OutboxSubject("p1", busy), "b1", d)
+	a.publish(proto.OutboxSubject("p1", busy), "b2", d)
+	a.publish(proto.RetrySubject("p1", busy, "d3"), "b3", d)
+	a.publish(proto.HeldSubject("p1", busy), "b4", d)
+	a.publish(proto.OutboxSubject("p2", calm), "other", d) // same id, another partition
+	b := a.browser()
+	b.signIn(a.tok("p1"))
+	row := regexp.MustCompile(`(?s)streams/([0-9a-f-]+)">.*?<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>\s*<td class="num">([^<]+)</td>`)
+	got := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(b.get("/console/p/p1/streams").body, -1) {
+		got[m[1]] = m[4]
+	}
+	if got[busy] != "4" || got[calm] != "0" {
+		t.Fatalf("backlog by stream: %v, want %s: 4, %s: 0", got, busy, calm)
+	}
+	wantPage(t, b.get("/console/p/p1/streams/"+busy), http.StatusOK, "stream page", `<dd id="backlog">4</dd>`)
+}

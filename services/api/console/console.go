@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/auth"
 	"hookstream/proto"
@@ -39,6 +40,8 @@ type Config struct {
 	Verifier auth.Verifier
 	// NC carries the live tail: a core subscription to the OUTCOMES stream's subjects.
 	NC *nats.Conn
+	// JS counts the backlog of the streams shown (backlog.go); nil shows none.
+	JS jetstream.JetStream
 	// Logger records failures the user is shown only as "internal error".
 	Logger *slog.Logger
 }

@@ -66,6 +66,8 @@ type streamsPage struct {
 	Next string       `json:"next"`
 	// Cursor is the cursor this page was read with ("" for the first).
 	Cursor string `json:"-"`
+	// Backlog is each stream's deliveries waiting in OUTBOX, by id (backlog.go).
+	Backlog map[string]string `json:"-"`
 }
 
 // listPage is how many streams one page of the list shows: a partition with thousands of streams
@@ -83,6 +85,11 @@ func (c *Console) streamList(w http.ResponseWriter, r *http.Request, s *session,
 		return err
 	}
 	pg.Cursor = cur
+	ids := make([]string, len(pg.Data))
+	for i := range pg.Data {
+		ids[i] = pg.Data[i].ID
+	}
+	pg.Backlog = c.backlog(r.Context(), p, ids)
 	c.render(w, r, http.StatusOK, "streams", view{Title: "Streams", Session: s, Partition: p, Nav: "streams"}, &pg)
 	return nil
 }
@@ -214,6 +221,7 @@ type streamData struct {
 	Delivered  int
 	Failed     int
 	Attempts   int
+	Backlog    string
 	Notice     string
 	SuccessPct string
 }
@@ -230,7 +238,7 @@ func (c *Console) showStream(w http.ResponseWriter, r *http.Request, s *session,
 	if err := c.call(r, s, p, http.MethodGet, "/streams/"+url.PathEscape(id)+"/deliveries", url.Values{"limit": {"200"}}, nil, &recent); err != nil {
 		return err
 	}
-	d := &streamData{Stream: st, Test: test, Chart: newChart(recent.Data, time.Now())}
+	d := &streamData{Stream: st, Test: test, Chart: newChart(recent.Data, time.Now()), Backlog: c.backlog(r.Context(), p, []string{id})[id]}
 	d.Delivered, d.Failed = d.Chart.Delivered, d.Chart.Failed
 	if d.Attempts = d.Delivered + d.Failed; d.Attempts > 0 {
 		d.SuccessPct = percent(d.Delivered, d.Attempts)
