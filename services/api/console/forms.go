@@ -111,6 +111,22 @@ func (f *streamForm) body() (map[string]any, *apiError) {
 			return nil, &apiError{Status: http.StatusBadRequest, Field: "options", Message: "must be a JSON object"}
 		}
 	}
+	f.texts(b)
+	if ids := list(f.Values["pointIds"]); len(ids) > 0 || (f.Create && f.Values["type"] != "event-stream") || f.Values["hadPoints"] != "" {
+		b["pointIds"] = ids
+	}
+	if ts := list(f.Values["eventTypes"]); len(ts) > 0 || f.Values["hadEventTypes"] != "" {
+		b["eventTypes"] = ts
+	}
+	f.numbers(b)
+	b["ordered"] = f.Values["ordered"] != ""
+	b["propagateTrace"] = f.Values["propagateTrace"] != ""
+	return b, nil
+}
+
+// texts writes the text and choice inputs into b: on edit, name and filter even when emptied,
+// and method, format and signature only when changed.
+func (f *streamForm) texts(b map[string]any) {
 	for _, k := range []string{"name", "webhookUrl", "filter", "status"} {
 		if v := f.Values[k]; v != "" || (!f.Create && (k == "name" || k == "filter")) {
 			b[k] = v
@@ -125,12 +141,10 @@ func (f *streamForm) body() (map[string]any, *apiError) {
 	if v := f.Values["webhookSecret"]; v != "" {
 		b["webhookSecret"] = v
 	}
-	if ids := list(f.Values["pointIds"]); len(ids) > 0 || (f.Create && f.Values["type"] != "event-stream") || f.Values["hadPoints"] != "" {
-		b["pointIds"] = ids
-	}
-	if ts := list(f.Values["eventTypes"]); len(ts) > 0 || f.Values["hadEventTypes"] != "" {
-		b["eventTypes"] = ts
-	}
+}
+
+// numbers writes the number inputs into b: as numbers when they parse, else as the text typed.
+func (f *streamForm) numbers(b map[string]any) {
 	for _, k := range []string{"maxRetry", "failureLimit", "maxInFlight", "timeoutMs", "maxRate"} {
 		if v := strings.TrimSpace(f.Values[k]); v != "" {
 			if n, err := strconv.ParseFloat(v, 64); err == nil {
@@ -140,9 +154,6 @@ func (f *streamForm) body() (map[string]any, *apiError) {
 			}
 		}
 	}
-	b["ordered"] = f.Values["ordered"] != ""
-	b["propagateTrace"] = f.Values["propagateTrace"] != ""
-	return b, nil
 }
 
 // list splits a text input into items at commas and white space.
