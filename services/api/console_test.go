@@ -458,3 +458,28 @@ func TestConsoleBacklog(t *testing.T) {
 	}
 	wantPage(t, b.get("/console/p/p1/streams/"+busy), http.StatusOK, "stream page", `<dd id="backlog">4</dd>`)
 }
+
+// TestConsoleGeneratedSecret: a secret the API generates is shown in the answer of the change
+// that made it, and never again.
+func TestConsoleGeneratedSecret(t *testing.T) {
+	t.Parallel()
+	a := newAPITest(t)
+	b := a.browser()
+	b.signIn(a.tok("p1"))
+	secret := regexp.MustCompile(`<pre id="new-secret">([^<]+)</pre>`)
+	p := b.post("/console/p/p1/streams", streamForm("signature", "standard-webhooks"))
+	wantPage(t, p, http.StatusOK, "create with a generated secret", "shown this once")
+	m := secret.FindStringSubmatch(p.body)
+	if m == nil || !strings.HasPrefix(m[1], "whsec_") {
+		t.Fatalf("no generated secret shown: %v", m)
+	}
+	id := regexp.MustCompile(`id="stream-id">([^<]+)<`).FindStringSubmatch(p.body)[1]
+	if again := b.get("/console/p/p1/streams/" + id); strings.Contains(again.body, m[1]) || strings.Contains(again.body, "new-secret") {
+		t.Fatal("the stream page shows the secret again")
+	}
+	p = b.post("/console/p/p1/streams", streamForm("signature", "hub-sha256", "webhookSecret", "my-own-secret"))
+	wantPage(t, p, http.StatusSeeOther, "create with a given secret")
+	if page := b.get(p.location); strings.Contains(page.body, "my-own-secret") {
+		t.Fatal("a given secret is shown back")
+	}
+}

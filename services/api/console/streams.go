@@ -13,29 +13,32 @@ type streamView struct {
 	ID         string `json:"id"`
 	Type       string `json:"type"`
 	Attributes struct {
-		Name                string   `json:"name"`
-		WebhookURL          string   `json:"webhookUrl"`
-		PointIDs            []string `json:"pointIds"`
-		EventTypes          []string `json:"eventTypes"`
-		Filter              string   `json:"filter"`
-		Status              string   `json:"status"`
-		StatusReason        string   `json:"statusReason"`
-		CreatedAt           string   `json:"createdAt"`
-		UpdatedAt           string   `json:"updatedAt"`
-		Method              string   `json:"method"`
-		Format              string   `json:"format"`
-		Signature           string   `json:"signature"`
-		MaxRetry            int      `json:"maxRetry"`
-		FailureLimit        int      `json:"failureLimit"`
-		MaxInFlight         int      `json:"maxInFlight"`
-		TimeoutMs           int      `json:"timeoutMs"`
-		MaxRate             float64  `json:"maxRate"`
-		Ordered             bool     `json:"ordered"`
-		PropagateTrace      bool     `json:"propagateTrace"`
-		AttemptCount        int64    `json:"attemptCount"`
-		LastTriggeredAt     string   `json:"lastTriggeredAt"`
-		LastSuccessAt       string   `json:"lastSuccessAt"`
-		ConsecutiveFailures int64    `json:"consecutiveFailures"`
+		Name            string   `json:"name"`
+		WebhookURL      string   `json:"webhookUrl"`
+		PointIDs        []string `json:"pointIds"`
+		EventTypes      []string `json:"eventTypes"`
+		Filter          string   `json:"filter"`
+		Status          string   `json:"status"`
+		StatusReason    string   `json:"statusReason"`
+		CreatedAt       string   `json:"createdAt"`
+		UpdatedAt       string   `json:"updatedAt"`
+		Method          string   `json:"method"`
+		Format          string   `json:"format"`
+		Signature       string   `json:"signature"`
+		MaxRetry        int      `json:"maxRetry"`
+		FailureLimit    int      `json:"failureLimit"`
+		MaxInFlight     int      `json:"maxInFlight"`
+		TimeoutMs       int      `json:"timeoutMs"`
+		MaxRate         float64  `json:"maxRate"`
+		Ordered         bool     `json:"ordered"`
+		PropagateTrace  bool     `json:"propagateTrace"`
+		AttemptCount    int64    `json:"attemptCount"`
+		LastTriggeredAt string   `json:"lastTriggeredAt"`
+		LastSuccessAt   string   `json:"lastSuccessAt"`
+		// WebhookSecret is set only in the answer of a change that generated a secret.
+		WebhookSecret       string `json:"webhookSecret"`
+		PublicKey           string `json:"publicKey"`
+		ConsecutiveFailures int64  `json:"consecutiveFailures"`
 	} `json:"attributes"`
 }
 
@@ -110,6 +113,9 @@ func (c *Console) createStream(w http.ResponseWriter, r *http.Request, s *sessio
 	if err != nil {
 		return c.refuse(w, r, s, p, "New stream", f, err)
 	}
+	if st.Attributes.WebhookSecret != "" {
+		return c.showStream(w, r, s, p, st.ID, shown{notice: "Stream created.", secret: st.Attributes.WebhookSecret})
+	}
 	http.Redirect(w, r, streamPath(p, st.ID)+"?created=1", http.StatusSeeOther)
 	return nil
 }
@@ -157,8 +163,12 @@ func (c *Console) saveStream(w http.ResponseWriter, r *http.Request, s *session,
 	id := r.PathValue("id")
 	f := newForm(false, streamPath(p, id)+"/edit")
 	f.read(r)
-	if err := c.submit(r, s, p, f, http.MethodPatch, "/streams/"+url.PathEscape(id), nil, nil); err != nil {
+	var st streamView
+	if err := c.submit(r, s, p, f, http.MethodPatch, "/streams/"+url.PathEscape(id), nil, &st); err != nil {
 		return c.refuse(w, r, s, p, "Edit stream", f, err)
+	}
+	if st.Attributes.WebhookSecret != "" {
+		return c.showStream(w, r, s, p, id, shown{notice: "Saved.", secret: st.Attributes.WebhookSecret})
 	}
 	http.Redirect(w, r, streamPath(p, id)+"?saved=1", http.StatusSeeOther)
 	return nil
@@ -205,11 +215,26 @@ func (c *Console) testStream(w http.ResponseWriter, r *http.Request, s *session,
 	if err := c.call(r, s, p, http.MethodPost, "/streams/"+url.PathEscape(id)+"/test", nil, map[string]any{}, &res); err != nil {
 		return err
 	}
-	return c.showStream(w, r, s, p, id, &res)
+	return c.showStream(w, r, s, p, id, shown{test: &res})
 }
 
 func (c *Console) streamPage(w http.ResponseWriter, r *http.Request, s *session, p string) error {
-	return c.showStream(w, r, s, p, r.PathValue("id"), nil)
+	var once shown
+	switch q := r.URL.Query(); {
+	case q.Get("created") != "":
+		once.notice = "Stream created."
+	case q.Get("saved") != "":
+		once.notice = "Saved."
+	}
+	return c.showStream(w, r, s, p, r.PathValue("id"), once)
+}
+
+// shown is what a stream page shows once, after an action: a notice, a test's result, or a
+// secret the API generated (shown in this answer only, never stored by the console).
+type shown struct {
+	notice string
+	test   *testResult
+	secret string
 }
 
 // streamData is the stream page: the stream, its recent outcomes and their chart.
@@ -223,10 +248,11 @@ type streamData struct {
 	Attempts   int
 	Backlog    string
 	Notice     string
+	Secret     string
 	SuccessPct string
 }
 
-func (c *Console) showStream(w http.ResponseWriter, r *http.Request, s *session, p, id string, test *testResult) error {
+func (c *Console) showStream(w http.ResponseWriter, r *http.Request, s *session, p, id string, once shown) error {
 	st, err := c.loadStream(r, s, p, id)
 	if err != nil {
 		return err
@@ -238,19 +264,13 @@ func (c *Console) showStream(w http.ResponseWriter, r *http.Request, s *session,
 	if err := c.call(r, s, p, http.MethodGet, "/streams/"+url.PathEscape(id)+"/deliveries", url.Values{"limit": {"200"}}, nil, &recent); err != nil {
 		return err
 	}
-	d := &streamData{Stream: st, Test: test, Chart: newChart(recent.Data, time.Now()), Backlog: c.backlog(r.Context(), p, []string{id})[id]}
+	d := &streamData{Stream: st, Test: once.test, Notice: once.notice, Secret: once.secret, Chart: newChart(recent.Data, time.Now()), Backlog: c.backlog(r.Context(), p, []string{id})[id]}
 	d.Delivered, d.Failed = d.Chart.Delivered, d.Chart.Failed
 	if d.Attempts = d.Delivered + d.Failed; d.Attempts > 0 {
 		d.SuccessPct = percent(d.Delivered, d.Attempts)
 	}
 	slices.Reverse(recent.Data)
 	d.Outcomes = recent.Data[:min(len(recent.Data), 50)]
-	switch q := r.URL.Query(); {
-	case q.Get("created") != "":
-		d.Notice = "Stream created."
-	case q.Get("saved") != "":
-		d.Notice = "Saved."
-	}
 	c.render(w, r, http.StatusOK, "stream", view{Title: st.Label(), Session: s, Partition: p, Nav: "streams"}, d)
 	return nil
 }
