@@ -130,8 +130,8 @@ func (b *tab) signIn(token string) {
 
 // TestConsoleBrowser drives the web console in headless Chromium against the real binary: sign
 // in, create a stream, publish a reading and see it delivered, break the endpoint and see the
-// failure and the dead letter, fix the URL, resend and see it delivered; then the live tail, and
-// that a p1 token reaches nothing of p2.
+// failure and the dead letter (and its body), fix the URL, resend and see it delivered; then a
+// test event, the usage, the live tail, and that a p1 token reaches nothing of p2.
 func TestConsoleBrowser(t *testing.T) {
 	in := startAllInOne(t, options{})
 	b := newTab(t, in.api)
@@ -160,6 +160,10 @@ func TestConsoleBrowser(t *testing.T) {
 	b.waitText(dlPage, "#dead-letters", "HTTP 500")
 	dl := b.eval(`document.querySelector('#dead-letters input[name="ids"]').value`)
 	b.shot("dead-letters")
+	b.do("view the dead letter", chromedp.Click(`a[href$="/dead-letters/`+dl+`"]`), chromedp.WaitVisible("#dl-body"))
+	if body := b.text("#dl-body"); !strings.Contains(body, `"value":74`) {
+		t.Fatalf("dead letter body: %q", body)
+	}
 
 	// Fix the URL and resend: the dead letter is delivered to the fixed endpoint.
 	consoleSetURL(t, b, in, id, rc.URL+"/fixed")
@@ -174,6 +178,16 @@ func TestConsoleBrowser(t *testing.T) {
 	b.shot("stream")
 	b.open("/console/p/p1/streams")
 	b.shot("streams")
+
+	b.open("/console/p/p1/streams/" + id)
+	b.do("send a test event", chromedp.Click("#send-test"), chromedp.WaitVisible("#test-result"))
+	if res := b.text("#test-result"); !strings.Contains(res, "HTTP 200") {
+		t.Fatalf("test event: %q", res)
+	}
+	b.open("/console/p/p1/usage")
+	if usage := b.text("#usage"); !strings.Contains(usage, "Streams\t3") {
+		t.Fatalf("usage: %q", usage)
+	}
 
 	consoleTail(t, b, nc)
 	consoleTenancy(t, b, in)
