@@ -707,53 +707,70 @@ func (x *Delivery) DecodeMsgpack(d *msgpack.Decoder) error { return x.decode(new
 func (x *Delivery) decode(r *reader) error {
 	*x = Delivery{}
 	return r.fields("delivery", func(k []byte) (bool, error) {
-		var err error
-		switch string(k) {
-		case "v":
-			x.V, err = r.d.DecodeUint8()
-		case "id":
-			err = r.str(&x.ID)
-		case "p":
-			err = r.str(&x.Partition)
-		case "sid":
-			err = r.str(&x.StreamID)
-		case "eids":
-			err = r.strings(&x.EventIDs)
-		case "url":
-			err = r.str(&x.URL)
-		case "m":
-			err = r.str(&x.Method)
-		case "h":
-			err = r.stringMap(&x.Headers)
-		case "b":
-			err = r.bytes(&x.Body)
-		case "sg":
-			err = r.stringMap(&x.Signed)
-		case "sa":
-			err = r.int64(&x.SignedAt)
-		case "fr":
-			x.Fresh, err = r.d.DecodeBool()
-		case "ss":
-			err = r.str(&x.SignedScheme)
-		case "sgn":
-			err = r.int(&x.SignedGen)
-		case "ctx":
-			err = r.event(&x.Context)
-		case "ia":
-			err = r.int64(&x.IngestedAt)
-		case "fa":
-			err = r.int64(&x.FirstAttemptAt)
-		case "hist":
-			err = list(r, &x.History, (*Attempt).decode)
-		case "rs":
-			err = r.int(&x.Resends)
-		case "rf":
-			x.ResentFrom, err = r.d.DecodeUint64()
-		default:
-			return false, nil
+		if known, err := x.decodeRequest(r, k); known {
+			return true, err
 		}
-		return true, err
+		return x.decodeProgress(r, k)
 	})
+}
+
+// decodeRequest reads the fields that say what is sent where; known is false for any other key.
+func (x *Delivery) decodeRequest(r *reader, k []byte) (known bool, err error) {
+	switch string(k) {
+	case "v":
+		x.V, err = r.d.DecodeUint8()
+	case "id":
+		err = r.str(&x.ID)
+	case "p":
+		err = r.str(&x.Partition)
+	case "sid":
+		err = r.str(&x.StreamID)
+	case "eids":
+		err = r.strings(&x.EventIDs)
+	case "url":
+		err = r.str(&x.URL)
+	case "m":
+		err = r.str(&x.Method)
+	case "h":
+		err = r.stringMap(&x.Headers)
+	case "b":
+		err = r.bytes(&x.Body)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// decodeProgress reads the signing, context and attempt fields; known is false for an unknown key,
+// which the reader skips (older and newer writers stay readable).
+func (x *Delivery) decodeProgress(r *reader, k []byte) (known bool, err error) {
+	switch string(k) {
+	case "sg":
+		err = r.stringMap(&x.Signed)
+	case "sa":
+		err = r.int64(&x.SignedAt)
+	case "fr":
+		x.Fresh, err = r.d.DecodeBool()
+	case "ss":
+		err = r.str(&x.SignedScheme)
+	case "sgn":
+		err = r.int(&x.SignedGen)
+	case "ctx":
+		err = r.event(&x.Context)
+	case "ia":
+		err = r.int64(&x.IngestedAt)
+	case "fa":
+		err = r.int64(&x.FirstAttemptAt)
+	case "hist":
+		err = list(r, &x.History, (*Attempt).decode)
+	case "rs":
+		err = r.int(&x.Resends)
+	case "rf":
+		x.ResentFrom, err = r.d.DecodeUint64()
+	default:
+		return false, nil
+	}
+	return true, err
 }
 
 var (

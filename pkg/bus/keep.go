@@ -20,7 +20,8 @@ const KeepEvery = 250 * time.Millisecond
 // is a working default.
 type KeepConfig struct {
 	JS jetstream.JetStream
-	// Stream is a work-queue stream whose consumers do not read its keep subject.
+	// Stream is a stream whose consumers take and remove its messages (work-queue retention, or
+	// limits retention swept through Consumer) and do not read its keep subject.
 	Stream string
 	// Every is how often Keep looks at the stream (default KeepEvery).
 	Every time.Duration
@@ -51,15 +52,15 @@ func (c *KeepConfig) Validate() error {
 	return nil
 }
 
-// Keep holds one small message, a keeper, on a work-queue stream's keep subject
+// Keep holds one small message, a keeper, on a stream's keep subject
 // (proto.KeepSubject) while the stream is in use, until ctx is done; then it returns nil (or, at
 // once, the error of an invalid cfg).
 //
 // nats-server's file store deletes a block file once the last message in it is removed, and when
 // that block is the stream's last one it first creates a new block file for the stream to go on
-// in (filestore.go, removeMsgBlock). A work-queue stream whose consumer keeps up is empty again
-// after nearly every message, so every message cost a block file created and one deleted (openat,
-// fstatat, unlinkat, close). A message that no consumer reads keeps the last block from emptying.
+// in (filestore.go, removeMsgBlock). A stream whose messages are removed once taken and whose
+// consumer keeps up is empty again after nearly every message, so every message cost a block file
+// created and one deleted (openat, fstatat, unlinkat, close). A message that no consumer reads keeps the last block from emptying.
 //
 // Every interval Keep reads the stream's last sequence. If anything but a keeper was stored since
 // it last looked, it stores a new keeper — in the current last block, as blocks fill and roll

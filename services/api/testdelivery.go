@@ -14,8 +14,8 @@ import (
 	"hookstream/proto"
 )
 
-// newOutboundClient builds the HTTP client of test deliveries: no redirects, no environment
-// proxy. It is the one place to swap in an SSRF-guarded dialer.
+// newOutboundClient builds the HTTP client of test deliveries from the same SSRF guard as
+// delivery's: no redirects, no environment proxy.
 func newOutboundClient(g *outbound.Guard) *http.Client {
 	// The SSRF guard checks the resolved address at dial time; Proxy is nil and redirects are
 	// returned, not followed. The request's context carries the stream's own timeout.
