@@ -477,6 +477,11 @@ func TestConsoleGeneratedSecret(t *testing.T) {
 	if again := b.get("/console/p/p1/streams/" + id); strings.Contains(again.body, m[1]) || strings.Contains(again.body, "new-secret") {
 		t.Fatal("the stream page shows the secret again")
 	}
+	p = b.post("/console/p/p1/streams/"+id+"/secret", nil)
+	wantPage(t, p, http.StatusOK, "rotate", `id="new-secret"`, "keeps signing for the overlap")
+	if n := secret.FindStringSubmatch(p.body); n == nil || n[1] == m[1] || !strings.HasPrefix(n[1], "whsec_") {
+		t.Fatalf("rotated secret: %v (was %s)", n, m[1])
+	}
 	p = b.post("/console/p/p1/streams", streamForm("signature", "hub-sha256", "webhookSecret", "my-own-secret"))
 	wantPage(t, p, http.StatusSeeOther, "create with a given secret")
 	if page := b.get(p.location); strings.Contains(page.body, "my-own-secret") {

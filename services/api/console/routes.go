@@ -34,6 +34,7 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("POST "+prefix+"/streams/{id}/status", c.page(c.setStatus))
 	mux.HandleFunc("POST "+prefix+"/streams/{id}/delete", c.page(c.deleteStream))
 	mux.HandleFunc("POST "+prefix+"/streams/{id}/test", c.page(c.testStream))
+	mux.HandleFunc("POST "+prefix+"/streams/{id}/secret", c.page(c.rotateSecret))
 	mux.HandleFunc("GET "+prefix+"/dead-letters", c.page(c.deadLetters))
 	mux.HandleFunc("GET "+prefix+"/dead-letters/{id}", c.page(c.deadLetter))
 	mux.HandleFunc("POST "+prefix+"/dead-letters/resend", c.page(c.resend))

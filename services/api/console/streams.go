@@ -218,6 +218,18 @@ func (c *Console) testStream(w http.ResponseWriter, r *http.Request, s *session,
 	return c.showStream(w, r, s, p, id, shown{test: &res})
 }
 
+// rotateSecret is the "Rotate secret" button: the API generates a new signing secret (the old
+// one keeps signing for its default overlap) and the page shows it this once.
+func (c *Console) rotateSecret(w http.ResponseWriter, r *http.Request, s *session, p string) error {
+	id := r.PathValue("id")
+	var st streamView
+	if err := c.call(r, s, p, http.MethodPost, "/streams/"+url.PathEscape(id)+"/secret", nil, map[string]any{}, &st); err != nil {
+		return err
+	}
+	return c.showStream(w, r, s, p, id, shown{notice: "New signing secret; the previous one keeps signing for the overlap (24 h by default).",
+		secret: st.Attributes.WebhookSecret})
+}
+
 func (c *Console) streamPage(w http.ResponseWriter, r *http.Request, s *session, p string) error {
 	var once shown
 	switch q := r.URL.Query(); {
