@@ -123,20 +123,15 @@ func (s *Stream) Apply(in *Input) (*proto.Event, bool) {
 	if !ok || in.Event.Type == proto.EventTypePoint {
 		return in.Event, true
 	}
-	data, err := in.exactData()
-	if err != nil {
-		return nil, false
+	if codeFiltered[in.Event.Type] {
+		return in.Event, MatchesCode(in.Event.Data, keys)
 	}
-	projected, found := Project(data, keys)
+	projected, found := Project(in.Event.Data, keys)
 	if !found {
 		return nil, false
 	}
-	raw, err := encode(projected)
-	if err != nil {
-		return nil, false
-	}
 	ev := *in.Event
-	ev.Data = raw
+	ev.Data = projected
 	return &ev, true
 }
 
