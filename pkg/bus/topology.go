@@ -124,7 +124,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState} {
+	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: b, History: 1, Storage: jetstream.FileStorage, Replicas: r.Replicas,
 		}); err != nil {

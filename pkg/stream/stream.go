@@ -102,6 +102,10 @@ type Stream struct {
 	PrevSecretUntil time.Time
 	PublicKey       string
 	PrevPublicKey   string
+
+	// Seed 001's failureReceivers and dataTrigger (JSON), kept for its API.
+	FailureReceivers []int64
+	DataTrigger      []byte
 }
 
 // Slots is how many attempts of the stream may be in flight at once: one when it is ordered.
@@ -146,6 +150,7 @@ func FromWire(d *proto.StreamDef) *Stream {
 		OAuth2TokenURL: d.OAuth2TokenURL, OAuth2ClientID: d.OAuth2ClientID, OAuth2Scopes: d.OAuth2Scopes,
 		SecretGen: d.SecretGen, PrevSecretGen: d.PrevSecretGen, PrevSecretUntil: unix(d.PrevSecretUntil),
 		PublicKey: d.PublicKey, PrevPublicKey: d.PrevPublicKey,
+		FailureReceivers: d.FailureReceivers, DataTrigger: d.DataTrigger,
 	}
 	if s.MaxInFlight <= 0 {
 		s.MaxInFlight = DefaultMaxInFlight
@@ -171,6 +176,7 @@ func (s *Stream) Wire() *proto.StreamDef {
 		OAuth2TokenURL: s.OAuth2TokenURL, OAuth2ClientID: s.OAuth2ClientID, OAuth2Scopes: s.OAuth2Scopes,
 		SecretGen: s.SecretGen, PrevSecretGen: s.PrevSecretGen, PrevSecretUntil: nanos(s.PrevSecretUntil),
 		PublicKey: s.PublicKey, PrevPublicKey: s.PrevPublicKey,
+		FailureReceivers: s.FailureReceivers, DataTrigger: s.DataTrigger,
 	}
 }
 
