@@ -169,7 +169,7 @@ func (s *Service) create001(w http.ResponseWriter, r *http.Request, partition st
 	}
 	def, _, err := s.create(w, r, partition, proto.TypeEventStream, body)
 	if err != nil {
-		return seed001Error(err)
+		return renameField(err, seed001Fields)
 	}
 	return s.write001(w, r, def, http.StatusOK)
 }
@@ -189,7 +189,7 @@ func (s *Service) put001(w http.ResponseWriter, r *http.Request, partition strin
 	}
 	def, _, err := s.patch(w, r, partition, id, body)
 	if err != nil {
-		return seed001Error(err)
+		return renameField(err, seed001Fields)
 	}
 	return s.write001(w, r, def, http.StatusOK)
 }
@@ -300,17 +300,20 @@ func or(v, def string) string {
 	return v
 }
 
-// seed001Error renames the field of a native validation error to seed 001's name.
-func seed001Error(err error) error {
+// renameField renames the field of a native validation error to another platform's name
+// (native ids[i] of a resend become event_ids[i]).
+func renameField(err error, names map[string]string) error {
 	var we *web.Error
-	if errors.As(err, &we) {
-		if f, ok := seed001Fields[we.Field]; ok {
-			c := *we
-			c.Field = f
-			return &c
-		}
+	if !errors.As(err, &we) {
+		return err
 	}
-	return err
+	c := *we
+	if f, ok := names[we.Field]; ok {
+		c.Field = f
+	} else if rest, ok := strings.CutPrefix(we.Field, "ids["); ok {
+		c.Field = "event_ids[" + rest
+	}
+	return &c
 }
 
 // eachStream calls f with each stream of a partition, in creation order.
