@@ -85,6 +85,34 @@ func TestSeed004API(t *testing.T) {
 	}
 	seed004Deliver(t, in, rc, &fail, base+"/"+id, secret)
 	seed004Rejects(t, in, tok, base, id)
+	seedAPIsAgree(t, in, app, len(reqs.Create))
+}
+
+// seedAPIsAgree checks that a stream made through the native API is visible through seeds 001
+// and 004 under one number, and that each adapter's webhooks are the native streams.
+func seedAPIsAgree(t *testing.T, in *instance, partition string, before int) {
+	tok := in.token(partition)
+	nativeID := in.createTyped(partition, "event-stream", map[string]any{"webhookUrl": "https://hooks.example.com/native", "eventTypes": []string{"asset_updated"}})
+	_, out := in.call("GET", "/v1/client_applications/"+partition+"/webhooks", tok, nil)
+	var l004 struct{ Webhooks []map[string]any }
+	if err := json.Unmarshal(out, &l004); err != nil || len(l004.Webhooks) != before+1 {
+		t.Fatalf("seed 004 list after a native create: %s", out)
+	}
+	n004 := l004.Webhooks[before]
+	_, out = in.call("GET", "/api/v1/organization/webhooks", tok, nil)
+	var l001 []map[string]any
+	if err := json.Unmarshal(out, &l001); err != nil || len(l001) != before+1 {
+		t.Fatalf("seed 001 list after a native create: %s", out)
+	}
+	n001 := l001[before]
+	if n004["url"] != "https://hooks.example.com/native" || n001["url"] != n004["url"] || n001["id"] != n004["id"] || n001["trigger"] != "asset_updated" {
+		t.Errorf("the native stream %s through seed 004 %v and seed 001 %v: want one number, its url and trigger", nativeID, n004, n001)
+	}
+	code, out := in.call("GET", "/streaming/v1/partitions/"+partition+"/streams?type=event-stream", tok, nil)
+	var native struct{ Data []streamResp }
+	if err := json.Unmarshal(out, &native); code != 200 || err != nil || len(native.Data) != before+1 {
+		t.Errorf("native list: %d %s, want the adapters' webhooks too", code, out)
+	}
 }
 
 // seed004Deliver sends an event that fails its 16 attempts, lists it as failed, and resends it.
