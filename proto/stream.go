@@ -125,6 +125,9 @@ type StreamDef struct {
 	// (user ids told when the stream fails) and its dataTrigger (JSON, kept as given).
 	FailureReceivers []int64 `msgpack:"frx,omitempty"`
 	DataTrigger      []byte  `msgpack:"dtr,omitempty"`
+	// DLQRetentionMs is how long the stream's dead letters are kept (0: the deployment's
+	// --dlq-retention); seed 004's webhooks keep them six months.
+	DLQRetentionMs int64 `msgpack:"dlqr,omitempty"`
 }
 
 // Batch bounds how many events the signer gathers into one delivery (formats measurements,

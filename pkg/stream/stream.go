@@ -106,6 +106,8 @@ type Stream struct {
 	// Seed 001's failureReceivers and dataTrigger (JSON), kept for its API.
 	FailureReceivers []int64
 	DataTrigger      []byte
+	// DLQRetention is how long the stream's dead letters are kept (0: the deployment's).
+	DLQRetention time.Duration
 }
 
 // Slots is how many attempts of the stream may be in flight at once: one when it is ordered.
@@ -151,6 +153,7 @@ func FromWire(d *proto.StreamDef) *Stream {
 		SecretGen: d.SecretGen, PrevSecretGen: d.PrevSecretGen, PrevSecretUntil: unix(d.PrevSecretUntil),
 		PublicKey: d.PublicKey, PrevPublicKey: d.PrevPublicKey,
 		FailureReceivers: d.FailureReceivers, DataTrigger: d.DataTrigger,
+		DLQRetention: time.Duration(d.DLQRetentionMs) * time.Millisecond,
 	}
 	if s.MaxInFlight <= 0 {
 		s.MaxInFlight = DefaultMaxInFlight
@@ -177,6 +180,7 @@ func (s *Stream) Wire() *proto.StreamDef {
 		SecretGen: s.SecretGen, PrevSecretGen: s.PrevSecretGen, PrevSecretUntil: nanos(s.PrevSecretUntil),
 		PublicKey: s.PublicKey, PrevPublicKey: s.PrevPublicKey,
 		FailureReceivers: s.FailureReceivers, DataTrigger: s.DataTrigger,
+		DLQRetentionMs: s.DLQRetention.Milliseconds(),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/auth"
+	"hookstream/pkg/bus"
 	"hookstream/pkg/stream"
 	"hookstream/pkg/web"
 	"hookstream/proto"
@@ -100,7 +101,8 @@ func (b *webhook004Body) native(create bool) (*streamBody, error) {
 	}
 	if create {
 		format, sig := proto.FormatEnvelope, proto.SignatureHubSHA256
-		n.Format, n.Signature = &format, &sig // a signature without a secret: one is generated
+		n.Format, n.Signature = &format, &sig                         // a signature without a secret: one is generated
+		n.foreign = &foreignFields{DLQRetention: bus.MaxDLQRetention} // failed events kept six months
 	}
 	return n, nil
 }

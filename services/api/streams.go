@@ -65,6 +65,7 @@ type streamBody struct {
 type foreignFields struct {
 	FailureReceivers []int64
 	DataTrigger      []byte
+	DLQRetention     time.Duration
 }
 
 // apply validates the body and writes it onto def. create demands the required fields. The
@@ -89,6 +90,9 @@ func (b *streamBody) apply(def *stream.Stream, create bool, opts urlPolicy) *web
 	}
 	if b.foreign != nil {
 		def.FailureReceivers, def.DataTrigger = b.foreign.FailureReceivers, b.foreign.DataTrigger
+		if b.foreign.DLQRetention > 0 {
+			def.DLQRetention = b.foreign.DLQRetention
+		}
 	}
 	return b.applyFormats(def, opts) // format, signature, secret, auth, batch: formats.go
 }

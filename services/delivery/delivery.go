@@ -62,6 +62,9 @@ type Config struct {
 	// have the stream either.
 	UnknownRetry  time.Duration
 	UnknownGiveUp uint64
+	// DLQRetention is how long dead letters are kept unless their stream says otherwise
+	// (default bus.DefaultDLQRetention).
+	DLQRetention time.Duration
 }
 
 // Service is the delivery service.

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 type seed004Requests struct {
@@ -135,6 +137,19 @@ func seed004Deliver(t *testing.T, in *instance, rc *receiver, fail *atomic.Bool,
 	ev := events[0]
 	if ev["attempts"] != float64(16) || ev["status"] != "failed" || ev["event_type"] != "asset_values_created" || ev["response_code"] != float64(503) {
 		t.Errorf("failed event = %v, want 16 attempts of asset_values_created answered 503", ev)
+	}
+	// Kept six months: the dead letter carries its own age.
+	js, err := jetstream.New(in.connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := js.Stream(t.Context(), "DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := dlq.GetMsg(t.Context(), uint64(ev["id"].(float64)))
+	if err != nil || raw.Header.Get("Nats-TTL") != (183*24*time.Hour).String() {
+		t.Errorf("the failed event's Nats-TTL = %q (%v), want six months", raw.Header.Get("Nats-TTL"), err)
 	}
 	attempts := len(rc.requests())
 	for _, r := range rc.requests() {
