@@ -165,6 +165,11 @@ func (s *Service) routes() *http.ServeMux {
 	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota)) // quota.go
 	s.seed001Routes(mux)
 	s.seed004Routes(mux)
+	// The API's description is public, like any client library generated from it.
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(proto.OpenAPI)
+	})
 	web.Health(mux, s.ready)
 	for _, m := range s.cfg.Mounts {
 		m(mux)

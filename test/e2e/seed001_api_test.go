@@ -93,6 +93,7 @@ func TestSeed001API(t *testing.T) {
 	if code, out = in.call("GET", "/api/v1/organization/webhook?webhookId="+id, tok, nil); code != http.StatusNotFound {
 		t.Errorf("get after delete: %d %s", code, out)
 	}
+	checkOpenAPI(t, in)
 }
 
 func seed001Rejects(t *testing.T, in *instance, tok string, create map[string]any, id string) {

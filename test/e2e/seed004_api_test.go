@@ -88,6 +88,7 @@ func TestSeed004API(t *testing.T) {
 	seed004Deliver(t, in, rc, &fail, base+"/"+id, secret)
 	seed004Rejects(t, in, tok, base, id)
 	seedAPIsAgree(t, in, app, len(reqs.Create))
+	checkOpenAPI(t, in)
 }
 
 // seedAPIsAgree checks that a stream made through the native API is visible through seeds 001
