@@ -393,3 +393,28 @@ func TestDeliveryIDStable(t *testing.T) {
 		t.Fatalf("DeliveryID is not a stable function of (event, stream): %s %s", a, b)
 	}
 }
+
+// Operational notifications reach only the streams that name their types.
+func TestNotificationsOnlyWhereAsked(t *testing.T) {
+	ev := event(proto.NotificationTypePrefix+"disabled", "s1", `{"event":"disabled"}`)
+	for _, tt := range []struct {
+		name string
+		def  stream.Stream
+		want bool
+	}{
+		{"every type", stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"*"}}, false},
+		{"unkeyed filter", stream.Stream{Type: proto.TypeEventStream, Filter: "event.subject == 's1' || true"}, false},
+		{"notification types", stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"hookstream_stream_*"}}, true},
+		{"one notification type", stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{proto.NotificationTypePrefix + "disabled"}}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := match.Compile(&tt.def)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := s.Match(match.NewInput(ev)); ok != tt.want {
+				t.Fatalf("matched %v, want %v", ok, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,58 @@
+package delivery
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"hookstream/pkg/bus"
+	"hookstream/pkg/stream"
+	"hookstream/proto"
+)
+
+// Operational notifications: every stream event delivery publishes (failing, recovered,
+// disabled) and every dead letter is also an event of the stream's partition on EVENTS, of type
+// proto.NotificationTypePrefix+event with the stream id as subject. A partition's notification
+// endpoints are event-streams of those types, so a notification is matched, rendered, signed,
+// retried and dead-lettered like any event, besides the NATS event on OUTCOMES.
+
+// notify publishes the notification of event e (e.Event names its type) without waiting. A
+// notification endpoint's own trouble is not notified: its failures would be announced to
+// itself, and its dead letters would make dead letters.
+func (s *Service) notify(e proto.StreamEvent, deliveryID string) {
+	n := proto.Notification{StreamEvent: e, DeliveryID: deliveryID}
+	if def, ok := s.cat.Get(e.Partition, e.StreamID); ok {
+		if notifiesOnly(def) {
+			return
+		}
+		n.FailureReceivers = def.FailureReceivers
+	}
+	data, err := json.Marshal(n)
+	if err != nil {
+		return
+	}
+	typ := proto.NotificationTypePrefix + e.Event
+	id := "n-" + e.StreamID + "-" + e.Event + "-" + deliveryID + "-" + e.At.Format("20060102T150405.000000000")
+	ev := &proto.Event{V: proto.Version, ID: id, Partition: e.Partition, Type: typ, Subject: e.StreamID,
+		Source: "//hookstream/partitions/" + e.Partition + "/streams/" + e.StreamID, Time: e.At.UnixNano(), IngestedAt: time.Now().UnixNano(), Data: data}
+	raw, err := proto.Marshal(ev)
+	if err != nil {
+		return
+	}
+	if _, err := s.js.PublishMsgAsync(bus.NewMsg(proto.EventSubject(e.Partition, typ, e.StreamID), id, raw)); err != nil {
+		s.log.Warn("notification not published", "partition", e.Partition, "stream_id", e.StreamID, "event", e.Event, "error", err.Error())
+	}
+}
+
+// notifiesOnly reports whether a stream takes only operational notifications.
+func notifiesOnly(def *stream.Stream) bool {
+	if len(def.EventTypes) == 0 {
+		return false
+	}
+	for _, t := range def.EventTypes {
+		if !strings.HasPrefix(t, proto.NotificationTypePrefix) && t != "hookstream_*" && t != "hookstream_stream*" {
+			return false
+		}
+	}
+	return true
+}
