@@ -3,9 +3,12 @@ package delivery
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"time"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/catalog"
+	"hookstream/pkg/match"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
@@ -20,6 +23,9 @@ import (
 // notification endpoint's own trouble is not notified: its failures would be announced to
 // itself, and its dead letters would make dead letters.
 func (s *Service) notify(e proto.StreamEvent, deliveryID string) {
+	if !s.endpoints.has(e.Partition) {
+		return // nobody listens: no event to match
+	}
 	n := proto.Notification{StreamEvent: e, DeliveryID: deliveryID}
 	if def, ok := s.cat.Get(e.Partition, e.StreamID); ok {
 		if notifiesOnly(def) {
@@ -46,13 +52,45 @@ func (s *Service) notify(e proto.StreamEvent, deliveryID string) {
 
 // notifiesOnly reports whether a stream takes only operational notifications.
 func notifiesOnly(def *stream.Stream) bool {
-	if len(def.EventTypes) == 0 {
-		return false
-	}
 	for _, t := range def.EventTypes {
-		if !strings.HasPrefix(t, proto.NotificationTypePrefix) && t != "hookstream_*" && t != "hookstream_stream*" {
+		if !strings.HasPrefix(t, "hookstream_") {
 			return false
 		}
 	}
-	return true
+	return len(def.EventTypes) > 0
+}
+
+// endpoints tracks each partition's notification endpoints (match.WantsNotifications) from the
+// catalog's changes, so that a partition without one gets no notification events. It is safe
+// for concurrent use.
+type endpoints struct {
+	mu sync.Mutex
+	by map[string]map[string]struct{} // partition → stream ids
+}
+
+func newEndpoints() *endpoints { return &endpoints{by: make(map[string]map[string]struct{})} }
+
+// change is the catalog subscription.
+func (e *endpoints) change(c catalog.Change) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := e.by[c.Partition]
+	if c.Def != nil && match.WantsNotifications(c.Def) {
+		if ids == nil {
+			ids = make(map[string]struct{})
+			e.by[c.Partition] = ids
+		}
+		ids[c.ID] = struct{}{}
+		return
+	}
+	delete(ids, c.ID)
+	if len(ids) == 0 {
+		delete(e.by, c.Partition)
+	}
+}
+
+func (e *endpoints) has(partition string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.by[partition]) > 0
 }

@@ -36,27 +36,7 @@ func TestSeed004API(t *testing.T) {
 	})
 	var reqs seed004Requests
 	readTestdata(t, &reqs, "seed004", "requests.json")
-	var first map[string]any
-	for i, body := range reqs.Create {
-		body["url"] = strings.Replace(body["url"].(string), "https://my.super.app", rc.URL, 1)
-		code, out := in.call("POST", base, tok, body)
-		if code != http.StatusCreated {
-			t.Fatalf("create %d: %d %s", i, code, out)
-		}
-		got := object(t, "create", out)
-		want := without(body)
-		if _, ok := want["properties"]; !ok {
-			want["properties"] = map[string]any{}
-		}
-		want["disabled"], want["id"] = false, 1
-		compareFields(t, fmt.Sprintf("create %v", body["event_types"]), got, want, "id")
-		if sec, _ := got["secret"].(string); len(sec) < 32 {
-			t.Errorf("create %d: secret = %q, want a generated one", i, sec)
-		}
-		if i == 0 {
-			first = got
-		}
-	}
+	first := seed004Create(t, in, tok, base, rc.URL, reqs.Create)
 	id := fmt.Sprint(first["id"])
 
 	code, out := in.call("GET", base, tok, nil)
@@ -116,6 +96,34 @@ func seedAPIsAgree(t *testing.T, in *instance, partition string, before int) {
 	if err := json.Unmarshal(out, &native); code != 200 || err != nil || len(native.Data) != before+1 {
 		t.Errorf("native list: %d %s, want the adapters' webhooks too", code, out)
 	}
+}
+
+// seed004Create replays every create example (the URL's host replaced by the receiver's) and
+// compares each answer with the request; it returns the first webhook.
+func seed004Create(t *testing.T, in *instance, tok, base, receiver string, creates []map[string]any) map[string]any {
+	var first map[string]any
+	for i, body := range creates {
+
+		body["url"] = strings.Replace(body["url"].(string), "https://my.super.app", receiver, 1)
+		code, out := in.call("POST", base, tok, body)
+		if code != http.StatusCreated {
+			t.Fatalf("create %d: %d %s", i, code, out)
+		}
+		got := object(t, "create", out)
+		want := without(body)
+		if _, ok := want["properties"]; !ok {
+			want["properties"] = map[string]any{}
+		}
+		want["disabled"], want["id"] = false, 1
+		compareFields(t, fmt.Sprintf("create %v", body["event_types"]), got, want, "id")
+		if sec, _ := got["secret"].(string); len(sec) < 32 {
+			t.Errorf("create %d: secret = %q, want a generated one", i, sec)
+		}
+		if i == 0 {
+			first = got
+		}
+	}
+	return first
 }
 
 // seed004Deliver sends an event that fails its 16 attempts, lists it as failed, and resends it.
