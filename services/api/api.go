@@ -273,8 +273,8 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 }
 
 // create validates a create body and stores the stream with its secrets; it returns the stream
-// and the secret to show once. Every
-// API that creates streams (native, seed 001, seed 004) comes through here.
+// and the secret to show once. Every API that creates streams (native, seed 001, seed 004) comes
+// through here.
 func (s *Service) create(w http.ResponseWriter, r *http.Request, partition, typ string, body *streamBody) (*stream.Stream, string, error) {
 	now := time.Now().UTC().Truncate(time.Second)
 	// UUIDv7: ids sort in creation order, which is the order of the stream list (pages.go).

@@ -345,6 +345,9 @@ func (s *Service) eachStream(ctx context.Context, partition string, f func(*stre
 // (create false) the required fields are required too, as seed 001's PUT replaces the webhook;
 // a status of DISABLED_DUE_TO_ERRORS is ignored.
 func (b *webhook001Body) native(create bool) (*streamBody, error) {
+	if string(bytes.TrimSpace(b.DataTrigger)) == "null" {
+		b.DataTrigger = nil // null is "none", as an absent member
+	}
 	if err := b.checkRequired(); err != nil {
 		return nil, err
 	}
