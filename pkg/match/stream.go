@@ -64,20 +64,8 @@ func Compile(def *stream.Stream) (*Stream, error) {
 		s.props[typ] = set
 	}
 	s.keys, s.all = streamKeys(def, s.Filter)
-	s.notified = WantsNotifications(def)
+	s.notified = def.WantsNotifications()
 	return s, nil
-}
-
-// WantsNotifications reports whether a stream is a notification endpoint: one of its event
-// types names hookstream's operational notifications (hookstream_stream_*, hookstream_*, or
-// one of them). Only such streams are given those events.
-func WantsNotifications(def *stream.Stream) bool {
-	for _, t := range def.EventTypes {
-		if strings.HasPrefix(t, "hookstream_") {
-			return true
-		}
-	}
-	return false
 }
 
 // streamKeys decides what an index finds a stream by. Point ids and event types (the stream's

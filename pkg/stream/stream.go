@@ -8,6 +8,7 @@ package stream
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"hookstream/proto"
@@ -116,6 +117,18 @@ func (s *Stream) Slots() int {
 		return 1
 	}
 	return s.MaxInFlight
+}
+
+// WantsNotifications reports whether the stream is a notification endpoint: one of its event
+// types names hookstream's operational notifications (hookstream_stream_*, hookstream_*, or
+// one of them). Only such streams are given those events.
+func (s *Stream) WantsNotifications() bool {
+	for _, t := range s.EventTypes {
+		if strings.HasPrefix(t, "hookstream_") {
+			return true
+		}
+	}
+	return false
 }
 
 // Attempts is how many attempts a delivery gets before it is dead-lettered.

@@ -8,7 +8,6 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
-	"hookstream/pkg/match"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
@@ -60,7 +59,7 @@ func notifiesOnly(def *stream.Stream) bool {
 	return len(def.EventTypes) > 0
 }
 
-// endpoints tracks each partition's notification endpoints (match.WantsNotifications) from the
+// endpoints tracks each partition's notification endpoints (Stream.WantsNotifications) from the
 // catalog's changes, so that a partition without one gets no notification events. It is safe
 // for concurrent use.
 type endpoints struct {
@@ -75,7 +74,7 @@ func (e *endpoints) change(c catalog.Change) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ids := e.by[c.Partition]
-	if c.Def != nil && match.WantsNotifications(c.Def) {
+	if c.Def != nil && c.Def.WantsNotifications() {
 		if ids == nil {
 			ids = make(map[string]struct{})
 			e.by[c.Partition] = ids
