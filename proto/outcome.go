@@ -41,6 +41,25 @@ const (
 	StreamEnabled   = "enabled"
 )
 
+// NotificationTypePrefix starts the event types of operational notifications
+// (hookstream_stream_failing, …_recovered, …_disabled, …_dead_lettered): delivery publishes them
+// on EVENTS, about a stream of the partition (the event's subject is the stream id), and ingest
+// refuses them from producers. A partition's notification endpoints are event-streams of these
+// types.
+const NotificationTypePrefix = "hookstream_stream_"
+
+// Notification is the data of an operational notification event: the stream event, the
+// delivery a dead letter is about, and the stream's failure receivers (seed 001) to tell. Its
+// JSON Schema is proto/schema/notification.schema.json.
+type Notification struct {
+	StreamEvent
+	DeliveryID       string  `json:"deliveryId,omitempty"`
+	FailureReceivers []int64 `json:"failureReceivers,omitempty"`
+}
+
+// StreamDeadLettered is the event of a Notification about a delivery that was dead-lettered.
+const StreamDeadLettered = "dead_lettered"
+
 // StreamEvent is the public JSON of an operational event of a stream, published on
 // hookstream.outcomes.{partition}.{streamId}.stream.{event}. Status is the stream's status after
 // the event; the counters are delivery's at the time of the event (zero for a user's change).

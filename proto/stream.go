@@ -120,6 +120,14 @@ type StreamDef struct {
 	PrevSecretUntil int64  `msgpack:"puntil,omitempty"`
 	PublicKey       string `msgpack:"pk,omitempty"` // standard-webhooks-ed25519: "whpk_<base64>"
 	PrevPublicKey   string `msgpack:"ppk,omitempty"`
+
+	// What the other platforms' APIs keep with a stream (issue 24): seed 001's failureReceivers
+	// (user ids told when the stream fails) and its dataTrigger (JSON, kept as given).
+	FailureReceivers []int64 `msgpack:"frx,omitempty"`
+	DataTrigger      []byte  `msgpack:"dtr,omitempty"`
+	// DLQRetentionMs is how long the stream's dead letters are kept (0: the deployment's
+	// --dlq-retention); seed 004's webhooks keep them six months.
+	DLQRetentionMs int64 `msgpack:"dlqr,omitempty"`
 }
 
 // Batch bounds how many events the signer gathers into one delivery (formats measurements,

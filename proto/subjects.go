@@ -25,6 +25,10 @@ const (
 	BucketSecrets = "hookstream_secrets"
 	// BucketState holds delivery-side target state (counters, health), key StreamKey.
 	BucketState = "hookstream_state"
+	// BucketIDs maps streams to the integer ids of the other platforms' APIs (seeds 001 and
+	// 004): key IDKey "{partition}.n.{number}" holds the stream id, "{partition}.s.{streamId}"
+	// the number, "{partition}.next" the last number given. Only the API reads it.
+	BucketIDs = "hookstream_ids"
 )
 
 // Subject prefixes.

@@ -173,7 +173,7 @@ func TestEnsureTopologyIdempotent(t *testing.T) {
 		{proto.StreamEvents, []string{"hookstream.events.>"}, jetstream.LimitsPolicy, 7 * 24 * time.Hour, false},
 		{proto.StreamJobs, []string{"hookstream.jobs.>", "hookstream.keep.JOBS"}, jetstream.WorkQueuePolicy, 0, false},
 		{proto.StreamOutbox, []string{"hookstream.outbox.>", "hookstream.retry.>", "hookstream.held.>", "hookstream.keep.OUTBOX"}, jetstream.WorkQueuePolicy, 0, true},
-		{proto.StreamDLQ, []string{"hookstream.dlq.>"}, jetstream.LimitsPolicy, 28 * 24 * time.Hour, false},
+		{proto.StreamDLQ, []string{"hookstream.dlq.>"}, jetstream.LimitsPolicy, bus.MaxDLQRetention, false}, // entries carry their own TTL
 		{proto.StreamOutcomes, []string{"hookstream.outcomes.>"}, jetstream.LimitsPolicy, 7 * 24 * time.Hour, false},
 	}
 	for _, want := range streams {
@@ -221,7 +221,7 @@ func TestEnsureTopologyIdempotent(t *testing.T) {
 			t.Errorf("%s de-duplication window after update = %s, want 30s", want.name, got)
 		}
 	}
-	for name, want := range map[string]time.Duration{proto.StreamEvents: time.Hour, proto.StreamDLQ: 2 * time.Hour} {
+	for name, want := range map[string]time.Duration{proto.StreamEvents: time.Hour, proto.StreamDLQ: bus.MaxDLQRetention} {
 		st, err := conn.JS.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -649,5 +649,26 @@ func TestRetryScheduleFires(t *testing.T) {
 	// Not before its time: the server stamps the message when it fires, on the same clock.
 	if fired.Time.Before(at.Add(-5 * time.Millisecond)) {
 		t.Errorf("schedule for %s fired at %s", at, fired.Time)
+	}
+}
+
+func TestDLQTTL(t *testing.T) {
+	day := 24 * time.Hour
+	tests := []struct {
+		name      string
+		keep, def time.Duration
+		want      time.Duration
+	}{
+		{"defaults", 0, 0, bus.DefaultDLQRetention},
+		{"the deployment's", 0, 2 * day, 2 * day},
+		{"the stream's wins", bus.MaxDLQRetention, 2 * day, bus.MaxDLQRetention},
+		{"capped", 400 * day, 0, bus.MaxDLQRetention},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := bus.DLQTTL(tt.keep, tt.def); got != tt.want {
+				t.Fatalf("DLQTTL(%s, %s) = %s, want %s", tt.keep, tt.def, got, tt.want)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +14,11 @@ import (
 
 // Retention settings of the streams whose age is configurable.
 type Retention struct {
-	Events   time.Duration // EVENTS, default 7 days
-	DLQ      time.Duration // DLQ, default 28 days, at most 6 months
+	Events time.Duration // EVENTS, default 7 days
+	// DLQ is how long a dead letter is kept unless its stream keeps its own longer: each
+	// carries its age as its Nats-TTL (DLQTTL), and the DLQ stream itself keeps up to
+	// MaxDLQRetention. Default DefaultDLQRetention, at most MaxDLQRetention.
+	DLQ      time.Duration
 	Outcomes time.Duration // OUTCOMES, default 7 days
 	// Duplicates is how long every stream remembers the Nats-Msg-Id values it stored, default
 	// DefaultDuplicates: a re-publish within it is dropped. The server holds each id of the
@@ -30,7 +34,7 @@ func (r *Retention) setDefaults() {
 		r.Events = 7 * 24 * time.Hour
 	}
 	if r.DLQ <= 0 {
-		r.DLQ = 28 * 24 * time.Hour
+		r.DLQ = DefaultDLQRetention
 	}
 	if r.Outcomes <= 0 {
 		r.Outcomes = 7 * 24 * time.Hour
@@ -43,8 +47,18 @@ func (r *Retention) setDefaults() {
 	}
 }
 
-// MaxDLQRetention is the longest dead letters may be kept.
+// MaxDLQRetention is the longest dead letters may be kept (seed 004's six months).
 const MaxDLQRetention = 183 * 24 * time.Hour
+
+// DefaultDLQRetention is how long dead letters are kept when nothing says otherwise.
+const DefaultDLQRetention = 28 * 24 * time.Hour
+
+// DLQTTL is the Nats-TTL of a dead letter: keep (a stream's own retention, 0 for none) when set,
+// else def (the deployment's, 0 for DefaultDLQRetention), never more than MaxDLQRetention.
+func DLQTTL(keep, def time.Duration) time.Duration {
+	ttl := cmp.Or(keep, def, DefaultDLQRetention)
+	return min(ttl, MaxDLQRetention)
+}
 
 // IngestMaxMsgSize is the largest message (headers and payload) the INGEST stream stores;
 // JetStream refuses a larger publish before any service sees it.
@@ -108,9 +122,11 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			AllowMsgSchedules: true, AllowRollup: true, AllowAtomicPublish: true,
 		},
 		{
+			// Each entry carries its own age (Nats-TTL, DLQTTL): a stream may keep its dead
+			// letters longer than the deployment's default (seed 004: six months).
 			Name: proto.StreamDLQ, Subjects: []string{proto.SubjectDLQAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: r.DLQ, Duplicates: r.Duplicates, Replicas: r.Replicas,
+			MaxAge: MaxDLQRetention, AllowMsgTTL: true, Duplicates: r.Duplicates, Replicas: r.Replicas,
 		},
 		{
 			Name: proto.StreamOutcomes, Subjects: []string{proto.SubjectOutcomeAll},
@@ -124,7 +140,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState} {
+	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: b, History: 1, Storage: jetstream.FileStorage, Replicas: r.Replicas,
 		}); err != nil {

@@ -24,10 +24,6 @@ type Input struct {
 	dataOK bool // data decoded (successfully or not)
 	dataE  error
 	num    numbers
-
-	exact   any
-	exactOK bool
-	exactE  error
 }
 
 type numbers struct {
@@ -202,15 +198,4 @@ func (in *Input) activation() *activation {
 	a.event = types.DefaultTypeAdapter.NativeToValue(vars)
 	in.act = a
 	return a
-}
-
-// exactData is the event's data with numbers kept exactly, for projection.
-func (in *Input) exactData() (any, error) {
-	if !in.exactOK {
-		in.exactOK = true
-		if len(in.Event.Data) > 0 {
-			in.exact, in.exactE = decodeExact(in.Event.Data)
-		}
-	}
-	return in.exact, in.exactE
 }

@@ -335,15 +335,21 @@ func TestPropertyProjection(t *testing.T) {
 		want  string // "" means not delivered
 	}{
 		{"asset_updated status changed", "asset_updated", testdata(t, "asset_updated.json"), []string{"status", "description"},
-			`{"asset":{"href":"https://api.netilion.endress.com/v1/assets/67237","id":67237,"status":{"href":"https://api.netilion.endress.com/v1/asset/status/42","id":42}}}`},
+			`{"asset":{"id":67237,"href":"https://api.netilion.endress.com/v1/assets/67237","status":{"id":42,"href":"https://api.netilion.endress.com/v1/asset/status/42"}}}`},
 		{"asset_updated other attribute", "asset_updated", testdata(t, "asset_updated.json"), []string{"description", "serial_number"}, ""},
 		{"asset_values_created by key", "asset_values_created", testdata(t, "asset_values_created.json"), []string{"pressure", "level"},
-			`{"values":[{"data":[{"timestamp":"2020-03-04T08:38:25Z","value":"88.99"},{"timestamp":"2020-03-04T08:38:25Z","value":"90.00"}],"group":"measurement","key":"pressure","unit":{"href":"https://api.netilion.endress.com/v1/units/222","id":222}}]}`},
+			`{"asset":{"id":4079332,"href":"https://api.netilion.endress.com/v1/assets/4079332"},"values":[{"key":"pressure","group":"measurement","unit":{"id":222,"href":"https://api.netilion.endress.com/v1/units/222"},"data":[{"timestamp":"2020-03-04T08:38:25Z","value":"88.99"},{"timestamp":"2020-03-04T08:38:25Z","value":"90.00"}]}]}`},
 		{"asset_specifications_updated", "asset_specifications_updated", testdata(t, "asset_specifications_updated.json"), []string{"my_key1", "my_key2"},
-			`{"asset":{"href":"https://api.netilion.endress.com/v1/assets/23","id":23,"specifications":{"my_key2":{"source_timestamp":null,"unit":null,"updated_at":"2021-05-26T12:38:37.743Z","value":"new_value2"}}}}`},
+			`{"asset":{"id":23,"href":"https://api.netilion.endress.com/v1/assets/23","specifications":{"my_key2":{"unit":null,"value":"new_value2","updated_at":"2021-05-26T12:38:37.743Z","source_timestamp":null}}}}`},
 		{"flat keys", "reset_cause", testdata(t, "bace_reset_cause.json"), []string{"event_type", "value", "id_event"},
-			`{"event_type":"202","id_event":299663,"value":"1"}`},
-		{"big ids stay exact", "x", `{"id": 12345678901234567890, "a": 1, "b": 2}`, []string{"a"}, `{"a":1,"id":12345678901234567890}`},
+			`{"id_event":299663,"event_type":"202","value":"1"}`},
+		{"big ids stay exact", "x", `{"id": 12345678901234567890, "a": 1, "b": 2}`, []string{"a"}, `{"id":12345678901234567890,"a":1}`},
+		{"event_created by type code", "event_created", `{"event": {"id": 11, "type": {"id": 2, "code": "device_certificate_renewal"}}}`,
+			[]string{"heartbeat_verification", "device_certificate_renewal"}, `{"event": {"id": 11, "type": {"id": 2, "code": "device_certificate_renewal"}}}`},
+		{"event_created other code", "event_created", `{"event": {"id": 11, "type": {"id": 2, "code": "calibration"}}}`,
+			[]string{"heartbeat_verification", "device_certificate_renewal"}, ""},
+		{"event_document_created without a code", "event_document_created", `{"event": {"id": 1}, "document": {"id": 2}}`,
+			[]string{"heartbeat_verification"}, ""},
 		{"no html escaping", "x", `{"a": "<b>&</b>", "b": 1}`, []string{"a"}, `{"a":"<b>&</b>"}`},
 		{"no properties for the type", "other", `{"a": 1, "b": 2}`, nil, `{"a": 1, "b": 2}`},
 	}
@@ -385,5 +391,30 @@ func TestDeliveryIDStable(t *testing.T) {
 	a, b := match.DeliveryID("e1", "s1"), match.DeliveryID("e1", "s1")
 	if a != b || a == match.DeliveryID("e1", "s2") || a == match.DeliveryID("e2", "s1") {
 		t.Fatalf("DeliveryID is not a stable function of (event, stream): %s %s", a, b)
+	}
+}
+
+// Operational notifications reach only the streams that name their types.
+func TestNotificationsOnlyWhereAsked(t *testing.T) {
+	ev := event(proto.NotificationTypePrefix+"disabled", "s1", `{"event":"disabled"}`)
+	for _, tt := range []struct {
+		name string
+		def  stream.Stream
+		want bool
+	}{
+		{"every type", stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"*"}}, false},
+		{"unkeyed filter", stream.Stream{Type: proto.TypeEventStream, Filter: "event.subject == 's1' || true"}, false},
+		{"notification types", stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{"hookstream_stream_*"}}, true},
+		{"one notification type", stream.Stream{Type: proto.TypeEventStream, EventTypes: []string{proto.NotificationTypePrefix + "disabled"}}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := match.Compile(&tt.def)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := s.Match(match.NewInput(ev)); ok != tt.want {
+				t.Fatalf("matched %v, want %v", ok, tt.want)
+			}
+		})
 	}
 }

@@ -33,6 +33,9 @@ type Stream struct {
 	props  map[string]map[string]struct{}
 	keys   []Key
 	all    bool
+	// notified: the stream names operational notification types (hookstream_…); no other stream
+	// gets them, whatever its wildcards or filter.
+	notified bool
 }
 
 // Compile compiles a stream definition. The only error is an invalid filter (wrapping
@@ -61,6 +64,7 @@ func Compile(def *stream.Stream) (*Stream, error) {
 		s.props[typ] = set
 	}
 	s.keys, s.all = streamKeys(def, s.Filter)
+	s.notified = def.WantsNotifications()
 	return s, nil
 }
 
@@ -113,6 +117,9 @@ func (s *Stream) Selects(ev *proto.Event) bool {
 // rule and property projection, in that order. It returns the event to deliver: in.Event itself,
 // or a copy whose Data holds the projection.
 func (s *Stream) Apply(in *Input) (*proto.Event, bool) {
+	if !s.notified && strings.HasPrefix(in.Event.Type, proto.NotificationTypePrefix) {
+		return nil, false
+	}
 	if s.Filter != nil && !s.Filter.Eval(in) {
 		return nil, false
 	}
@@ -123,20 +130,15 @@ func (s *Stream) Apply(in *Input) (*proto.Event, bool) {
 	if !ok || in.Event.Type == proto.EventTypePoint {
 		return in.Event, true
 	}
-	data, err := in.exactData()
-	if err != nil {
-		return nil, false
+	if codeFiltered[in.Event.Type] {
+		return in.Event, MatchesCode(in.Event.Data, keys)
 	}
-	projected, found := Project(data, keys)
+	projected, found := Project(in.Event.Data, keys)
 	if !found {
 		return nil, false
 	}
-	raw, err := encode(projected)
-	if err != nil {
-		return nil, false
-	}
 	ev := *in.Event
-	ev.Data = raw
+	ev.Data = projected
 	return &ev, true
 }
 

@@ -8,6 +8,7 @@ package stream
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"hookstream/proto"
@@ -102,6 +103,12 @@ type Stream struct {
 	PrevSecretUntil time.Time
 	PublicKey       string
 	PrevPublicKey   string
+
+	// Seed 001's failureReceivers and dataTrigger (JSON), kept for its API.
+	FailureReceivers []int64
+	DataTrigger      []byte
+	// DLQRetention is how long the stream's dead letters are kept (0: the deployment's).
+	DLQRetention time.Duration
 }
 
 // Slots is how many attempts of the stream may be in flight at once: one when it is ordered.
@@ -110,6 +117,18 @@ func (s *Stream) Slots() int {
 		return 1
 	}
 	return s.MaxInFlight
+}
+
+// WantsNotifications reports whether the stream is a notification endpoint: one of its event
+// types names hookstream's operational notifications (hookstream_stream_*, hookstream_*, or
+// one of them). Only such streams are given those events.
+func (s *Stream) WantsNotifications() bool {
+	for _, t := range s.EventTypes {
+		if strings.HasPrefix(t, "hookstream_") {
+			return true
+		}
+	}
+	return false
 }
 
 // Attempts is how many attempts a delivery gets before it is dead-lettered.
@@ -146,6 +165,8 @@ func FromWire(d *proto.StreamDef) *Stream {
 		OAuth2TokenURL: d.OAuth2TokenURL, OAuth2ClientID: d.OAuth2ClientID, OAuth2Scopes: d.OAuth2Scopes,
 		SecretGen: d.SecretGen, PrevSecretGen: d.PrevSecretGen, PrevSecretUntil: unix(d.PrevSecretUntil),
 		PublicKey: d.PublicKey, PrevPublicKey: d.PrevPublicKey,
+		FailureReceivers: d.FailureReceivers, DataTrigger: d.DataTrigger,
+		DLQRetention: time.Duration(d.DLQRetentionMs) * time.Millisecond,
 	}
 	if s.MaxInFlight <= 0 {
 		s.MaxInFlight = DefaultMaxInFlight
@@ -171,6 +192,8 @@ func (s *Stream) Wire() *proto.StreamDef {
 		OAuth2TokenURL: s.OAuth2TokenURL, OAuth2ClientID: s.OAuth2ClientID, OAuth2Scopes: s.OAuth2Scopes,
 		SecretGen: s.SecretGen, PrevSecretGen: s.PrevSecretGen, PrevSecretUntil: nanos(s.PrevSecretUntil),
 		PublicKey: s.PublicKey, PrevPublicKey: s.PrevPublicKey,
+		FailureReceivers: s.FailureReceivers, DataTrigger: s.DataTrigger,
+		DLQRetentionMs: s.DLQRetention.Milliseconds(),
 	}
 }
 

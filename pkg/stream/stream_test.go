@@ -27,6 +27,7 @@ func TestWireRoundTrip(t *testing.T) {
 		d.Type, d.Method, d.Format, d.Status = "t"+d.Type, "m"+d.Method, "f"+d.Format, "s"+d.Status
 		d.MaxInFlight = 1 + rng.Intn(256)
 		d.TimeoutMs = 1 + rng.Intn(60_000)
+		d.DLQRetentionMs = rng.Int63n(1 << 40)
 		for _, ns := range []*int64{&d.CreatedAt, &d.UpdatedAt, &d.PrevSecretUntil} {
 			*ns = 1 + rng.Int63n(1<<62)
 		}

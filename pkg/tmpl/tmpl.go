@@ -33,6 +33,7 @@ const MaxLen = 16 << 10
 var Names = []string{
 	"point_id", "device_id", "value", "timestamp", "timestamp_ms", "quality", "changed",
 	"event_id", "event_type", "data", "label", "unit", "datatype", "partition", "stream_id", "delivery_id",
+	"user_id",
 }
 
 // ErrSyntax wraps every parse error.
@@ -196,6 +197,17 @@ func identLen(s string) int {
 		break
 	}
 	return n
+}
+
+// Empty returns the names of t's placeholders whose value in v is empty text, each once.
+func (t *Template) Empty(v Vars) []string {
+	var out []string
+	for _, p := range t.parts {
+		if p.name != "" && v[p.name].Text == "" && !slices.Contains(out, p.name) {
+			out = append(out, p.name)
+		}
+	}
+	return out
 }
 
 // Render fills the template in.

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"slices"
 	"testing"
 
+	"hookstream/pkg/stream"
 	"hookstream/pkg/tmpl"
+	"hookstream/proto"
 )
 
 func vars(value []byte, device string) tmpl.Vars {
@@ -100,4 +103,38 @@ func FuzzRender(f *testing.F) {
 			t.Fatalf("template %q with device %q value %q rendered invalid JSON: %s", src, device, value, out)
 		}
 	})
+}
+
+func TestUserIDAndEmptyPlaceholders(t *testing.T) {
+	tests := []struct {
+		name, data, wantURL string
+		empty               []string
+	}{
+		{"user_id", `{"user_id": 42}`, "https://h/x/dev-1/42", nil},
+		{"userId", `{"userId": "u-7"}`, "https://h/x/dev-1/u-7", nil},
+		{"user.id", `{"user": {"id": 9}}`, "https://h/x/dev-1/9", nil},
+		{"no user", `{"name": "x"}`, "", []string{"user_id"}},
+	}
+	u, err := tmpl.ParseURL("https://h/x/{device_id}/{user_id}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := &proto.Event{Type: "DEVICE_ADDED", Subject: "dev-1", Data: []byte(tt.data)}
+			vars := tmpl.EventVars(&stream.Stream{ID: "s1"}, "d1", ev)
+			empty := u.Empty(vars)
+			if !slices.Equal(empty, tt.empty) {
+				t.Fatalf("empty = %v, want %v", empty, tt.empty)
+			}
+			if tt.wantURL != "" && string(u.Render(vars)) != tt.wantURL {
+				t.Fatalf("url = %s, want %s", u.Render(vars), tt.wantURL)
+			}
+		})
+	}
+	// A reading without device metadata renders its point id as {device_id}.
+	ev := &proto.Event{Type: proto.EventTypePoint, Subject: "p1"}
+	if got := string(u.Render(tmpl.EventVars(&stream.Stream{}, "d1", ev))); got != "https://h/x/p1/" {
+		t.Fatalf("reading url = %s", got)
+	}
 }

@@ -1,6 +1,7 @@
 package tmpl
 
 import (
+	"encoding/json"
 	"time"
 
 	"hookstream/pkg/stream"
@@ -16,6 +17,10 @@ func EventVars(def *stream.Stream, deliveryID string, ev *proto.Event) Vars {
 	if ev.Type == proto.EventTypePoint {
 		m = def.PointMeta[ev.Subject]
 		point, device = ev.Subject, m.Device
+		if device == "" {
+			// A reading without device metadata is its point's own (as source_device defaults).
+			device = ev.Subject
+		}
 	}
 	changed := int64(0)
 	if ev.Changed {
@@ -36,7 +41,31 @@ func EventVars(def *stream.Stream, deliveryID string, ev *proto.Event) Vars {
 		"event_id": String(ev.ID), "event_type": String(ev.Type), "data": data,
 		"label": String(m.Label), "unit": String(m.Unit), "datatype": datatype,
 		"partition": String(ev.Partition), "stream_id": String(def.ID), "delivery_id": String(deliveryID),
+		"user_id": String(userID(ev.Data)),
 	}
+}
+
+// userID is seed 001's {user_id}: the user an event's data names (user_id, userId or user.id).
+func userID(data []byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	var d struct {
+		UserID  json.RawMessage `json:"user_id"`
+		UserID2 json.RawMessage `json:"userId"`
+		User    struct {
+			ID json.RawMessage `json:"id"`
+		} `json:"user"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return ""
+	}
+	for _, v := range []json.RawMessage{d.UserID, d.UserID2, d.User.ID} {
+		if t := Raw(v).Text; len(v) > 0 && t != "null" {
+			return t
+		}
+	}
+	return ""
 }
 
 // formatTime is seed 000's timestamp form: UTC with milliseconds.

@@ -61,6 +61,7 @@ type Service struct {
 	streams jetstream.KeyValue
 	secrets jetstream.KeyValue
 	state   jetstream.KeyValue
+	ids     jetstream.KeyValue // stream numbers of seeds 001 and 004 (ids.go)
 	policy  urlPolicy
 	mux     *http.ServeMux
 	// outbound sends test deliveries (testdelivery.go).
@@ -141,6 +142,9 @@ func (s *Service) open(ctx context.Context) error {
 	if s.state, err = s.js.KeyValue(ctx, proto.BucketState); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
+	if s.ids, err = s.js.KeyValue(ctx, proto.BucketIDs); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	go s.runTally(ctx)
 	return nil
 }
@@ -167,6 +171,13 @@ func (s *Service) routes(con *console.Console) *http.ServeMux {
 	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
 	mux.HandleFunc("GET "+base+"/usage", s.guard(auth.ScopeStreamsRead, s.getUsage))    // quota.go
 	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota)) // quota.go
+	s.seed001Routes(mux)
+	s.seed004Routes(mux)
+	// The API's description is public, like any client library generated from it.
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(proto.OpenAPI)
+	})
 	web.Health(mux, s.ready)
 	con.Mount(mux) // the web console at /console
 	for _, m := range s.cfg.Mounts {
@@ -193,15 +204,30 @@ func (s *Service) ready() error {
 
 type handler func(w http.ResponseWriter, r *http.Request, partition string) error
 
-// guard authenticates, validates the partition, checks scope, then runs h and writes its error.
+// guard authenticates, validates the partition of the path, checks scope, then runs h and
+// writes its error.
 func (s *Service) guard(scope string, h handler) http.HandlerFunc {
+	return s.guardWith(scope, func(_ http.ResponseWriter, r *http.Request, _ *auth.Claims) (string, error) {
+		return r.PathValue("partition"), nil
+	}, h)
+}
+
+// partitionOf finds the partition a request is about: in its path, or (seed 001) its token.
+type partitionOf func(w http.ResponseWriter, r *http.Request, claims *auth.Claims) (string, error)
+
+// guardWith is guard with the request's partition found by of.
+func (s *Service) guardWith(scope string, of partitionOf, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		claims, err := web.Authenticate(s.cfg.Verifier, r)
 		if err != nil {
 			web.WriteError(w, err)
 			return
 		}
-		partition := r.PathValue("partition")
+		partition, err := of(w, r, claims)
+		if err != nil {
+			web.WriteError(w, err)
+			return
+		}
 		if p := proto.TokenProblem(partition); p != "" {
 			web.WriteError(w, web.BadRequest("partition", "partition id %q %s", clip(partition), p))
 			return
@@ -245,11 +271,25 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 	if err := web.DecodeJSON(w, r, &body); err != nil {
 		return err
 	}
+	def, shown, err := s.create(w, r, partition, typ, &body)
+	if err != nil {
+		return err
+	}
+	res := resource(def, nil)
+	res.Attributes.WebhookSecret = shown
+	web.WriteJSON(w, http.StatusCreated, res)
+	return nil
+}
+
+// create validates a create body and stores the stream with its secrets; it returns the stream
+// and the secret to show once. Every API that creates streams (native, seed 001, seed 004) comes
+// through here.
+func (s *Service) create(w http.ResponseWriter, r *http.Request, partition, typ string, body *streamBody) (*stream.Stream, string, error) {
 	now := time.Now().UTC().Truncate(time.Second)
 	// UUIDv7: ids sort in creation order, which is the order of the stream list (pages.go).
 	id, err := uuid.NewV7()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	def := &stream.Stream{
 		ID: id.String(), Partition: partition, Type: typ,
@@ -258,36 +298,33 @@ func (s *Service) createStream(w http.ResponseWriter, r *http.Request, partition
 		PropagateTrace: true, Status: stream.Active, CreatedAt: now, UpdatedAt: now,
 	}
 	if werr := body.apply(def, true, s.policy); werr != nil {
-		return werr
+		return nil, "", werr
 	}
 	key := proto.StreamKey(partition, def.ID)
 	ctx := r.Context()
 	if err := s.checkStreamQuota(ctx, w, partition); err != nil { // quota.go
-		return err
+		return nil, "", err
 	}
 	if err := s.checkStreamPoints(ctx, w, partition, int64(len(def.PointIDs))); err != nil { // pages.go
-		return err
+		return nil, "", err
 	}
-	shown, err := s.writeSecrets(ctx, def, &body, "") // secrets.go
+	shown, err := s.writeSecrets(ctx, def, body, "") // secrets.go
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	data, err := def.Encode()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	rev, err := s.streams.Create(ctx, key, data)
 	if err != nil {
 		// Nothing half-written: drop the secrets stored for a stream that does not exist.
 		s.purgeSecrets(context.WithoutCancel(ctx), def)
-		return fmt.Errorf("store stream: %w", err)
+		return nil, "", fmt.Errorf("store stream: %w", err)
 	}
 	s.recordPut(def, rev)
 	s.log.Info("stream created", "partition", partition, "stream_id", def.ID)
-	res := resource(def, nil)
-	res.Attributes.WebhookSecret = shown
-	web.WriteJSON(w, http.StatusCreated, res)
-	return nil
+	return def, shown, nil
 }
 
 // load reads one stream and its KV revision; an unknown or malformed id is a 404.
@@ -364,21 +401,33 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 	if err := web.DecodeJSON(w, r, &body); err != nil {
 		return err
 	}
+	def, shown, err := s.patch(w, r, partition, r.PathValue("id"), &body)
+	if err != nil {
+		return err
+	}
+	res := resource(def, s.targetState(r.Context(), def))
+	res.Attributes.WebhookSecret = shown
+	web.WriteJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// patch validates a change and applies it to a stream; it returns the stream as stored and the
+// secret to show once. Every API that changes streams comes through here.
+func (s *Service) patch(w http.ResponseWriter, r *http.Request, partition, id string, body *streamBody) (*stream.Stream, string, error) {
 	ctx := r.Context()
-	id := r.PathValue("id")
 	// Validate fully before writing anything.
 	probe, _, err := s.load(ctx, partition, id)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	current := *probe
 	if werr := body.apply(probe, false, s.policy); werr != nil {
-		return werr
+		return nil, "", werr
 	}
 	oldScheme := current.Signature
-	shown, err := s.writeSecrets(ctx, probe, &body, oldScheme) // secrets.go
+	shown, err := s.writeSecrets(ctx, probe, body, oldScheme) // secrets.go
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	wasActive := probe.Status.Delivers()
 	was := probe.Status
@@ -398,7 +447,7 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if !wasActive && def.Status.Delivers() {
 		// Re-enabled: failures start over, so the backlog is not judged by the old count.
@@ -409,15 +458,20 @@ func (s *Service) patchStream(w http.ResponseWriter, r *http.Request, partition 
 	if def.Status != was {
 		s.statusChanged(def)
 	}
-	res := resource(def, s.targetState(ctx, def))
-	res.Attributes.WebhookSecret = shown
-	web.WriteJSON(w, http.StatusOK, res)
-	return nil
+	return def, shown, nil
 }
 
 func (s *Service) deleteStream(w http.ResponseWriter, r *http.Request, partition string) error {
-	ctx := r.Context()
-	id := r.PathValue("id")
+	if err := s.remove(r.Context(), partition, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// remove deletes a stream and cleans up after it. Every API that deletes streams comes through
+// here.
+func (s *Service) remove(ctx context.Context, partition, id string) error {
 	def, _, err := s.load(ctx, partition, id)
 	if err != nil {
 		return err
@@ -446,8 +500,8 @@ func (s *Service) deleteStream(w http.ResponseWriter, r *http.Request, partition
 			s.log.Warn("purge after delete", "stream", p.stream, "subject", p.subject, "error", err.Error())
 		}
 	}
+	s.forgetNumber(bg, partition, id) // ids.go
 	s.log.Info("stream deleted", "partition", partition, "stream_id", id)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -315,7 +315,7 @@ func (s *Service) resendDeadLetters(w http.ResponseWriter, r *http.Request, part
 	var resent []string
 	var err error
 	if len(body.IDs) > 0 {
-		resent, err = s.resendByID(ctx, partition, body.IDs)
+		resent, err = s.resendByID(ctx, partition, "", body.IDs)
 	} else {
 		resent, err = s.resendAll(ctx, partition, body.StreamID)
 	}
@@ -328,8 +328,9 @@ func (s *Service) resendDeadLetters(w http.ResponseWriter, r *http.Request, part
 }
 
 // resendByID resends the entries named by ids, after checking every one of them (and its stream)
-// first: a bad, missing or another partition's id, or a disabled stream, resends nothing.
-func (s *Service) resendByID(ctx context.Context, partition string, ids []string) ([]string, error) {
+// first: a bad, missing or another partition's id (or, when streamID is not empty, another
+// stream's), or a disabled stream, resends nothing.
+func (s *Service) resendByID(ctx context.Context, partition, streamID string, ids []string) ([]string, error) {
 	dlq, err := s.js.Stream(ctx, proto.StreamDLQ)
 	if err != nil {
 		return nil, err
@@ -340,6 +341,9 @@ func (s *Service) resendByID(ctx context.Context, partition string, ids []string
 		e, err := s.readDeadLetter(ctx, dlq, partition, id, field)
 		if err != nil {
 			return nil, err
+		}
+		if streamID != "" && e.dl.Delivery.StreamID != streamID {
+			return nil, &web.Error{Status: http.StatusNotFound, Code: "not_found", Field: field, Message: "dead letter " + id + " not found"}
 		}
 		live, werr := s.resendable(ctx, partition, e.dl.Delivery.StreamID)
 		if werr != nil {

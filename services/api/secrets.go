@@ -142,19 +142,30 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, partition
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	id := r.PathValue("id")
-	probe, _, err := s.load(ctx, partition, id)
+	def, shown, err := s.rotate(r.Context(), partition, r.PathValue("id"), body)
 	if err != nil {
 		return err
 	}
+	res := resource(def, s.targetState(r.Context(), def))
+	res.Attributes.WebhookSecret = shown
+	web.WriteJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// rotate gives a stream a new signing secret (body's, or a generated one) and returns the
+// stream and the secret to show once. Every API's change-secret call comes through here.
+func (s *Service) rotate(ctx context.Context, partition, id string, body rotateBody) (*stream.Stream, string, error) {
+	probe, _, err := s.load(ctx, partition, id)
+	if err != nil {
+		return nil, "", err
+	}
 	overlap, werr := body.overlap()
 	if werr != nil {
-		return werr
+		return nil, "", werr
 	}
 	if body.WebhookSecret != nil {
 		if werr := checkSecret(probe.Signature, *body.WebhookSecret); werr != nil {
-			return werr
+			return nil, "", werr
 		}
 	}
 	gen := max(probe.SecretGen, probe.PrevSecretGen) + 1
@@ -163,7 +174,7 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, partition
 	material, shown, pub := newKey(&next, body.WebhookSecret)
 	// The new generation is stored before the stream points at it.
 	if err := s.storeSecret(ctx, proto.SecretKey(partition, id, gen), &proto.Secret{Current: material}); err != nil {
-		return err
+		return nil, "", err
 	}
 	var drop []int
 	def, err := s.update(ctx, partition, id, func(d *stream.Stream) error {
@@ -173,16 +184,13 @@ func (s *Service) rotateSecret(w http.ResponseWriter, r *http.Request, partition
 	bg := context.WithoutCancel(ctx)
 	if err != nil {
 		_ = s.secrets.Purge(bg, proto.SecretKey(partition, id, gen))
-		return err
+		return nil, "", err
 	}
 	for _, g := range drop {
 		_ = s.secrets.Purge(bg, proto.SecretKey(partition, id, g))
 	}
 	s.log.Info("stream secret rotated", "partition", partition, "stream_id", id, "overlap", overlap.String())
-	res := resource(def, s.targetState(r.Context(), def))
-	res.Attributes.WebhookSecret = shown
-	web.WriteJSON(w, http.StatusOK, res)
-	return nil
+	return def, shown, nil
 }
 
 // readRotateBody reads the optional body of a rotation: none, or an empty one, asks for the

@@ -29,6 +29,9 @@ const (
 	maxTimeoutMs    = 60_000
 )
 
+// methods are the HTTP methods a stream may send with (seed 001's method enum).
+var methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+
 // streamBody is the JSON body of create and PATCH. Pointers tell "absent" from "zero".
 type streamBody struct {
 	WebhookURL     *string   `json:"webhookUrl"`
@@ -53,6 +56,16 @@ type streamBody struct {
 	Filter     *string              `json:"filter"`
 	Deadband   *float64             `json:"deadband"`
 	ChangeOnly *bool                `json:"changeOnly"`
+
+	// foreign is what only the other platforms' adapters set (never native JSON): seed 001.go.
+	foreign *foreignFields
+}
+
+// foreignFields are settings of the other platforms' APIs that hookstream keeps with a stream.
+type foreignFields struct {
+	FailureReceivers []int64
+	DataTrigger      []byte
+	DLQRetention     time.Duration
 }
 
 // apply validates the body and writes it onto def. create demands the required fields. The
@@ -74,6 +87,12 @@ func (b *streamBody) apply(def *stream.Stream, create bool, opts urlPolicy) *web
 	}
 	if werr := b.applyMatch(def, create); werr != nil { // event types, properties, filter, dead-band: match.go
 		return werr
+	}
+	if b.foreign != nil {
+		def.FailureReceivers, def.DataTrigger = b.foreign.FailureReceivers, b.foreign.DataTrigger
+		if b.foreign.DLQRetention > 0 {
+			def.DLQRetention = b.foreign.DLQRetention
+		}
 	}
 	return b.applyFormats(def, opts) // format, signature, secret, auth, batch: formats.go
 }
@@ -108,8 +127,8 @@ func (b *streamBody) applyTarget(def *stream.Stream, create bool, opts urlPolicy
 	}
 	if b.Method != nil {
 		m := strings.ToUpper(*b.Method)
-		if m != "POST" && m != "PUT" && m != "PATCH" {
-			return web.BadRequest("method", "must be POST, PUT or PATCH")
+		if !slices.Contains(methods, m) {
+			return web.BadRequest("method", "must be one of %s", strings.Join(methods, ", "))
 		}
 		def.Method = m
 	}

@@ -214,7 +214,8 @@ func TestStreamBodyApply(t *testing.T) {
 			return nil
 		}},
 		{"method PATCH", true, "", func(b *streamBody) { b.Method = ptr("PATCH") }, "", nil},
-		{"method GET", true, "", func(b *streamBody) { b.Method = ptr("GET") }, "method", nil},
+		{"method GET", true, "", func(b *streamBody) { b.Method = ptr("GET") }, "", nil},
+		{"method TRACE", true, "", func(b *streamBody) { b.Method = ptr("TRACE") }, "method", nil},
 		{"method empty", true, "", func(b *streamBody) { b.Method = ptr("") }, "method", nil},
 
 		{"format point", true, "", func(b *streamBody) { b.Format = ptr("point") }, "", nil},

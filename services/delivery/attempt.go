@@ -159,6 +159,8 @@ func (s *Service) fateOf(ctx context.Context, d *proto.Delivery, def *stream.Str
 	return settlement{fate: deadLetter, d: d, reason: reason, headers: withoutCredentials(res.sent, def)}, func() {
 		s.log.WarnContext(ctx, "delivery dead-lettered", "partition", d.Partition, "stream_id", d.StreamID, "delivery_id", d.ID, "attempt", n, "reason", reason)
 		s.outcome(ctx, d, proto.OutcomeDeadLettered, maxAttempts, nil)
+		s.notify(proto.StreamEvent{SchemaVersion: 1, Partition: d.Partition, StreamID: d.StreamID, Event: proto.StreamDeadLettered,
+			Reason: reason, At: time.Now().UTC()}, d.ID) // notify.go
 		s.clearResent(d)
 	}
 }

@@ -62,6 +62,9 @@ type Config struct {
 	// have the stream either.
 	UnknownRetry  time.Duration
 	UnknownGiveUp uint64
+	// DLQRetention is how long dead letters are kept unless their stream says otherwise
+	// (default bus.DefaultDLQRetention).
+	DLQRetention time.Duration
 }
 
 // Service is the delivery service.
@@ -72,10 +75,12 @@ type Service struct {
 	cat *catalog.Catalog
 	// catReady tells the catalog that reconcile may be called (Run has set up what it uses).
 	catReady func()
-	client   *retryablehttp.Client
-	sched    retry.Schedule
-	metrics  *metrics
-	now      func() time.Time // the parking policy's clock
+	// endpoints are the partitions' notification endpoints (notify.go).
+	endpoints *endpoints
+	client    *retryablehttp.Client
+	sched     retry.Schedule
+	metrics   *metrics
+	now       func() time.Time // the parking policy's clock
 
 	// attemptCtx outlives Run's context by ShutdownGrace so that in-flight attempts can finish.
 	attemptCtx context.Context
@@ -150,6 +155,8 @@ func New(cfg Config) (*Service, error) {
 		pending: make(map[string]catalog.Change), scheduled: make(map[string]bool), changes: make(chan string, 1024),
 	}
 	s.catReady = s.cat.Subscribe(s.reconcile)
+	s.endpoints = newEndpoints()
+	s.cat.Subscribe(s.endpoints.change)() // notify.go; takes changes at once
 	return s, nil
 }
 

@@ -273,6 +273,7 @@ func (s *Service) streamEvent(partition, id, event, status, reason string, c cou
 	if _, err := s.js.PublishMsgAsync(msg); err != nil {
 		s.log.Warn("stream event not published", "stream_id", id, "event", event, "error", err.Error())
 	}
+	s.notify(e, "") // notify.go
 }
 
 // timeOf is a unix-ns time as a UTC time, nil for 0.

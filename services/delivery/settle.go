@@ -114,7 +114,16 @@ func (s *Service) storeMsg(ctx context.Context, w work, st settlement) (*nats.Ms
 	case holdUntil:
 		return holdMsg(w, st)
 	case deadLetter:
-		return deadLetterMsg(ctx, st)
+		msg, err := deadLetterMsg(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		var keep time.Duration
+		if def, ok := s.cat.Get(st.d.Partition, st.d.StreamID); ok {
+			keep = def.DLQRetention
+		}
+		msg.Header.Set(jetstream.MsgTTLHeader, bus.DLQTTL(keep, s.cfg.DLQRetention).String())
+		return msg, nil
 	case park:
 		return heldMsg(st.target, w), nil
 	}

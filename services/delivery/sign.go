@@ -44,7 +44,14 @@ func requestOf(d *proto.Delivery, def *stream.Stream) (request, error) {
 		ev = *d.Context
 	}
 	ev.Partition = d.Partition
-	r.url = string(t.Render(tmpl.EventVars(def, d.ID, &ev)))
+	vars := tmpl.EventVars(def, d.ID, &ev)
+	if empty := t.Empty(vars); len(empty) > 0 && d.Context != nil {
+		// An empty value would make another URL (…/webhook//): the attempt fails, naming it, and
+		// is retried, so a stream whose URL is fixed meanwhile takes its backlog along. A delivery
+		// written before deliveries carried their event keeps the empty values it always had.
+		return r, fmt.Errorf("webhook URL: placeholder {%s} has no value for this event", strings.Join(empty, "}, {"))
+	}
+	r.url = string(t.Render(vars))
 	return r, nil
 }
 

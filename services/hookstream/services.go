@@ -132,7 +132,7 @@ func (w *wiring) consumers() error {
 		build build
 	}{
 		{"ingest", func(c *bus.Conn, log *slog.Logger) (func(context.Context) error, error) {
-			svc, err := ingest.New(ingest.Config{Logger: log, Conn: c, Verifier: w.verifier})
+			svc, err := ingest.New(ingest.Config{Logger: log, Conn: c, Verifier: w.verifier, DLQRetention: w.cfg.DLQRetention})
 			if err != nil {
 				return nil, err
 			}
@@ -149,7 +149,7 @@ func (w *wiring) consumers() error {
 		}},
 		{"delivery", func(c *bus.Conn, log *slog.Logger) (func(context.Context) error, error) {
 			svc, err := delivery.New(delivery.Config{Logger: log, Conn: c, RetryScale: w.cfg.RetryScale,
-				Dial: w.guard.DialContext, Quota: w.cfg.Quota, Catalog: w.cat})
+				Dial: w.guard.DialContext, Quota: w.cfg.Quota, Catalog: w.cat, DLQRetention: w.cfg.DLQRetention})
 			return runOf(svc, err)
 		}},
 	} {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,6 +85,9 @@ func (w wireEvent) event(defaultType string) (DeviceEvent, error) {
 	}
 	if e.Type == proto.EventTypePoint {
 		return e, fmt.Errorf("%w: type %q is reserved for point readings", ErrInvalidEvent, proto.EventTypePoint)
+	}
+	if strings.HasPrefix(e.Type, proto.NotificationTypePrefix) {
+		return e, fmt.Errorf("%w: types starting %q are hookstream's operational notifications", ErrInvalidEvent, proto.NotificationTypePrefix)
 	}
 	if defaultType != "" && e.Type != defaultType {
 		return e, fmt.Errorf("%w: type %q differs from the subject's %q", ErrInvalidEvent, e.Type, defaultType)

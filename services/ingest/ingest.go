@@ -44,6 +44,8 @@ type Config struct {
 	Verifier auth.Verifier
 	// Meter makes ingest's instruments (default: the global provider's).
 	Meter metric.Meter
+	// DLQRetention is how long rejected inputs are kept (default bus.DefaultDLQRetention).
+	DLQRetention time.Duration
 }
 
 // Service is the ingest service.

@@ -53,7 +53,9 @@ func (s *Service) rejected(ctx context.Context, msg jetstream.Msg, err error) ([
 		return nil, fmt.Errorf("%w: encode rejected input: %v", bus.ErrTerm, err)
 	}
 	// One record per INGEST message, however often it comes back.
-	return []*nats.Msg{bus.NewMsg(subject, "rejected/"+s.epoch+"/"+fmt.Sprint(meta.Sequence.Stream), data)}, nil
+	m := bus.NewMsg(subject, "rejected/"+s.epoch+"/"+fmt.Sprint(meta.Sequence.Stream), data)
+	m.Header.Set(jetstream.MsgTTLHeader, bus.DLQTTL(0, s.cfg.DLQRetention).String())
+	return []*nats.Msg{m}, nil
 }
 
 // ingestPartition is the partition token of an ingest subject ("" when there is none).

@@ -94,6 +94,7 @@ func TestSeed000API(t *testing.T) {
 	if code != http.StatusNotFound {
 		t.Errorf("get after delete: %d", code)
 	}
+	checkOpenAPI(t, in)
 }
 
 // TestAPIRejects checks authentication, tenancy and validation: each bad request gets the right

@@ -186,6 +186,8 @@ type instance struct {
 	data   string
 	procs  []*proc
 	tokens map[string]string
+	// calls are the API calls made through call, for the OpenAPI check (openapi_test.go).
+	calls []apiCall
 }
 
 // options of startAllInOne.
@@ -310,6 +312,7 @@ func (in *instance) call(method, path, token string, body any) (int, []byte) {
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
+	in.calls = append(in.calls, apiCall{method: method, path: path, status: resp.StatusCode, header: resp.Header, body: out})
 	return resp.StatusCode, out
 }
 
