@@ -35,6 +35,7 @@ func usage(w io.Writer) {
   hookstream pub [--nats-url URL] SUBJECT JSON   publish a message, print JetStream's acknowledgement
   hookstream tail [--partition P [--stream ID]] [--since 10m]   follow delivery outcomes
   hookstream keygen                       print a new random master key for webhook secrets
+  hookstream healthcheck URL              exit 0 when URL answers 200 (container health checks)
   hookstream rekey [flags]                re-encrypt every webhook secret under the current master key
   hookstream bench --scenario NAME|all --duration D [--json FILE]   the load tool (see README, Performance)
 Run "hookstream COMMAND -h" for the flags of a command.
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, io stdio) error {
 		return runTail(ctx, args, io.out)
 	case "keygen":
 		return runKeygen(io.out)
+	case "healthcheck":
+		return runHealthcheck(ctx, args)
 	case "rekey":
 		return runRekey(ctx, args, io.out, io.err)
 	case "bench":
