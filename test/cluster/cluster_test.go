@@ -52,7 +52,7 @@ func TestCluster(t *testing.T) {
 			for _, svc := range []string{"ingest", "matcher", "signer", "delivery", "api-1", "api-2"} {
 				for _, id := range d.containers(svc) {
 					d.docker("restart", "-t", "10", id)
-					d.waitHealthy(2 * time.Minute)
+					d.waitContainer(id, 2*time.Minute)
 				}
 			}
 		}},

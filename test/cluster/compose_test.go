@@ -78,7 +78,7 @@ func startDeployment(t *testing.T) *deployment {
 	ports := map[string]string{}
 	for _, name := range []string{"API", "API2", "NATS1", "NATS2", "NATS3", "RECEIVER"} {
 		ports[name] = freePort(t)
-		d.env = append(d.env, "HOOKSTREAM_"+name+"_PORT="+ports[name])
+		d.env = append(d.env, "HOST_"+name+"_PORT="+ports[name])
 	}
 	// Retries come within milliseconds, so a delivery that failed in a fault is tried again
 	// while the scenario still runs.
@@ -167,6 +167,23 @@ func (d *deployment) waitHealthy(timeout time.Duration) {
 			d.t.Fatalf("deployment not healthy after %s (%d containers): %v", timeout, len(ids), bad)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// waitContainer waits until one container is running and healthy: cheaper than waitHealthy
+// after a fault that touched only it.
+func (d *deployment) waitContainer(id string, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := d.docker("inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
+		if st == "running healthy" {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("container %s not healthy after %s: %s", id, timeout, st)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
