@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -48,5 +51,24 @@ func TestReplicasFlag(t *testing.T) {
 	}
 	if _, ok := roleFlags("nats")["replicas"]; ok {
 		t.Error("the nats role has --replicas; it ensures no topology")
+	}
+}
+
+// TestHealthcheck: the containers' health check passes on 200 only.
+func TestHealthcheck(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if err := runHealthcheck(context.Background(), []string{srv.URL + "/readyz"}); err != nil {
+		t.Errorf("ready: %v", err)
+	}
+	if err := runHealthcheck(context.Background(), []string{srv.URL + "/other"}); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("503: err %v, want one naming the status", err)
+	}
+	if err := runHealthcheck(context.Background(), nil); err == nil {
+		t.Error("no URL: no error")
 	}
 }

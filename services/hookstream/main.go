@@ -4,7 +4,9 @@
 //
 //	hookstream [--dev] [--data DIR] [--http-addr HOST:PORT] [--nats-listen HOST:PORT]
 //	hookstream ingest|matcher|signer|delivery|api --nats-url nats://HOST:PORT
-//	hookstream nats [--data DIR] [--nats-listen HOST:PORT]
+//	hookstream nats [--data DIR] [--nats-listen HOST:PORT] [--nats-config FILE]
+//	                [--server-name N --cluster-name C --cluster-listen HOST:PORT --routes URLS]
+//	hookstream healthcheck URL
 //	hookstream token [--data DIR] --partition P
 //	hookstream pub [--nats-url URL] SUBJECT JSON
 //	hookstream tail [--nats-url URL] [--partition P [--stream ID]] [--since D]
@@ -30,7 +32,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   hookstream [flags]                      all services in one process, NATS embedded
   hookstream ingest|matcher|signer|delivery|api --nats-url URL [flags]
-  hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
+  hookstream nats [flags]                 a NATS server with JetStream (split deployments; a cluster node with --nats-config or --routes)
   hookstream token --partition P [flags]  print a development token (needs --data of a --dev instance)
   hookstream pub [--nats-url URL] SUBJECT JSON   publish a message, print JetStream's acknowledgement
   hookstream tail [--partition P [--stream ID]] [--since 10m]   follow delivery outcomes

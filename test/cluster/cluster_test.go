@@ -17,21 +17,24 @@ type scenario struct {
 type report struct {
 	acked, delivered, lost, duplicates int
 	gap                                time.Duration
+	took                               time.Duration // the whole scenario, drain included
 }
 
 func (r report) String() string {
-	return fmt.Sprintf("acknowledged %d, delivered %d, lost %d, duplicates %d, longest delivery gap %s",
-		r.acked, r.delivered, r.lost, r.duplicates, r.gap.Round(100*time.Millisecond))
+	return fmt.Sprintf("acknowledged %d, delivered %d, lost %d, duplicates %d, longest delivery gap %s (took %s)",
+		r.acked, r.delivered, r.lost, r.duplicates, r.gap.Round(100*time.Millisecond), r.took.Round(time.Second))
 }
 
 // TestCluster runs every fault scenario on one compose deployment under a steady load published
 // to all three NATS nodes; each must lose no acknowledged reading.
 func TestCluster(t *testing.T) {
+	began := time.Now()
 	d := startDeployment(t)
 	l := newLoader(t, d.nats)
 	r := &receiver{t: t, base: d.recv}
 	createStreams(t, d.api, d.token("p1"))
 	l.warmUp(r)
+	t.Logf("deployment built, healthy and delivering after %s", time.Since(began).Round(time.Second))
 
 	scenarios := []scenario{
 		{"a-kill-nats-node", func(d *deployment) {
@@ -85,17 +88,19 @@ func TestCluster(t *testing.T) {
 // runScenario loads the deployment for a few seconds, injects the fault, keeps the load on a few
 // seconds after the deployment is whole again, then waits until every acknowledged reading is
 // delivered (or two minutes pass) and reports.
-func runScenario(t *testing.T, d *deployment, l *loader, r *receiver, sc scenario) report {
+func runScenario(t *testing.T, d *deployment, l *loader, r *receiver, sc scenario) (rep report) {
 	t.Helper()
+	began := time.Now()
+	defer func() { rep.took = time.Since(began) }()
 	stopGaps := make(chan struct{})
 	gaps := r.watchGaps(stopGaps)
 	stop := l.start()
-	time.Sleep(5 * time.Second)
+	time.Sleep(3 * time.Second)
 	sc.fault(d)
-	time.Sleep(8 * time.Second)
+	time.Sleep(5 * time.Second)
 	acked := stop()
 	close(stopGaps)
-	rep := report{acked: len(acked), gap: <-gaps}
+	rep = report{acked: len(acked), gap: <-gaps}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		counts := r.stats(true).Counts
