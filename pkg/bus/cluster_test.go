@@ -113,7 +113,8 @@ func checkReplicas(t *testing.T, js jetstream.JetStream, want int) {
 }
 
 // TestClusterReplicas: on a real three-node cluster, EnsureTopology creates every stream and
-// bucket with the replicas asked for, and a later call with another count rescales them.
+// bucket with the replicas asked for, a later call with another count rescales them, and one
+// with none keeps them.
 func TestClusterReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three-node cluster: not in -short")
@@ -132,6 +133,9 @@ func TestClusterReplicas(t *testing.T) {
 	checkReplicas(t, js, 1)
 
 	ensureClustered(t, js, 3)
+	checkReplicas(t, js, 3)
+	// A process not told the count (0) keeps what exists rather than shrinking it.
+	ensureClustered(t, js, 0)
 	checkReplicas(t, js, 3)
 
 	// A publish acknowledged at R3 is stored by a quorum; it survives the loss of one node.

@@ -11,8 +11,12 @@ import (
 // replicas the roles that ensure the topology give every stream and bucket.
 type clusterConfig struct {
 	// Replicas of every stream and KV bucket (--replicas): 1 on a single server, 3 in a
-	// cluster. Every process that ensures the topology applies it, so all must agree.
+	// cluster. Every process given it applies it, so all that are given it must agree.
 	Replicas int
+	// ReplicasSet is whether --replicas (or its variable) was given. A process not given it
+	// creates what is missing with 1 replica and rescales nothing, so one started without it
+	// cannot shrink a cluster's R3 streams.
+	ReplicasSet bool
 
 	NATSConfig    string // --nats-config: a nats-server configuration file
 	ServerName    string // --server-name
@@ -36,7 +40,7 @@ func (c *Config) clusterFlags(fs *flag.FlagSet, role string) {
 		fs.StringVar(&c.Routes, "routes", env("ROUTES", ""), "comma list of the cluster's nats-route://HOST:PORT URLs (nats role)")
 	case "rekey":
 	default:
-		fs.IntVar(&c.Replicas, "replicas", int(envIntOr("REPLICAS", 1)), "replicas of every stream and bucket (1 single server, 3 in a cluster; changing it rescales them)")
+		fs.IntVar(&c.Replicas, "replicas", int(envIntOr("REPLICAS", 1)), "replicas of every stream and bucket (1 single server, 3 in a cluster); when given, existing ones are rescaled to it, when not, they keep theirs")
 	}
 }
 
@@ -52,6 +56,14 @@ func (c *Config) validateCluster(role string) error {
 		return fmt.Errorf("--replicas %d: the all-in-one's embedded server is a single node; give --nats-url of a cluster", c.Replicas)
 	}
 	return nil
+}
+
+// topologyReplicas is bus.Retention.Replicas: --replicas when given, else 0 (keep).
+func (c *Config) topologyReplicas() int {
+	if !c.ReplicasSet {
+		return 0
+	}
+	return c.Replicas
 }
 
 // busCluster is the embedded server's cluster settings.

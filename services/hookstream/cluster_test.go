@@ -38,6 +38,10 @@ func TestReplicasFlag(t *testing.T) {
 			if err != nil || c.Replicas != tc.want {
 				t.Fatalf("replicas %d, err %v; want %d", c.Replicas, err, tc.want)
 			}
+			// Not given, the topology keeps what exists (0); given, it rescales to it.
+			if want := map[bool]int{false: 0, true: tc.want}[tc.args != nil]; c.topologyReplicas() != want {
+				t.Errorf("topology replicas %d, want %d", c.topologyReplicas(), want)
+			}
 		})
 	}
 	c, err := parseConfig("nats", []string{"--server-name", "n1", "--cluster-name", "hs", "--cluster-listen", "0.0.0.0:6222",

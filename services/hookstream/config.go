@@ -64,6 +64,7 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	fs.Visit(func(f *flag.Flag) { c.ReplicasSet = c.ReplicasSet || f.Name == "replicas" })
 	if err := c.validate(); err != nil {
 		return c, err
 	}
