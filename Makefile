@@ -4,12 +4,20 @@ GO ?= go
 MODULES := proto pkg testkit services/ingest services/matcher services/signer services/delivery services/api services/hookstream
 BIN := bin/hookstream
 
-.PHONY: all build run test test-unit test-e2e bench bench-match fmt vet tidy clean fuzz
+.PHONY: all build image-bin run test test-unit test-e2e test-cluster bench bench-match fmt vet tidy clean fuzz
 
 all: build
 
 build:
 	cd services/hookstream && $(GO) build -o ../../$(BIN) .
+
+## image-bin: what deploy/Dockerfile copies (docker compose up --build): the statically linked
+## binary (CGO_ENABLED=0), the build machine's CA certificates and an empty data directory.
+CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
+image-bin:
+	mkdir -p bin/image/data
+	cd services/hookstream && CGO_ENABLED=0 $(GO) build -trimpath -o ../../bin/image/hookstream .
+	cp $(CA_CERTS) bin/image/ca-certificates.crt
 
 ## run: build and start every service with embedded NATS (127.0.0.1:4222) and the API on 127.0.0.1:8080,
 ## data under ./data. HTTP_ADDR, NATS_LISTEN and DATA move them (make run HTTP_ADDR=127.0.0.1:9090);
@@ -31,6 +39,11 @@ test-unit:
 
 test-e2e: build
 	cd test && HOOKSTREAM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 12m ./...
+
+## test-cluster: the fault scenarios of test/cluster against docker-compose.yml (needs Docker and
+## compose; every container, volume and network it makes is removed at the end).
+test-cluster: image-bin
+	cd test && HOOKSTREAM_CLUSTER_TEST=1 $(GO) test -count=1 -v -timeout 15m -run '^TestCluster$$' ./cluster
 
 ## fuzz: explore each fuzz target for FUZZTIME (their seed corpora already run in make test).
 FUZZTIME ?= 10s

@@ -117,7 +117,24 @@ func LoadDevKey(dataDir string, create bool) ([]byte, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+	// Write a temporary file and link it into place: processes sharing the directory (the
+	// replicas of docker-compose.yml) that start together agree on the first key linked.
+	f, err := os.CreateTemp(dataDir, ".dev-jwt-*")
+	if err != nil {
+		return nil, fmt.Errorf("write dev key: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.WriteString(hex.EncodeToString(key) + "\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("write dev key: %w", werr)
+	}
+	if err := os.Link(f.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return LoadDevKey(dataDir, false)
+		}
 		return nil, fmt.Errorf("write dev key: %w", err)
 	}
 	return key, nil

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -523,4 +525,27 @@ func TestLoadPublicKey(t *testing.T) {
 			t.Errorf("err = %v, want one wrapping os.ErrNotExist", err)
 		}
 	})
+}
+
+// TestLoadDevKeyRace: processes creating the dev key of one directory together all get the
+// same key (the replicas of docker-compose.yml share it).
+func TestLoadDevKeyRace(t *testing.T) {
+	dir := t.TempDir()
+	keys := make([][]byte, 8)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Go(func() {
+			k, err := auth.LoadDevKey(dir, true)
+			if err != nil {
+				t.Error(err)
+			}
+			keys[i] = k
+		})
+	}
+	wg.Wait()
+	for i, k := range keys {
+		if !bytes.Equal(k, keys[0]) {
+			t.Fatalf("process %d got another key", i)
+		}
+	}
 }

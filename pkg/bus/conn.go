@@ -23,6 +23,9 @@ type Conn struct {
 // maxAsyncPending bounds JetStream publishes awaiting their PubAck per connection.
 const maxAsyncPending = 8192
 
+// staleAfter is about how long a connection to an unreachable server goes unnoticed.
+const staleAfter = 10 * time.Second
+
 // publishAsyncTimeout is how long an asynchronous publish waits for its PubAck.
 const publishAsyncTimeout = 10 * time.Second
 
@@ -54,6 +57,11 @@ func Connect(url string, srv *server.Server, name string, options ...ConnOption)
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
+		// A node cut off from the network sends no reset: only unanswered pings tell the
+		// client to move to another node of the cluster. nats.go's default (every 2 minutes,
+		// 2 outstanding) would leave a service stuck on it for minutes; this moves in 10–15 s.
+		nats.PingInterval(staleAfter / 2),
+		nats.MaxPingsOutstanding(2),
 	}
 	if h := co.onAsyncError; h != nil {
 		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {

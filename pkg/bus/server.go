@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -37,6 +39,26 @@ type ServerConfig struct {
 	// Logger, when set, receives the server's notices, warnings and errors (its debug and trace
 	// output stay off). Without one the server logs nothing.
 	Logger server.Logger
+	// Cluster joins the server to a NATS cluster; its zero value is a single server.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig is how an embedded server joins a NATS cluster: a standard nats-server
+// configuration file, and the usual settings as fields. What the file sets wins; the fields
+// fill in what it leaves unset (so a file can carry TLS, accounts or anything else nats-server
+// knows, and the fields cover the common case without one).
+type ClusterConfig struct {
+	// ConfigFile is a nats-server configuration file, read by nats-server itself
+	// (server.ProcessConfigFile).
+	ConfigFile string
+	// ServerName must be unique in the cluster; JetStream's meta group knows its peers by it.
+	ServerName string
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Listen is HOST:PORT where the node accepts routes from the others.
+	Listen string
+	// Routes are the nats-route:// URLs of the other nodes (a node may list itself).
+	Routes []string
 }
 
 // ErrInvalidConfig wraps every configuration error of this package.
@@ -48,46 +70,9 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, fmt.Errorf("%w: store dir is required", ErrInvalidConfig)
 	}
-	opts := &server.Options{
-		ServerName: "hookstream",
-		NoLog:      true,
-		NoSigs:     true,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		// JetStream's own default is a 2-minute fsync interval, which loses acknowledged writes
-		// on power loss (Jepsen, 2025). hookstream defaults to 1 s and offers "always".
-		SyncInterval: time.Second,
-		MaxPayload:   8 << 20,
-	}
-	// hookstream keeps one durable consumer per stream (subscription) on OUTBOX; nats-server
-	// 2.12+ caps a stream at 1,000 consumers by default, which would leave every stream past the
-	// 1,000th without deliveries. -1 lifts the default cap.
-	opts.JetStreamLimits.DefaultMaxConsumers = -1
-	switch cfg.Fsync {
-	case "", FsyncInterval:
-		if cfg.SyncInterval > 0 {
-			opts.SyncInterval = cfg.SyncInterval
-		}
-	case FsyncAlways:
-		opts.SyncAlways = true
-	default:
-		return nil, fmt.Errorf("%w: fsync %q (want %q or %q)", ErrInvalidConfig, cfg.Fsync, FsyncInterval, FsyncAlways)
-	}
-	if cfg.Listen == "" {
-		opts.DontListen = true
-	} else {
-		host, port, err := net.SplitHostPort(cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("%w: listen %q: %v", ErrInvalidConfig, cfg.Listen, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil {
-			return nil, fmt.Errorf("%w: listen port %q", ErrInvalidConfig, port)
-		}
-		if p == 0 {
-			p = server.RANDOM_PORT
-		}
-		opts.Host, opts.Port = host, p
+	opts, err := serverOptions(cfg)
+	if err != nil {
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -97,9 +82,139 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		srv.SetLoggerV2(cfg.Logger, false, false, false)
 	}
 	srv.Start()
+	// A cluster node accepts clients once its routes are up, but JetStream may wait for the
+	// meta group's quorum; callers retry topology (ensureTopology) rather than wait here.
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
 		return nil, errors.New("nats server: not ready after 30s")
 	}
 	return srv, nil
+}
+
+// serverOptions builds the server's options: the configuration file's when there is one, then
+// hookstream's settings for whatever it left unset.
+func serverOptions(cfg ServerConfig) (*server.Options, error) {
+	opts := &server.Options{}
+	file := cfg.Cluster.ConfigFile
+	if file != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(file); err != nil {
+			return nil, fmt.Errorf("%w: nats config %s: %v", ErrInvalidConfig, file, err)
+		}
+	}
+	opts.NoLog, opts.NoSigs, opts.JetStream = true, true, true
+	if opts.StoreDir == "" {
+		opts.StoreDir = cfg.StoreDir
+	}
+	if opts.MaxPayload == 0 {
+		opts.MaxPayload = 8 << 20
+	}
+	// hookstream keeps one durable consumer per stream (subscription) on OUTBOX; nats-server
+	// 2.12+ caps a stream at 1,000 consumers by default, which would leave every stream past the
+	// 1,000th without deliveries. -1 lifts the default cap.
+	if opts.JetStreamLimits.DefaultMaxConsumers == 0 {
+		opts.JetStreamLimits.DefaultMaxConsumers = -1
+	}
+	if err := applyFsync(opts, cfg); err != nil {
+		return nil, err
+	}
+	if err := applyListen(opts, cfg.Listen, file != ""); err != nil {
+		return nil, err
+	}
+	if err := applyCluster(opts, cfg.Cluster); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+// applyFsync sets the fsync policy unless the configuration file chose one.
+func applyFsync(opts *server.Options, cfg ServerConfig) error {
+	switch cfg.Fsync {
+	case "", FsyncInterval, FsyncAlways:
+	default:
+		return fmt.Errorf("%w: fsync %q (want %q or %q)", ErrInvalidConfig, cfg.Fsync, FsyncInterval, FsyncAlways)
+	}
+	if opts.SyncAlways || opts.SyncInterval != 0 {
+		return nil
+	}
+	if cfg.Fsync == FsyncAlways {
+		opts.SyncAlways = true
+		return nil
+	}
+	// JetStream's own default is a 2-minute fsync interval, which loses acknowledged writes on
+	// power loss (Jepsen, 2025). hookstream defaults to 1 s and offers "always".
+	opts.SyncInterval = time.Second
+	if cfg.SyncInterval > 0 {
+		opts.SyncInterval = cfg.SyncInterval
+	}
+	return nil
+}
+
+// applyListen sets the client listener unless the configuration file set its port.
+func applyListen(opts *server.Options, listen string, fromFile bool) error {
+	if fromFile && opts.Port != 0 {
+		return nil
+	}
+	if listen == "" {
+		opts.DontListen = true
+		return nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("%w: listen %q: %v", ErrInvalidConfig, listen, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("%w: listen port %q", ErrInvalidConfig, port)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	opts.Host, opts.Port = host, p
+	return nil
+}
+
+// applyCluster fills the server name and the cluster settings the file left unset.
+func applyCluster(opts *server.Options, c ClusterConfig) error {
+	if opts.ServerName == "" {
+		opts.ServerName = c.ServerName
+	}
+	if opts.Cluster.Name == "" {
+		opts.Cluster.Name = c.Name
+	}
+	if opts.Cluster.Port == 0 && c.Listen != "" {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return fmt.Errorf("%w: cluster listen %q: %v", ErrInvalidConfig, c.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 0 {
+			return fmt.Errorf("%w: cluster listen port %q", ErrInvalidConfig, port)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.Cluster.Host, opts.Cluster.Port = host, p
+	}
+	if len(opts.Routes) == 0 && len(c.Routes) > 0 {
+		for _, r := range c.Routes {
+			u, err := url.Parse(strings.TrimSpace(r))
+			if err != nil || u.Host == "" || u.Port() == "" {
+				return fmt.Errorf("%w: route %q: want nats-route://HOST:PORT", ErrInvalidConfig, r)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	clustered := opts.Cluster.Port != 0 || len(opts.Routes) > 0
+	if clustered && (opts.ServerName == "" || opts.Cluster.Name == "") {
+		return fmt.Errorf("%w: a cluster node needs a server name unique in the cluster and the cluster's name", ErrInvalidConfig)
+	}
+	// JetStream refuses to start clustered without routes, and the server only says so in its log.
+	if clustered && len(opts.Routes) == 0 {
+		return fmt.Errorf("%w: a cluster node needs routes to the other nodes", ErrInvalidConfig)
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "hookstream"
+	}
+	return nil
 }

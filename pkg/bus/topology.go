@@ -25,7 +25,9 @@ type Retention struct {
 	// window in memory, a few hundred bytes per reading (NOTES.md), so under sustained load the
 	// window sets the memory it takes.
 	Duplicates time.Duration
-	// Replicas is 1 for a single server, 3 in a cluster.
+	// Replicas is 1 for a single server, 3 in a cluster; every stream and bucket is created
+	// or rescaled to it. 0 keeps the replicas of each that exists and makes new ones with 1, so
+	// a process not told the count never rescales a deployment.
 	Replicas int
 }
 
@@ -41,9 +43,6 @@ func (r *Retention) setDefaults() {
 	}
 	if r.Duplicates <= 0 {
 		r.Duplicates = DefaultDuplicates
-	}
-	if r.Replicas <= 0 {
-		r.Replicas = 1
 	}
 }
 
@@ -90,7 +89,32 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 	if err != nil {
 		return err
 	}
-	streams := []jetstream.StreamConfig{
+	for _, cfg := range streamConfigs(r, ingestRetention) {
+		if cfg.Replicas, err = replicasFor(ctx, js, cfg.Name, r.Replicas); err != nil {
+			return err
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs} {
+		n, err := replicasFor(ctx, js, kvStream(b), r.Replicas)
+		if err != nil {
+			return err
+		}
+		if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: b, History: 1, Storage: jetstream.FileStorage, Replicas: n,
+		}); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", b, err)
+		}
+	}
+	return ensureQuotaBuckets(ctx, js, r.Replicas) // quota.go
+}
+
+// streamConfigs are the streams hookstream uses, with r's settings; EnsureTopology fills in
+// their replicas.
+func streamConfigs(r Retention, ingestRetention jetstream.RetentionPolicy) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{
 		{
 			// Ingest enforces its own 1 MiB payload limit (terminating, logging and counting a
 			// larger message); MaxMsgSize, headers included, is the outer guard above it and
@@ -99,18 +123,18 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// acknowledged (Keep), one purge where a work queue removes message by message.
 			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll, proto.KeepSubject(proto.StreamIngest)},
 			Retention: ingestRetention, Storage: jetstream.FileStorage,
-			Duplicates: r.Duplicates, MaxMsgSize: IngestMaxMsgSize, Replicas: r.Replicas,
+			Duplicates: r.Duplicates, MaxMsgSize: IngestMaxMsgSize,
 		},
 		{
 			Name: proto.StreamEvents, Subjects: []string{proto.SubjectEventsAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: r.Events, Duplicates: r.Duplicates, Replicas: r.Replicas,
+			MaxAge: r.Events, Duplicates: r.Duplicates,
 			AllowDirect: true, AllowAtomicPublish: true,
 		},
 		{
 			Name: proto.StreamJobs, Subjects: []string{proto.SubjectJobsAll, proto.KeepSubject(proto.StreamJobs)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-			Duplicates: r.Duplicates, Replicas: r.Replicas, AllowAtomicPublish: true,
+			Duplicates: r.Duplicates, AllowAtomicPublish: true,
 		},
 		{
 			// Retries are schedule messages on hookstream.retry.…; when one fires, the server
@@ -118,7 +142,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// so a delivery waiting hours for its next attempt holds no consumer slot.
 			Name: proto.StreamOutbox, Subjects: []string{proto.SubjectOutboxAll, proto.SubjectRetryAll, proto.SubjectHeldAll, proto.KeepSubject(proto.StreamOutbox)},
 			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-			Duplicates: r.Duplicates, Replicas: r.Replicas,
+			Duplicates:        r.Duplicates,
 			AllowMsgSchedules: true, AllowRollup: true, AllowAtomicPublish: true,
 		},
 		{
@@ -126,28 +150,33 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			// letters longer than the deployment's default (seed 004: six months).
 			Name: proto.StreamDLQ, Subjects: []string{proto.SubjectDLQAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: MaxDLQRetention, AllowMsgTTL: true, Duplicates: r.Duplicates, Replicas: r.Replicas,
+			MaxAge: MaxDLQRetention, AllowMsgTTL: true, Duplicates: r.Duplicates,
 		},
 		{
 			Name: proto.StreamOutcomes, Subjects: []string{proto.SubjectOutcomeAll},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-			MaxAge: r.Outcomes, Duplicates: r.Duplicates, Replicas: r.Replicas,
+			MaxAge: r.Outcomes, Duplicates: r.Duplicates,
 			AllowAtomicPublish: true,
 		},
 	}
-	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
-		}
+}
+
+// kvStream is the stream that holds a KV bucket.
+func kvStream(bucket string) string { return "KV_" + bucket }
+
+// replicasFor is want, or when want is 0 the replicas of the existing stream (1 for a new one).
+func replicasFor(ctx context.Context, js jetstream.JetStream, stream string, want int) (int, error) {
+	if want > 0 {
+		return want, nil
 	}
-	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs} {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b, History: 1, Storage: jetstream.FileStorage, Replicas: r.Replicas,
-		}); err != nil {
-			return fmt.Errorf("ensure bucket %s: %w", b, err)
-		}
+	st, err := js.Stream(ctx, stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return 1, nil
+	case err != nil:
+		return 0, fmt.Errorf("ensure stream %s: %w", stream, err)
 	}
-	return ensureQuotaBuckets(ctx, js, r.Replicas) // quota.go
+	return max(1, st.CachedInfo().Config.Replicas), nil
 }
 
 // keptRetention is the retention of an existing stream, or want for a new one. The server

@@ -46,7 +46,8 @@ type Config struct {
 	// LockWait bounds the wait for the data directory's lock held by a process that is stopping.
 	LockWait time.Duration
 
-	quotaConfig // quota.go
+	quotaConfig   // quota.go
+	clusterConfig // cluster.go
 }
 
 // parseConfig reads the configuration of a process of role: the flags in args over the
@@ -63,7 +64,11 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	return c, c.validate()
+	fs.Visit(func(f *flag.Flag) { c.ReplicasSet = c.ReplicasSet || f.Name == "replicas" })
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	return c, c.validateCluster(role)
 }
 
 // flags registers the flags of cfg on fs, with defaults taken from the environment (env.go).
@@ -89,6 +94,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "required token issuer")
 	c.securityFlags(fs)
 	c.quotaFlags(fs)
+	c.clusterFlags(fs, role)
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this loopback address (off when empty)")
 	fs.DurationVar(&c.LockWait, "lock-wait", envDuration("LOCK_WAIT", defaultLockWait), "how long to wait for the --data directory of a process that is still stopping (one process per data directory)")
 }

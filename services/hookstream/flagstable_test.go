@@ -78,7 +78,7 @@ func clearEnv(t *testing.T) {
 }
 
 // TestFlagsTable: README's Flags table lists every flag of every role and nothing else, each
-// with the all-in-one's default.
+// with the all-in-one's default (or its role's, for a flag the all-in-one does not have).
 func TestFlagsTable(t *testing.T) {
 	clearEnv(t)
 	rows := readmeFlags(t)
@@ -102,7 +102,16 @@ func TestFlagsTable(t *testing.T) {
 	for name, in := range missing {
 		t.Errorf("--%s (of %s) is missing from README's Flags table", name, strings.Join(in, ", "))
 	}
+	// The all-in-one's default, or for a flag of other roles only (the nats role's cluster
+	// flags), that role's.
 	all := roleFlags("all")
+	for _, role := range roles {
+		for name, f := range roleFlags(role) {
+			if _, ok := all[name]; !ok {
+				all[name] = f
+			}
+		}
+	}
 	for name, def := range documented {
 		f, ok := all[name]
 		if !ok {

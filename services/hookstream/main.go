@@ -4,7 +4,9 @@
 //
 //	hookstream [--dev] [--data DIR] [--http-addr HOST:PORT] [--nats-listen HOST:PORT]
 //	hookstream ingest|matcher|signer|delivery|api --nats-url nats://HOST:PORT
-//	hookstream nats [--data DIR] [--nats-listen HOST:PORT]
+//	hookstream nats [--data DIR] [--nats-listen HOST:PORT] [--nats-config FILE]
+//	                [--server-name N --cluster-name C --cluster-listen HOST:PORT --routes URLS]
+//	hookstream healthcheck URL
 //	hookstream token [--data DIR] --partition P
 //	hookstream pub [--nats-url URL] SUBJECT JSON
 //	hookstream tail [--nats-url URL] [--partition P [--stream ID]] [--since D]
@@ -30,11 +32,12 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   hookstream [flags]                      all services in one process, NATS embedded
   hookstream ingest|matcher|signer|delivery|api --nats-url URL [flags]
-  hookstream nats [flags]                 a NATS server with JetStream (for split deployments)
+  hookstream nats [flags]                 a NATS server with JetStream (split deployments; a cluster node with --nats-config or --routes)
   hookstream token --partition P [flags]  print a development token (needs --data of a --dev instance)
   hookstream pub [--nats-url URL] SUBJECT JSON   publish a message, print JetStream's acknowledgement
   hookstream tail [--partition P [--stream ID]] [--since 10m]   follow delivery outcomes
   hookstream keygen                       print a new random master key for webhook secrets
+  hookstream healthcheck URL              exit 0 when URL answers 200 (container health checks)
   hookstream rekey [flags]                re-encrypt every webhook secret under the current master key
   hookstream bench --scenario NAME|all --duration D [--json FILE]   the load tool (see README, Performance)
 Run "hookstream COMMAND -h" for the flags of a command.
@@ -78,6 +81,8 @@ func run(ctx context.Context, args []string, io stdio) error {
 		return runTail(ctx, args, io.out)
 	case "keygen":
 		return runKeygen(io.out)
+	case "healthcheck":
+		return runHealthcheck(ctx, args)
 	case "rekey":
 		return runRekey(ctx, args, io.out, io.err)
 	case "bench":

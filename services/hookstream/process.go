@@ -53,7 +53,7 @@ func (p *process) open(ctx context.Context) error {
 	if p.admin, err = p.connect(p.role); err != nil {
 		return err
 	}
-	return ensureTopology(ctx, p.admin, bus.Retention{DLQ: p.cfg.DLQRetention, Duplicates: p.cfg.DedupWindow}, p.log)
+	return ensureTopology(ctx, p.admin, bus.Retention{DLQ: p.cfg.DLQRetention, Duplicates: p.cfg.DedupWindow, Replicas: p.cfg.topologyReplicas()}, p.log)
 }
 
 // embed locks the data directory and starts the embedded server on it.

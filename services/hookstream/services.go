@@ -303,11 +303,12 @@ func runNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Release()
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, Logger: natsLog(log)})
+	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync,
+		Logger: natsLog(log), Cluster: cfg.busCluster()})
 	if err != nil {
 		return err
 	}
-	log.Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
+	log.Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync, "server_name", srv.Name(), "cluster", srv.ClusterName())
 	<-ctx.Done()
 	srv.Shutdown()
 	srv.WaitForShutdown()

@@ -112,7 +112,7 @@ func TestPercentileMs(t *testing.T) {
 func TestReceiverRecordsAndDedupes(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
-	srv := httptest.NewServer(newRecorder().handler(stop))
+	srv := httptest.NewServer(newRecorder().handler(stop, nil))
 	defer srv.Close()
 	post := func(path, id, value string) {
 		t.Helper()
@@ -307,7 +307,7 @@ func TestPlan(t *testing.T) {
 func TestProber(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
-	srv := httptest.NewServer(newRecorder().handler(stop))
+	srv := httptest.NewServer(newRecorder().handler(stop, nil))
 	defer srv.Close()
 	p := newProber(srv.URL, 4)
 	defer p.close()

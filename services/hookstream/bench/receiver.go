@@ -173,14 +173,20 @@ func percentileMs(sorted []int32, p float64) float64 {
 	return float64(sorted[rank]) / 1000
 }
 
-func (rc *recorder) handler(stop <-chan struct{}) http.Handler {
+func (rc *recorder) handler(stop <-chan struct{}, echo io.Writer) http.Handler {
 	mux := http.NewServeMux()
+	var printMu sync.Mutex
 	mux.HandleFunc("POST /h/", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		at := time.Now()
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			return
+		}
+		if echo != nil {
+			printMu.Lock()
+			fmt.Fprintf(echo, "%s %s %s\n", r.URL.Path, r.Header.Get("X-Hub-Signature-256"), body)
+			printMu.Unlock()
 		}
 		rc.record(r.URL.Path, r.Header.Get("webhook-id"), body, at)
 		w.WriteHeader(http.StatusNoContent)
@@ -216,22 +222,31 @@ func (rc *recorder) handler(stop <-chan struct{}) http.Handler {
 // RunReceiver serves the receiver on a loopback address and prints "listening http://ADDR" on
 // stdout once it accepts connections; it stops when ctx ends (SIGINT/SIGTERM) or, with
 // --exit-on-stdin-eof, when stdin closes, so it never outlives the bench that started it.
+// --any-addr lets it listen beyond loopback: the receiver container of docker-compose.yml,
+// reached by the services over the compose network; --print writes each healthy delivery's
+// path, X-Hub-Signature-256 and body to stdout (the container's log).
 func RunReceiver(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet(ReceiverCommand, flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback)")
 	watchStdin := fs.Bool("exit-on-stdin-eof", false, "stop when stdin closes (set by the bench, so the receiver never outlives it)")
+	anyAddr := fs.Bool("any-addr", false, "allow a listen address beyond loopback (a receiver container on a compose network)")
+	printTo := fs.Bool("print", false, "print each delivery to /h/… (path, X-Hub-Signature-256, body) on stdout")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := web.RequireLoopback(*addr); err != nil {
+	if err := web.RequireLoopback(*addr); err != nil && !*anyAddr {
 		return fmt.Errorf("bench-receiver: %w", err)
+	}
+	var echo io.Writer
+	if *printTo {
+		echo = stdout
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
 	stop := make(chan struct{})
-	srv := &http.Server{Handler: newRecorder().handler(stop), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: newRecorder().handler(stop, echo), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "listening http://%s\n", ln.Addr())

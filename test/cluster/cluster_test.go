@@ -1,0 +1,130 @@
+package cluster
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scenario is one fault: it injects it and returns once the deployment is whole again.
+type scenario struct {
+	name  string
+	fault func(d *deployment)
+}
+
+// report is what a scenario measured.
+type report struct {
+	acked, delivered, lost, duplicates int
+	gap                                time.Duration
+	took                               time.Duration // the whole scenario, drain included
+}
+
+func (r report) String() string {
+	return fmt.Sprintf("acknowledged %d, delivered %d, lost %d, duplicates %d, longest delivery gap %s (took %s)",
+		r.acked, r.delivered, r.lost, r.duplicates, r.gap.Round(100*time.Millisecond), r.took.Round(time.Second))
+}
+
+// TestCluster runs every fault scenario on one compose deployment under a steady load published
+// to all three NATS nodes; each must lose no acknowledged reading.
+func TestCluster(t *testing.T) {
+	began := time.Now()
+	d := startDeployment(t)
+	l := newLoader(t, d.nats)
+	r := &receiver{t: t, base: d.recv}
+	createStreams(t, d.api, d.token("p1"))
+	l.warmUp(r)
+	t.Logf("deployment built, healthy and delivering after %s", time.Since(began).Round(time.Second))
+
+	scenarios := []scenario{
+		{"a-kill-nats-node", func(d *deployment) {
+			id := d.containers("nats-2")[0]
+			d.docker("kill", id)
+			time.Sleep(5 * time.Second)
+			d.docker("start", id)
+			d.waitHealthy(2 * time.Minute)
+		}},
+		{"d-kill-delivery-replica", func(d *deployment) {
+			id := d.containers("delivery")[0]
+			d.docker("kill", id)
+			time.Sleep(5 * time.Second)
+			d.docker("start", id)
+			d.waitHealthy(2 * time.Minute)
+		}},
+		{"c-rolling-restart", func(d *deployment) {
+			for _, svc := range []string{"ingest", "matcher", "signer", "delivery", "api-1", "api-2"} {
+				for _, id := range d.containers(svc) {
+					d.docker("restart", "-t", "10", id)
+					d.waitContainer(id, 2*time.Minute)
+				}
+			}
+		}},
+		{"b-partition-nats-node", func(d *deployment) {
+			id, net := d.containers("nats-3")[0], d.network()
+			d.docker("network", "disconnect", net, id)
+			time.Sleep(20 * time.Second)
+			d.docker("network", "connect", "--alias", "nats-3", net, id)
+			d.waitHealthy(2 * time.Minute)
+		}},
+		{"e-stop-start-all", func(d *deployment) {
+			d.run(3*time.Minute, append([]string{"stop", "-t", "20"}, services...)...)
+			d.run(3*time.Minute, append([]string{"start"}, services...)...)
+			d.waitHealthy(3 * time.Minute)
+		}},
+	}
+	var lines []string
+	for _, sc := range scenarios {
+		rep := runScenario(t, d, l, r, sc)
+		line := fmt.Sprintf("%-24s %s", sc.name, rep)
+		t.Log(line)
+		lines = append(lines, line)
+		if rep.lost > 0 {
+			t.Errorf("%s: %d acknowledged readings lost", sc.name, rep.lost)
+		}
+	}
+	t.Logf("cluster fault scenarios:\n%s", strings.Join(lines, "\n"))
+}
+
+// runScenario loads the deployment for a few seconds, injects the fault, keeps the load on a few
+// seconds after the deployment is whole again, then waits until every acknowledged reading is
+// delivered (or two minutes pass) and reports.
+func runScenario(t *testing.T, d *deployment, l *loader, r *receiver, sc scenario) (rep report) {
+	t.Helper()
+	began := time.Now()
+	defer func() { rep.took = time.Since(began) }()
+	stopGaps := make(chan struct{})
+	gaps := r.watchGaps(stopGaps)
+	stop := l.start()
+	time.Sleep(3 * time.Second)
+	sc.fault(d)
+	time.Sleep(5 * time.Second)
+	acked := stop()
+	close(stopGaps)
+	rep = report{acked: len(acked), gap: <-gaps}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		counts := r.stats(true).Counts
+		rep.lost, rep.delivered, rep.duplicates = 0, 0, 0
+		for _, seq := range acked {
+			switch c := count(counts, seq); {
+			case c == 0:
+				rep.lost++
+			default:
+				rep.delivered++
+				rep.duplicates += c - 1
+			}
+		}
+		if rep.lost == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	return rep
+}
+
+func count(counts []byte, seq int64) int {
+	if seq < 0 || seq >= int64(len(counts)) {
+		return 0
+	}
+	return int(counts[seq])
+}
