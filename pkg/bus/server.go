@@ -34,6 +34,9 @@ type ServerConfig struct {
 	Fsync string
 	// SyncInterval overrides the interval of FsyncInterval (default 1 s).
 	SyncInterval time.Duration
+	// MQTTListen is HOST:PORT of the server's MQTT listener (MQTT 3.1.1, sessions and QoS 1
+	// messages kept in JetStream); empty means none.
+	MQTTListen string
 	// Logger, when set, receives the server's notices, warnings and errors (its debug and trace
 	// output stay off). Without one the server logs nothing.
 	Logger server.Logger
@@ -76,18 +79,18 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
-		host, port, err := net.SplitHostPort(cfg.Listen)
+		host, port, err := splitListen("listen", cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("%w: listen %q: %v", ErrInvalidConfig, cfg.Listen, err)
+			return nil, err
 		}
-		p, err := strconv.Atoi(port)
+		opts.Host, opts.Port = host, port
+	}
+	if cfg.MQTTListen != "" {
+		host, port, err := splitListen("mqtt listen", cfg.MQTTListen)
 		if err != nil {
-			return nil, fmt.Errorf("%w: listen port %q", ErrInvalidConfig, port)
+			return nil, err
 		}
-		if p == 0 {
-			p = server.RANDOM_PORT
-		}
-		opts.Host, opts.Port = host, p
+		opts.MQTT.Host, opts.MQTT.Port = host, port
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -102,4 +105,20 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		return nil, errors.New("nats server: not ready after 30s")
 	}
 	return srv, nil
+}
+
+// splitListen parses HOST:PORT; port 0 asks for a random port.
+func splitListen(what, addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %s %q: %v", ErrInvalidConfig, what, addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("%w: %s port %q: want 0 to 65535", ErrInvalidConfig, what, port)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	return host, p, nil
 }

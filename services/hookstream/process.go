@@ -66,7 +66,7 @@ func (p *process) embed(ctx context.Context) error {
 		return err
 	}
 	p.srv, err = bus.StartServer(bus.ServerConfig{Listen: p.cfg.NATSListen, StoreDir: filepath.Join(p.cfg.Data, "jetstream"),
-		Fsync: p.cfg.Fsync, Logger: natsLog(p.log)})
+		Fsync: p.cfg.Fsync, MQTTListen: p.cfg.MQTTListen, Logger: natsLog(p.log)})
 	if err != nil {
 		return err
 	}
