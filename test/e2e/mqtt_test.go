@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"slices"
 	"os/exec"
 	"strings"
 	"testing"
@@ -87,5 +90,103 @@ func TestMQTTListenRefusedWithoutEmbeddedServer(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), "--mqtt-listen") {
 			t.Errorf("%v: err %v, output %s; want a start error naming --mqtt-listen", args, err, out)
 		}
+	}
+}
+
+// seed003Measurements is a gateway batch in seed 003's measurement-array shape: perPoint readings
+// of each of points points, interleaved, value n for the n-th reading of a point, timestamps in ms.
+func seed003Measurements(points, perPoint int) (string, []string) {
+	ids := make([]string, points)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("Meter-%02d", i)
+	}
+	items := make([]map[string]any, 0, points*perPoint)
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	for n := range perPoint {
+		for i, id := range ids {
+			items = append(items, map[string]any{
+				"timestamp": base + int64(n*1000+i), "timestamp_seconds": float64(base+int64(n*1000+i)) / 1000,
+				"timestamp_changed": base, "datatype": 10000 + i, "value": n,
+				"relations": map[string]any{"id_group": "3f813212-63aa-49b5-aa71-c95acbf14ad6", "source_device": "1d551a5c"},
+				"label":     id, "unit": "kWh", "icon": nil,
+			})
+		}
+	}
+	b, _ := json.Marshal(items)
+	return string(b), ids
+}
+
+// TestGatewayBatch covers issue 27's batches end to end: a seed-003-shaped batch of 500 readings
+// of 50 points published over MQTT arrives as 500 deliveries, each point's in order, with each
+// reading's own timestamp; the same shape is taken over HTTP, and a batch with a bad item is
+// refused whole, naming the item: 400 over HTTP, a rejected input over MQTT.
+func TestGatewayBatch(t *testing.T) {
+	t.Parallel()
+	const points, perPoint = 50, 10
+	mqttAddr := freeAddr(t)
+	in := startAllInOne(t, options{extra: []string{"--mqtt-listen", mqttAddr}})
+	rc := newReceiver(t, nil)
+	batch, ids := seed003Measurements(points, perPoint)
+	in.waitEffective(in.createStream("p1", map[string]any{"webhookUrl": rc.URL, "pointIds": append(ids, "http-1"), "ordered": true}))
+
+	c := mqttConnect(t, mqttAddr, "gw-batch", "", "")
+	mqttPublish(t, c, "hookstream/ingest/p1/batch", batch)
+	got := rc.waitFor(t, points*perPoint, 60*time.Second)
+	if len(got) != points*perPoint {
+		t.Fatalf("%d deliveries, want %d", len(got), points*perPoint)
+	}
+	next := map[string]int{}
+	for _, r := range got {
+		var ev struct {
+			ID        string  `json:"id"`
+			Value     float64 `json:"value"`
+			CreatedAt string  `json:"createdAt"`
+			Updated   string  `json:"lastUpdatedAt"`
+		}
+		if err := json.Unmarshal(r.Body, &ev); err != nil {
+			t.Fatalf("delivery: %v: %s", err, r.Body)
+		}
+		if int(ev.Value) != next[ev.ID] {
+			t.Fatalf("point %s: reading %v delivered when %d was next", ev.ID, ev.Value, next[ev.ID])
+		}
+		i := slices.Index(ids, ev.ID)
+		wantAt := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(next[ev.ID]*1000+i) * time.Millisecond)
+		if at, err := time.Parse(time.RFC3339Nano, ev.Updated); err != nil || !at.Equal(wantAt) {
+			t.Errorf("point %s reading %d: lastUpdatedAt %q, want %s", ev.ID, next[ev.ID], ev.Updated, wantAt.Format(time.RFC3339Nano))
+		}
+		next[ev.ID]++
+	}
+
+	// HTTP: the same route family and token as readings.
+	tok := in.token("p1")
+	code, out := in.call("POST", "/ingest/v1/partitions/p1/batch", tok, []map[string]any{
+		{"pointId": "http-1", "timestamp": 1655381927834, "value": 1, "unit": "kWh"},
+		{"label": "http-1", "timestamp_seconds": 1655381928.5, "value": 2},
+	})
+	if code != http.StatusAccepted || !strings.Contains(string(out), `"accepted":2`) {
+		t.Fatalf("HTTP batch: %d %s", code, out)
+	}
+	rc.waitFor(t, points*perPoint+2, 20*time.Second)
+	bad := []map[string]any{{"label": "http-1", "value": 3}, {"label": "Consumption 1", "value": 4}}
+	code, out = in.call("POST", "/ingest/v1/partitions/p1/batch", tok, bad)
+	if code != http.StatusBadRequest || !strings.Contains(string(out), "item 1: invalid reading: point id") {
+		t.Errorf("HTTP batch with a bad item: %d %s, want 400 naming item 1", code, out)
+	}
+	if code, out := in.call("POST", "/ingest/v1/partitions/p2/batch", tok, bad[:1]); code != http.StatusForbidden {
+		t.Errorf("HTTP batch into another partition: %d %s, want 403", code, out)
+	}
+
+	// MQTT: JetStream took it, so it is kept as a rejected input, naming the item.
+	badJSON, _ := json.Marshal(bad)
+	mqttPublish(t, c, "hookstream/ingest/p1/batch", string(badJSON))
+	checkFor(t, 20*time.Second, func() error {
+		_, out := in.call("GET", "/streaming/v1/partitions/p1/rejected-inputs", tok, nil)
+		if !strings.Contains(string(out), `item 1: invalid reading: point id \"Consumption 1\"`) {
+			return fmt.Errorf("rejected inputs: %s", out)
+		}
+		return nil
+	})
+	if n := len(rc.requests()); n != points*perPoint+2 {
+		t.Errorf("%d deliveries, want %d: nothing of a refused batch is delivered", n, points*perPoint+2)
 	}
 }
