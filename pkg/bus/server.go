@@ -34,6 +34,13 @@ type ServerConfig struct {
 	Fsync string
 	// SyncInterval overrides the interval of FsyncInterval (default 1 s).
 	SyncInterval time.Duration
+	// ConfigFile is a nats-server configuration file (authorization, accounts, TLS, the mqtt
+	// block …) read first; the settings above then override what it says of them: Listen,
+	// StoreDir, Fsync, MQTTListen when set, and hookstream's floor of MaxPayload.
+	ConfigFile string
+	// ServiceUser and ServicePassword, when set and ConfigFile defines users, are added as a user
+	// allowed every subject, for the connections of the process embedding the server.
+	ServiceUser, ServicePassword string
 	// MQTTListen is HOST:PORT of the server's MQTT listener (MQTT 3.1.1, sessions and QoS 1
 	// messages kept in JetStream); empty means none.
 	MQTTListen string
@@ -51,16 +58,19 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, fmt.Errorf("%w: store dir is required", ErrInvalidConfig)
 	}
-	opts := &server.Options{
-		ServerName: "hookstream",
-		NoLog:      true,
-		NoSigs:     true,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		// JetStream's own default is a 2-minute fsync interval, which loses acknowledged writes
-		// on power loss (Jepsen, 2025). hookstream defaults to 1 s and offers "always".
-		SyncInterval: time.Second,
-		MaxPayload:   8 << 20,
+	opts, err := baseOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.NoLog, opts.NoSigs, opts.JetStream, opts.StoreDir = true, true, true, cfg.StoreDir
+	if opts.ServerName == "" {
+		opts.ServerName = "hookstream" // MQTT requires one
+	}
+	// JetStream's own default is a 2-minute fsync interval, which loses acknowledged writes on
+	// power loss (Jepsen, 2025). hookstream defaults to 1 s and offers "always".
+	opts.SyncInterval, opts.SyncAlways = time.Second, false
+	if opts.MaxPayload < 8<<20 {
+		opts.MaxPayload = 8 << 20
 	}
 	// hookstream keeps one durable consumer per stream (subscription) on OUTBOX; nats-server
 	// 2.12+ caps a stream at 1,000 consumers by default, which would leave every stream past the
@@ -84,6 +94,7 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 			return nil, err
 		}
 		opts.Host, opts.Port = host, port
+		opts.DontListen = false
 	}
 	if cfg.MQTTListen != "" {
 		host, port, err := splitListen("mqtt listen", cfg.MQTTListen)
@@ -121,4 +132,35 @@ func splitListen(what, addr string) (string, int, error) {
 		p = server.RANDOM_PORT
 	}
 	return host, p, nil
+}
+
+// baseOptions are the options of cfg.ConfigFile, with the service user added when the file
+// defines users; none without a file.
+func baseOptions(cfg ServerConfig) (*server.Options, error) {
+	if cfg.ConfigFile == "" {
+		return &server.Options{}, nil
+	}
+	opts, err := server.ProcessConfigFile(cfg.ConfigFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: nats config %s: %v", ErrInvalidConfig, cfg.ConfigFile, err)
+	}
+	if cfg.ServiceUser == "" {
+		return opts, nil
+	}
+	if opts.Username != "" || opts.Authorization != "" {
+		return nil, fmt.Errorf("%w: nats config %s: a single user or token leaves hookstream no user of its own; list users in authorization { users = [...] }", ErrInvalidConfig, cfg.ConfigFile)
+	}
+	if len(opts.Users) == 0 && len(opts.Nkeys) == 0 {
+		return opts, nil
+	}
+	for _, u := range opts.Users {
+		if u.Username == cfg.ServiceUser {
+			return nil, fmt.Errorf("%w: nats config %s: user %q is hookstream's own; rename it", ErrInvalidConfig, cfg.ConfigFile, u.Username)
+		}
+		if u.Account != nil && u.Account.Name != server.DEFAULT_GLOBAL_ACCOUNT {
+			return nil, fmt.Errorf("%w: nats config %s: user %q is in account %s; the all-in-one serves the global account only (run hookstream nats and the services apart for accounts)", ErrInvalidConfig, cfg.ConfigFile, u.Username, u.Account.Name)
+		}
+	}
+	opts.Users = append(opts.Users, &server.User{Username: cfg.ServiceUser, Password: cfg.ServicePassword})
+	return opts, nil
 }

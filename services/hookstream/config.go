@@ -20,6 +20,8 @@ type Config struct {
 	HTTPAddr   string
 	NATSListen string
 	NATSURL    string
+	// NATSConfig is a nats-server configuration file for the embedded server (all-in-one, nats).
+	NATSConfig string
 	// MQTTListen enables the embedded server's MQTT listener on HOST:PORT (all-in-one, nats).
 	MQTTListen string
 	Dev        bool
@@ -73,14 +75,16 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 
 // validateRole refuses the settings of an embedded server where the process embeds none.
 func (c *Config) validateRole(role string) error {
-	if c.MQTTListen == "" {
-		return nil
-	}
-	if role != "all" && role != "nats" {
-		return fmt.Errorf("--mqtt-listen: %s embeds no NATS server; give it to the all-in-one or to hookstream nats", role)
-	}
-	if role == "all" && c.NATSURL != "" {
-		return errors.New("--mqtt-listen: with --nats-url the all-in-one embeds no NATS server; enable MQTT on that server (its mqtt block)")
+	for _, f := range []struct{ name, value string }{{"--mqtt-listen", c.MQTTListen}, {"--nats-config", c.NATSConfig}} {
+		if f.value == "" {
+			continue
+		}
+		if role != "all" && role != "nats" {
+			return fmt.Errorf("%s: %s embeds no NATS server; give it to the all-in-one or to hookstream nats", f.name, role)
+		}
+		if role == "all" && c.NATSURL != "" {
+			return fmt.Errorf("%s: with --nats-url the all-in-one embeds no NATS server; configure that server instead", f.name)
+		}
 	}
 	return nil
 }
@@ -95,6 +99,7 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("HTTP_ADDR", httpDefault), "HTTP listen address (API, HTTP ingest, /healthz, /readyz)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("NATS_LISTEN", "127.0.0.1:4222"), "client address of the embedded NATS server")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "external NATS server URL (the all-in-one then embeds none)")
+	fs.StringVar(&c.NATSConfig, "nats-config", env("NATS_CONFIG", ""), "nats-server configuration file for the embedded server (users and permissions, TLS, the mqtt block); --nats-listen, --mqtt-listen, --data and --fsync override what it says of them")
 	fs.StringVar(&c.MQTTListen, "mqtt-listen", env("MQTT_LISTEN", ""), "HOST:PORT of the embedded NATS server's MQTT listener (off when empty); topics hookstream/ingest/{partition}/… map to the ingest subjects")
 	fs.BoolVar(&c.Dev, "dev", envBool("DEV"), "development mode: HS256 dev tokens, plain-http and private webhook URLs")
 	fs.BoolVar(&c.AllowHTTP, "allow-http", envBool("ALLOW_HTTP"), "accept plain-http webhook URLs outside --dev")

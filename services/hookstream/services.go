@@ -303,7 +303,7 @@ func runNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Release()
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, MQTTListen: cfg.MQTTListen, Logger: natsLog(log)})
+	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync, MQTTListen: cfg.MQTTListen, ConfigFile: cfg.NATSConfig, Logger: natsLog(log)})
 	if err != nil {
 		return err
 	}

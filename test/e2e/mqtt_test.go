@@ -190,3 +190,48 @@ func TestGatewayBatch(t *testing.T) {
 		t.Errorf("%d deliveries, want %d: nothing of a refused batch is delivered", n, points*perPoint+2)
 	}
 }
+
+// TestMQTTTenants: on deploy/nats-mqtt-tenants.conf (--nats-config), an MQTT client needs a
+// user, and partition p1's user cannot publish into p2: its publish is dropped, while each
+// partition's own readings arrive.
+func TestMQTTTenants(t *testing.T) {
+	t.Parallel()
+	mqttAddr := freeAddr(t)
+	in := startAllInOne(t, options{extra: []string{"--nats-config", "../../deploy/nats-mqtt-tenants.conf", "--mqtt-listen", mqttAddr}})
+	in.nats = strings.Replace(in.nats, "nats://", "nats://hookstream:change-me-hookstream@", 1)
+	rc1, rc2 := newReceiver(t, nil), newReceiver(t, nil)
+	in.waitEffective(in.createStream("p1", map[string]any{"webhookUrl": rc1.URL, "pointIds": []string{"t-1"}}))
+	in.waitEffective(in.createStream("p2", map[string]any{"webhookUrl": rc2.URL, "pointIds": []string{"t-1"}}))
+
+	for _, cred := range [][2]string{{"", ""}, {"ingest-p1", "wrong"}} {
+		o := mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("anon").SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+		if cred[0] != "" {
+			o.SetUsername(cred[0]).SetPassword(cred[1])
+		}
+		c := mqtt.NewClient(o)
+		if tok := c.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+			c.Disconnect(0)
+			t.Errorf("MQTT connect as %q with password %q succeeded, want refused", cred[0], cred[1])
+		}
+	}
+
+	intruder := mqttConnect(t, mqttAddr, "gw-p1-a", "ingest-p1", "change-me-p1")
+	// Dropped by the server; MQTT 3.1.1 still owes the PUBACK, so only the outcome tells.
+	_ = mqttPublishErr(intruder, "hookstream/ingest/p2/points/t-1", `{"value": 666}`)
+	p1 := mqttConnect(t, mqttAddr, "gw-p1-b", "ingest-p1", "change-me-p1")
+	mqttPublish(t, p1, "hookstream/ingest/p1/points/t-1", `{"value": 1}`)
+	p2 := mqttConnect(t, mqttAddr, "gw-p2", "ingest-p2", "change-me-p2")
+	mqttPublish(t, p2, "hookstream/ingest/p2/points/t-1", `{"value": 2}`)
+
+	checkPointEvent(t, rc1.waitFor(t, 1, 20*time.Second)[0].Body, "t-1", float64(1), 1)
+	got := rc2.waitFor(t, 1, 20*time.Second)
+	checkPointEvent(t, got[0].Body, "t-1", float64(2), 1)
+	if len(got) != 1 {
+		t.Errorf("p2 got %d deliveries, want only its own reading", len(got))
+	}
+	// And nothing of p1's publish into p2 was stored: INGEST never held a p2 reading of 666.
+	code, out := in.call("GET", "/streaming/v1/partitions/p2/rejected-inputs", in.token("p2"), nil)
+	if code != http.StatusOK || strings.Contains(string(out), "666") {
+		t.Errorf("p2 rejected inputs: %d %s", code, out)
+	}
+}
