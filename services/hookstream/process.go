@@ -82,7 +82,7 @@ func (p *process) embed(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.log.Info("embedded nats started", "client_url", p.srv.ClientURL(), "fsync", p.cfg.Fsync)
+	p.log.Info("embedded nats started", "client_url", p.srv.ClientURL(), "fsync", p.cfg.Fsync, "mqtt_listen", p.cfg.MQTTListen)
 	return nil
 }
 

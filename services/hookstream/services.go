@@ -307,7 +307,7 @@ func runNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync)
+	log.Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync, "mqtt_listen", cfg.MQTTListen)
 	<-ctx.Done()
 	srv.Shutdown()
 	srv.WaitForShutdown()
