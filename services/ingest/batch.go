@@ -144,14 +144,9 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, err)
 		return
 	}
-	f, body, err := decodeBody(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)
+	body, f, n, err := acceptBatch(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)
 	if err != nil {
 		s.refused(w, r, err)
-		return
-	}
-	items, err := ParseBatch(body, f)
-	if err != nil {
-		s.refused(w, r, web.BadRequest("", "%s", err.Error()))
 		return
 	}
 	msgID := ""
@@ -161,6 +156,22 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	ack, ok := s.store(w, r, proto.IngestBatchSubject(partition), msgID, body, f)
 	if ok {
-		web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": len(items), "sequence": ack.Sequence, "duplicate": ack.Duplicate})
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequence": ack.Sequence, "duplicate": ack.Duplicate})
 	}
+}
+
+// acceptBatch is the HTTP edge's decision on the body of a batch request, as acceptValues is for
+// readings: the payload to store, its format and how many items it holds; or the error to answer
+// (a *web.Error: 400, 413 or 415). It accepts exactly what acceptInput accepts of the stored
+// message.
+func acceptBatch(contentType, contentEncoding string, raw []byte) ([]byte, Format, int, error) {
+	f, body, err := decodeBody(contentType, contentEncoding, raw)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	items, err := ParseBatch(body, f)
+	if err != nil {
+		return nil, 0, 0, web.BadRequest("", "%s", err.Error())
+	}
+	return body, f, len(items), nil
 }
