@@ -76,32 +76,11 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	// 2.12+ caps a stream at 1,000 consumers by default, which would leave every stream past the
 	// 1,000th without deliveries. -1 lifts the default cap.
 	opts.JetStreamLimits.DefaultMaxConsumers = -1
-	switch cfg.Fsync {
-	case "", FsyncInterval:
-		if cfg.SyncInterval > 0 {
-			opts.SyncInterval = cfg.SyncInterval
-		}
-	case FsyncAlways:
-		opts.SyncAlways = true
-	default:
-		return nil, fmt.Errorf("%w: fsync %q (want %q or %q)", ErrInvalidConfig, cfg.Fsync, FsyncInterval, FsyncAlways)
+	if err := applyFsync(opts, cfg); err != nil {
+		return nil, err
 	}
-	if cfg.Listen == "" {
-		opts.DontListen = true
-	} else {
-		host, port, err := splitListen("listen", cfg.Listen)
-		if err != nil {
-			return nil, err
-		}
-		opts.Host, opts.Port = host, port
-		opts.DontListen = false
-	}
-	if cfg.MQTTListen != "" {
-		host, port, err := splitListen("mqtt listen", cfg.MQTTListen)
-		if err != nil {
-			return nil, err
-		}
-		opts.MQTT.Host, opts.MQTT.Port = host, port
+	if err := applyListeners(opts, cfg); err != nil {
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -163,4 +142,41 @@ func baseOptions(cfg ServerConfig) (*server.Options, error) {
 	}
 	opts.Users = append(opts.Users, &server.User{Username: cfg.ServiceUser, Password: cfg.ServicePassword})
 	return opts, nil
+}
+
+// applyFsync sets the server's fsync policy from cfg.Fsync.
+func applyFsync(opts *server.Options, cfg ServerConfig) error {
+	switch cfg.Fsync {
+	case "", FsyncInterval:
+		if cfg.SyncInterval > 0 {
+			opts.SyncInterval = cfg.SyncInterval
+		}
+	case FsyncAlways:
+		opts.SyncAlways = true
+	default:
+		return fmt.Errorf("%w: fsync %q (want %q or %q)", ErrInvalidConfig, cfg.Fsync, FsyncInterval, FsyncAlways)
+	}
+	return nil
+}
+
+// applyListeners sets the client and MQTT listeners from cfg; an empty Listen means none (a
+// config file's port is then ignored), an empty MQTTListen leaves the file's mqtt block alone.
+func applyListeners(opts *server.Options, cfg ServerConfig) error {
+	if cfg.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := splitListen("listen", cfg.Listen)
+		if err != nil {
+			return err
+		}
+		opts.Host, opts.Port, opts.DontListen = host, port, false
+	}
+	if cfg.MQTTListen != "" {
+		host, port, err := splitListen("mqtt listen", cfg.MQTTListen)
+		if err != nil {
+			return err
+		}
+		opts.MQTT.Host, opts.MQTT.Port = host, port
+	}
+	return nil
 }

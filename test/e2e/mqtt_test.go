@@ -135,27 +135,7 @@ func TestGatewayBatch(t *testing.T) {
 	if len(got) != points*perPoint {
 		t.Fatalf("%d deliveries, want %d", len(got), points*perPoint)
 	}
-	next := map[string]int{}
-	for _, r := range got {
-		var ev struct {
-			ID        string  `json:"id"`
-			Value     float64 `json:"value"`
-			CreatedAt string  `json:"createdAt"`
-			Updated   string  `json:"lastUpdatedAt"`
-		}
-		if err := json.Unmarshal(r.Body, &ev); err != nil {
-			t.Fatalf("delivery: %v: %s", err, r.Body)
-		}
-		if int(ev.Value) != next[ev.ID] {
-			t.Fatalf("point %s: reading %v delivered when %d was next", ev.ID, ev.Value, next[ev.ID])
-		}
-		i := slices.Index(ids, ev.ID)
-		wantAt := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(next[ev.ID]*1000+i) * time.Millisecond)
-		if at, err := time.Parse(time.RFC3339Nano, ev.Updated); err != nil || !at.Equal(wantAt) {
-			t.Errorf("point %s reading %d: lastUpdatedAt %q, want %s", ev.ID, next[ev.ID], ev.Updated, wantAt.Format(time.RFC3339Nano))
-		}
-		next[ev.ID]++
-	}
+	checkBatchOrder(t, got, ids)
 
 	// HTTP: the same route family and token as readings.
 	tok := in.token("p1")
@@ -233,5 +213,32 @@ func TestMQTTTenants(t *testing.T) {
 	code, out := in.call("GET", "/streaming/v1/partitions/p2/rejected-inputs", in.token("p2"), nil)
 	if code != http.StatusOK || strings.Contains(string(out), "666") {
 		t.Errorf("p2 rejected inputs: %d %s", code, out)
+	}
+}
+
+// checkBatchOrder checks deliveries of seed003Measurements: each point's readings in order, each
+// with its own timestamp.
+func checkBatchOrder(t *testing.T, got []received, ids []string) {
+	t.Helper()
+	next := map[string]int{}
+	for _, r := range got {
+		var ev struct {
+			ID        string  `json:"id"`
+			Value     float64 `json:"value"`
+			CreatedAt string  `json:"createdAt"`
+			Updated   string  `json:"lastUpdatedAt"`
+		}
+		if err := json.Unmarshal(r.Body, &ev); err != nil {
+			t.Fatalf("delivery: %v: %s", err, r.Body)
+		}
+		if int(ev.Value) != next[ev.ID] {
+			t.Fatalf("point %s: reading %v delivered when %d was next", ev.ID, ev.Value, next[ev.ID])
+		}
+		i := slices.Index(ids, ev.ID)
+		wantAt := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(next[ev.ID]*1000+i) * time.Millisecond)
+		if at, err := time.Parse(time.RFC3339Nano, ev.Updated); err != nil || !at.Equal(wantAt) {
+			t.Errorf("point %s reading %d: lastUpdatedAt %q, want %s", ev.ID, next[ev.ID], ev.Updated, wantAt.Format(time.RFC3339Nano))
+		}
+		next[ev.ID]++
 	}
 }
