@@ -154,7 +154,7 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request) {
 		// An empty point id never occurs, so "//batch/" names no point's key.
 		msgID = partition + "//batch/" + key
 	}
-	ack, ok := s.store(w, r, proto.IngestBatchSubject(partition), msgID, body, f)
+	ack, ok := s.store(w, r, proto.IngestBatchSubject(partition), msgID, body, f, "partition", partition)
 	if ok {
 		web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequence": ack.Sequence, "duplicate": ack.Duplicate})
 	}

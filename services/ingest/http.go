@@ -101,7 +101,7 @@ func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
 	if key != "" {
 		msgID = partition + "/" + pointID + "/" + key
 	}
-	ack, ok := s.store(w, r, proto.IngestPointSubject(partition, pointID), msgID, body, f, "point_id", pointID)
+	ack, ok := s.store(w, r, proto.IngestPointSubject(partition, pointID), msgID, body, f, "partition", partition, "point_id", pointID)
 	if ok {
 		web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequence": ack.Sequence, "duplicate": ack.Duplicate})
 	}
