@@ -68,6 +68,15 @@ func IngestEventSubject(partition, eventType string) string {
 	return prefix + "ingest." + partition + ".events." + eventType
 }
 
+// IngestBatchSubject is where a gateway publishes a batch of readings of many points (a
+// measurement array).
+func IngestBatchSubject(partition string) string {
+	return prefix + "ingest." + partition + "." + IngestKindBatch
+}
+
+// IngestKindBatch is the kind ParseIngestSubject gives a batch subject; it has no last token.
+const IngestKindBatch = "batch"
+
 // EventSubject is the subject of a canonical event in EVENTS. The last message on the subject of
 // a point holds that point's state.
 func EventSubject(partition, eventType, subject string) string {
@@ -285,15 +294,19 @@ func unhex(c byte) int {
 	return -1
 }
 
-// ParseIngestSubject splits an ingest subject into partition, kind ("points" or "events") and
-// the final token (point id or event type).
+// ParseIngestSubject splits an ingest subject into partition, kind ("points", "events" or
+// "batch") and the last token (point id or event type; "" for a batch). ok is false for any
+// other shape.
 func ParseIngestSubject(subject string) (partition, kind, last string, ok bool) {
 	rest, found := strings.CutPrefix(subject, prefix+"ingest.")
 	if !found {
 		return "", "", "", false
 	}
 	parts := strings.Split(rest, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+	if len(parts) == 2 && parts[0] != "" && parts[1] == IngestKindBatch {
+		return parts[0], IngestKindBatch, "", true
+	}
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" || parts[1] == IngestKindBatch {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true

@@ -55,7 +55,7 @@ func startCluster(t *testing.T) []*server.Server {
 	if err := os.WriteFile(conf, []byte(file), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n3 := start(bus.ServerConfig{Cluster: bus.ClusterConfig{ConfigFile: conf}})
+	n3 := start(bus.ServerConfig{ConfigFile: conf})
 	nodes := []*server.Server{n1, n2, n3}
 	checkFor(t, 30*time.Second, func() error {
 		for _, n := range nodes {
@@ -169,18 +169,19 @@ func TestServerConfigCluster(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		c    bus.ClusterConfig
+		file string
 		want string
 	}{
-		{"no server name", bus.ClusterConfig{Name: "hs", Listen: "127.0.0.1:0"}, "server name"},
-		{"no cluster name", bus.ClusterConfig{ServerName: "n1", Listen: "127.0.0.1:0"}, "cluster's name"},
-		{"bad route", bus.ClusterConfig{ServerName: "n1", Name: "hs", Routes: []string{"n2"}}, `route "n2"`},
-		{"no routes", bus.ClusterConfig{ServerName: "n1", Name: "hs", Listen: "127.0.0.1:0"}, "routes"},
-		{"bad listen", bus.ClusterConfig{ServerName: "n1", Name: "hs", Listen: "6222"}, "cluster listen"},
-		{"missing file", bus.ClusterConfig{ConfigFile: filepath.Join(dir, "none.conf")}, "nats config"},
-		{"bad file", bus.ClusterConfig{ConfigFile: bad}, "nats config"},
+		{"no server name", bus.ClusterConfig{Name: "hs", Listen: "127.0.0.1:0"}, "", "server name"},
+		{"no cluster name", bus.ClusterConfig{ServerName: "n1", Listen: "127.0.0.1:0"}, "", "cluster's name"},
+		{"bad route", bus.ClusterConfig{ServerName: "n1", Name: "hs", Routes: []string{"n2"}}, "", `route "n2"`},
+		{"no routes", bus.ClusterConfig{ServerName: "n1", Name: "hs", Listen: "127.0.0.1:0"}, "", "routes"},
+		{"bad listen", bus.ClusterConfig{ServerName: "n1", Name: "hs", Listen: "6222"}, "", "cluster listen"},
+		{"missing file", bus.ClusterConfig{}, filepath.Join(dir, "none.conf"), "nats config"},
+		{"bad file", bus.ClusterConfig{}, bad, "nats config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir(), Cluster: tc.c})
+			_, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir(), ConfigFile: tc.file, Cluster: tc.c})
 			if !errors.Is(err, bus.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want ErrInvalidConfig naming %q", err, tc.want)
 			}

@@ -33,7 +33,14 @@ const publishAsyncTimeout = 10 * time.Second
 type ConnOption func(*connOptions)
 
 type connOptions struct {
-	onAsyncError func(subject string, err error)
+	onAsyncError   func(subject string, err error)
+	user, password string
+}
+
+// UserInfo authenticates the connection as user (the embedded server's service user when its
+// configuration defines users: ServerConfig.ServiceUser).
+func UserInfo(user, password string) ConnOption {
+	return func(o *connOptions) { o.user, o.password = user, password }
 }
 
 // OnAsyncError hands the connection's asynchronous errors (a subscription that fell behind and
@@ -71,6 +78,9 @@ func Connect(url string, srv *server.Server, name string, options ...ConnOption)
 			}
 			h(subject, err)
 		}))
+	}
+	if co.user != "" {
+		opts = append(opts, nats.UserInfo(co.user, co.password))
 	}
 	if srv != nil {
 		if url = embeddedURL(srv); url == "" {

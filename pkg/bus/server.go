@@ -36,6 +36,17 @@ type ServerConfig struct {
 	Fsync string
 	// SyncInterval overrides the interval of FsyncInterval (default 1 s).
 	SyncInterval time.Duration
+	// ConfigFile is a standard nats-server configuration file (users and permissions, accounts,
+	// TLS, the mqtt block, the cluster), read by nats-server itself (server.ProcessConfigFile).
+	// What it sets wins; the fields here fill in what it leaves unset (Listen, StoreDir, Fsync,
+	// Cluster), but for MQTTListen, which when set replaces the file's MQTT listener.
+	ConfigFile string
+	// ServiceUser and ServicePassword, when set and ConfigFile defines users, are added as a user
+	// allowed every subject, for the connections of the process embedding the server.
+	ServiceUser, ServicePassword string
+	// MQTTListen is HOST:PORT of the server's MQTT listener (MQTT 3.1.1, sessions and QoS 1
+	// messages kept in JetStream); empty leaves the file's mqtt block, if any, alone.
+	MQTTListen string
 	// Logger, when set, receives the server's notices, warnings and errors (its debug and trace
 	// output stay off). Without one the server logs nothing.
 	Logger server.Logger
@@ -43,14 +54,11 @@ type ServerConfig struct {
 	Cluster ClusterConfig
 }
 
-// ClusterConfig is how an embedded server joins a NATS cluster: a standard nats-server
-// configuration file, and the usual settings as fields. What the file sets wins; the fields
-// fill in what it leaves unset (so a file can carry TLS, accounts or anything else nats-server
-// knows, and the fields cover the common case without one).
+// ClusterConfig is how an embedded server joins a NATS cluster, the usual settings as fields.
+// What ServerConfig.ConfigFile sets wins; the fields fill in what it leaves unset (so a file can
+// carry TLS, accounts or anything else nats-server knows, and the fields cover the common case
+// without one).
 type ClusterConfig struct {
-	// ConfigFile is a nats-server configuration file, read by nats-server itself
-	// (server.ProcessConfigFile).
-	ConfigFile string
 	// ServerName must be unique in the cluster; JetStream's meta group knows its peers by it.
 	ServerName string
 	// Name is the cluster's name, the same on every node.
@@ -94,19 +102,15 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 // serverOptions builds the server's options: the configuration file's when there is one, then
 // hookstream's settings for whatever it left unset.
 func serverOptions(cfg ServerConfig) (*server.Options, error) {
-	opts := &server.Options{}
-	file := cfg.Cluster.ConfigFile
-	if file != "" {
-		var err error
-		if opts, err = server.ProcessConfigFile(file); err != nil {
-			return nil, fmt.Errorf("%w: nats config %s: %v", ErrInvalidConfig, file, err)
-		}
+	opts, err := baseOptions(cfg)
+	if err != nil {
+		return nil, err
 	}
 	opts.NoLog, opts.NoSigs, opts.JetStream = true, true, true
 	if opts.StoreDir == "" {
 		opts.StoreDir = cfg.StoreDir
 	}
-	if opts.MaxPayload == 0 {
+	if opts.MaxPayload < 8<<20 {
 		opts.MaxPayload = 8 << 20
 	}
 	// hookstream keeps one durable consumer per stream (subscription) on OUTBOX; nats-server
@@ -118,8 +122,13 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if err := applyFsync(opts, cfg); err != nil {
 		return nil, err
 	}
-	if err := applyListen(opts, cfg.Listen, file != ""); err != nil {
+	if err := applyListen(opts, cfg.Listen, cfg.ConfigFile != ""); err != nil {
 		return nil, err
+	}
+	if cfg.MQTTListen != "" {
+		if opts.MQTT.Host, opts.MQTT.Port, err = splitListen("mqtt listen", cfg.MQTTListen); err != nil {
+			return nil, err
+		}
 	}
 	if err := applyCluster(opts, cfg.Cluster); err != nil {
 		return nil, err
@@ -159,18 +168,11 @@ func applyListen(opts *server.Options, listen string, fromFile bool) error {
 		opts.DontListen = true
 		return nil
 	}
-	host, port, err := net.SplitHostPort(listen)
+	host, port, err := splitListen("listen", listen)
 	if err != nil {
-		return fmt.Errorf("%w: listen %q: %v", ErrInvalidConfig, listen, err)
+		return err
 	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("%w: listen port %q", ErrInvalidConfig, port)
-	}
-	if p == 0 {
-		p = server.RANDOM_PORT
-	}
-	opts.Host, opts.Port = host, p
+	opts.Host, opts.Port = host, port
 	return nil
 }
 
@@ -183,18 +185,11 @@ func applyCluster(opts *server.Options, c ClusterConfig) error {
 		opts.Cluster.Name = c.Name
 	}
 	if opts.Cluster.Port == 0 && c.Listen != "" {
-		host, port, err := net.SplitHostPort(c.Listen)
+		host, port, err := splitListen("cluster listen", c.Listen)
 		if err != nil {
-			return fmt.Errorf("%w: cluster listen %q: %v", ErrInvalidConfig, c.Listen, err)
+			return err
 		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 0 {
-			return fmt.Errorf("%w: cluster listen port %q", ErrInvalidConfig, port)
-		}
-		if p == 0 {
-			p = server.RANDOM_PORT
-		}
-		opts.Cluster.Host, opts.Cluster.Port = host, p
+		opts.Cluster.Host, opts.Cluster.Port = host, port
 	}
 	if len(opts.Routes) == 0 && len(c.Routes) > 0 {
 		for _, r := range c.Routes {
@@ -217,4 +212,51 @@ func applyCluster(opts *server.Options, c ClusterConfig) error {
 		opts.ServerName = "hookstream"
 	}
 	return nil
+}
+
+// splitListen parses HOST:PORT; port 0 asks for a random port.
+func splitListen(what, addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %s %q: %v", ErrInvalidConfig, what, addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("%w: %s port %q: want 0 to 65535", ErrInvalidConfig, what, port)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	return host, p, nil
+}
+
+// baseOptions are the options of cfg.ConfigFile, with the service user added when the file
+// defines users; none without a file.
+func baseOptions(cfg ServerConfig) (*server.Options, error) {
+	if cfg.ConfigFile == "" {
+		return &server.Options{}, nil
+	}
+	opts, err := server.ProcessConfigFile(cfg.ConfigFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: nats config %s: %v", ErrInvalidConfig, cfg.ConfigFile, err)
+	}
+	if cfg.ServiceUser == "" {
+		return opts, nil
+	}
+	if opts.Username != "" || opts.Authorization != "" {
+		return nil, fmt.Errorf("%w: nats config %s: a single user or token leaves hookstream no user of its own; list users in authorization { users = [...] }", ErrInvalidConfig, cfg.ConfigFile)
+	}
+	if len(opts.Users) == 0 && len(opts.Nkeys) == 0 {
+		return opts, nil
+	}
+	for _, u := range opts.Users {
+		if u.Username == cfg.ServiceUser {
+			return nil, fmt.Errorf("%w: nats config %s: user %q is hookstream's own; rename it", ErrInvalidConfig, cfg.ConfigFile, u.Username)
+		}
+		if u.Account != nil && u.Account.Name != server.DEFAULT_GLOBAL_ACCOUNT {
+			return nil, fmt.Errorf("%w: nats config %s: user %q is in account %s; the all-in-one serves the global account only (run hookstream nats and the services apart for accounts)", ErrInvalidConfig, cfg.ConfigFile, u.Username, u.Account.Name)
+		}
+	}
+	opts.Users = append(opts.Users, &server.User{Username: cfg.ServiceUser, Password: cfg.ServicePassword})
+	return opts, nil
 }

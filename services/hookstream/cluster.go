@@ -18,7 +18,6 @@ type clusterConfig struct {
 	// cannot shrink a cluster's R3 streams.
 	ReplicasSet bool
 
-	NATSConfig    string // --nats-config: a nats-server configuration file
 	ServerName    string // --server-name
 	ClusterName   string // --cluster-name
 	ClusterListen string // --cluster-listen
@@ -33,7 +32,6 @@ const maxReplicas = 5
 func (c *Config) clusterFlags(fs *flag.FlagSet, role string) {
 	switch role {
 	case "nats":
-		fs.StringVar(&c.NATSConfig, "nats-config", env("NATS_CONFIG", ""), "nats-server configuration file (nats role; what it sets wins over the flags)")
 		fs.StringVar(&c.ServerName, "server-name", env("SERVER_NAME", ""), "NATS server name, unique in the cluster (nats role)")
 		fs.StringVar(&c.ClusterName, "cluster-name", env("CLUSTER_NAME", ""), "NATS cluster name, the same on every node (nats role)")
 		fs.StringVar(&c.ClusterListen, "cluster-listen", env("CLUSTER_LISTEN", ""), "HOST:PORT for routes from the other cluster nodes (nats role)")
@@ -69,7 +67,7 @@ func (c *Config) topologyReplicas() int {
 // busCluster is the embedded server's cluster settings.
 func (c *Config) busCluster() bus.ClusterConfig {
 	return bus.ClusterConfig{
-		ConfigFile: c.NATSConfig, ServerName: c.ServerName, Name: c.ClusterName,
+		ServerName: c.ServerName, Name: c.ClusterName,
 		Listen: c.ClusterListen, Routes: splitList(c.Routes),
 	}
 }

@@ -20,6 +20,10 @@ type Config struct {
 	HTTPAddr   string
 	NATSListen string
 	NATSURL    string
+	// NATSConfig is a nats-server configuration file for the embedded server (all-in-one, nats).
+	NATSConfig string
+	// MQTTListen enables the embedded server's MQTT listener on HOST:PORT (all-in-one, nats).
+	MQTTListen string
 	Dev        bool
 	AllowHTTP  bool
 	Fsync      string
@@ -68,7 +72,26 @@ func parseConfig(role string, args []string, stderr io.Writer) (Config, error) {
 	if err := c.validate(); err != nil {
 		return c, err
 	}
-	return c, c.validateCluster(role)
+	if err := c.validateCluster(role); err != nil {
+		return c, err
+	}
+	return c, c.validateRole(role)
+}
+
+// validateRole refuses the settings of an embedded server where the process embeds none.
+func (c *Config) validateRole(role string) error {
+	for _, f := range []struct{ name, value string }{{"--mqtt-listen", c.MQTTListen}, {"--nats-config", c.NATSConfig}} {
+		if f.value == "" {
+			continue
+		}
+		if role != "all" && role != "nats" {
+			return fmt.Errorf("%s: %s embeds no NATS server; give it to the all-in-one or to hookstream nats", f.name, role)
+		}
+		if role == "all" && c.NATSURL != "" {
+			return fmt.Errorf("%s: with --nats-url the all-in-one embeds no NATS server; configure that server instead", f.name)
+		}
+	}
+	return nil
 }
 
 // flags registers the flags of cfg on fs, with defaults taken from the environment (env.go).
@@ -81,6 +104,8 @@ func (c *Config) flags(fs *flag.FlagSet, role string) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("HTTP_ADDR", httpDefault), "HTTP listen address (API, HTTP ingest, /healthz, /readyz)")
 	fs.StringVar(&c.NATSListen, "nats-listen", env("NATS_LISTEN", "127.0.0.1:4222"), "client address of the embedded NATS server")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "external NATS server URL (the all-in-one then embeds none)")
+	fs.StringVar(&c.NATSConfig, "nats-config", env("NATS_CONFIG", ""), "nats-server configuration file for the embedded server (users and permissions, TLS, the mqtt block, the cluster); what it sets wins over --nats-listen, --data, --fsync and the cluster flags, which fill in what it leaves unset; --mqtt-listen, when given, moves its MQTT listener")
+	fs.StringVar(&c.MQTTListen, "mqtt-listen", env("MQTT_LISTEN", ""), "HOST:PORT of the embedded NATS server's MQTT listener (off when empty); topics hookstream/ingest/{partition}/… map to the ingest subjects")
 	fs.BoolVar(&c.Dev, "dev", envBool("DEV"), "development mode: HS256 dev tokens, plain-http and private webhook URLs")
 	fs.BoolVar(&c.AllowHTTP, "allow-http", envBool("ALLOW_HTTP"), "accept plain-http webhook URLs outside --dev")
 	fs.StringVar(&c.Fsync, "fsync", env("FSYNC", bus.FsyncInterval), "NATS durability: interval (embedded server fsyncs every 1s) or always (fsync before every acknowledgement; services then store what they write together as atomic batches, one fsync each; with --nats-url, say always when that server syncs every write)")

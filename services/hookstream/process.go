@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -19,14 +21,17 @@ import (
 // the embedded NATS server and its data directory lock (the all-in-one without --nats-url), and
 // its NATS connections.
 type process struct {
-	cfg   Config
-	role  string
-	log   *slog.Logger
-	tel   *telemetry.Telemetry
-	lock  *dirlock.Lock
-	srv   *server.Server
-	admin *bus.Conn // the process's own connection: topology, readiness, catalog, keepers
-	conns []*bus.Conn
+	cfg  Config
+	role string
+	log  *slog.Logger
+	tel  *telemetry.Telemetry
+	lock *dirlock.Lock
+	srv  *server.Server
+	// secret is the password of the embedded server's service user (serviceUser), made at start;
+	// the server only knows it when --nats-config defines users.
+	secret string
+	admin  *bus.Conn // the process's own connection: topology, readiness, catalog, keepers
+	conns  []*bus.Conn
 }
 
 // openProcess sets up telemetry, starts the embedded server when the process embeds one, and
@@ -39,6 +44,9 @@ func openProcess(ctx context.Context, cfg Config, role string, log *slog.Logger)
 	}
 	return p, nil
 }
+
+// serviceUser is the user the all-in-one's services connect as when --nats-config defines users.
+const serviceUser = "hookstream-internal"
 
 func (p *process) open(ctx context.Context) error {
 	var err error
@@ -65,21 +73,29 @@ func (p *process) embed(ctx context.Context) error {
 	if p.lock, err = lockData(ctx, &p.cfg, "all-in-one", p.log); err != nil {
 		return err
 	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret) // never fails (crypto/rand)
+	p.secret = base64.RawURLEncoding.EncodeToString(secret)
 	p.srv, err = bus.StartServer(bus.ServerConfig{Listen: p.cfg.NATSListen, StoreDir: filepath.Join(p.cfg.Data, "jetstream"),
-		Fsync: p.cfg.Fsync, Logger: natsLog(p.log)})
+		Fsync: p.cfg.Fsync, MQTTListen: p.cfg.MQTTListen, ConfigFile: p.cfg.NATSConfig,
+		ServiceUser: serviceUser, ServicePassword: p.secret, Logger: natsLog(p.log)})
 	if err != nil {
 		return err
 	}
-	p.log.Info("embedded nats started", "client_url", p.srv.ClientURL(), "fsync", p.cfg.Fsync)
+	p.log.Info("embedded nats started", "client_url", p.srv.ClientURL(), "fsync", p.cfg.Fsync, "mqtt_listen", p.cfg.MQTTListen)
 	return nil
 }
 
 // connect opens a NATS connection of the process named name, drained by close. Its
 // asynchronous errors (a subscription that fell behind, a permissions violation) are logged.
 func (p *process) connect(name string) (*bus.Conn, error) {
-	c, err := bus.Connect(p.cfg.NATSURL, p.srv, name, bus.OnAsyncError(func(subject string, err error) {
+	opts := []bus.ConnOption{bus.OnAsyncError(func(subject string, err error) {
 		p.log.Warn("nats asynchronous error", "connection", name, "subject", subject, "error", err.Error())
-	}))
+	})}
+	if p.srv != nil && p.cfg.NATSConfig != "" {
+		opts = append(opts, bus.UserInfo(serviceUser, p.secret))
+	}
+	c, err := bus.Connect(p.cfg.NATSURL, p.srv, name, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -304,11 +304,11 @@ func runNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer lock.Release()
 	srv, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: filepath.Join(cfg.Data, "jetstream"), Fsync: cfg.Fsync,
-		Logger: natsLog(log), Cluster: cfg.busCluster()})
+		MQTTListen: cfg.MQTTListen, ConfigFile: cfg.NATSConfig, Logger: natsLog(log), Cluster: cfg.busCluster()})
 	if err != nil {
 		return err
 	}
-	log.Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync, "server_name", srv.Name(), "cluster", srv.ClusterName())
+	log.Info("nats running", "client_url", srv.ClientURL(), "fsync", cfg.Fsync, "server_name", srv.Name(), "cluster", srv.ClusterName(), "mqtt_listen", cfg.MQTTListen)
 	<-ctx.Done()
 	srv.Shutdown()
 	srv.WaitForShutdown()

@@ -31,7 +31,35 @@ func FuzzEdgesAgree(f *testing.F) {
 		}
 		agreeOnReadings(t, body, raw, contentType, encoding)
 		agreeOnEvents(t, body, raw, contentType, encoding)
+		agreeOnBatch(t, body, raw, contentType, encoding)
 	})
+}
+
+// agreeOnBatch checks the batch edge against the stage, as agreeOnReadings does for readings.
+func agreeOnBatch(t *testing.T, body, raw []byte, contentType, encoding string) {
+	subject := proto.IngestBatchSubject("p1")
+	stored, f, n, httpErr := acceptBatch(contentType, encoding, raw)
+	_, natsErr := acceptInput(subject, header(contentType), body)
+	if (httpErr == nil) != (natsErr == nil) {
+		t.Fatalf("batch: HTTP says %v, the stage (over NATS) says %v, for %q as %q", httpErr, natsErr, clipBytes(body), contentType)
+	}
+	if httpErr != nil {
+		checkAnswer(t, httpErr)
+		return
+	}
+	in, err := acceptInput(subject, header(f.MediaType()), stored)
+	if err != nil {
+		t.Fatalf("batch: HTTP accepted %q as %q (202), the stage refuses what it stored: %v", clipBytes(body), contentType, err)
+	}
+	want, _ := ParseBatch(body, f)
+	if len(in.batch) != n || len(want) != n {
+		t.Fatalf("batch: HTTP accepted %d items, the stage %d", n, len(in.batch))
+	}
+	for i, it := range in.batch {
+		if w := want[i]; it.PointID != w.PointID || !bytes.Equal(it.Reading.Value, w.Reading.Value) || !it.Reading.Time.Equal(w.Reading.Time) {
+			t.Fatalf("batch item %d: HTTP read %+v, the stage %+v", i, w, it)
+		}
+	}
 }
 
 // agreeOnReadings checks the readings edge against the stage.

@@ -36,6 +36,7 @@ import (
 func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/points/{pointId}/values", s.postValues)
 	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/events", s.postEvents)
+	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/batch", s.postBatch)
 }
 
 // authorize authenticates an ingest request and checks that its token may write to the
@@ -96,26 +97,39 @@ func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
 		s.refused(w, r, err)
 		return
 	}
+	msgID := ""
+	if key != "" {
+		msgID = partition + "/" + pointID + "/" + key
+	}
+	ack, ok := s.store(w, r, proto.IngestPointSubject(partition, pointID), msgID, body, f, "partition", partition, "point_id", pointID)
+	if ok {
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequence": ack.Sequence, "duplicate": ack.Duplicate})
+	}
+}
+
+// store publishes an accepted request's payload body (format f) to INGEST on subject, under
+// msgID when set, and answers 503 when it cannot; logAttrs name what was refused in the log.
+func (s *Service) store(w http.ResponseWriter, r *http.Request, subject, msgID string, body []byte, f Format, logAttrs ...any) (*jetstream.PubAck, bool) {
 	ctx, span := otel.Tracer("hookstream").Start(otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header)),
 		"ingest.http", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
-	msg := nats.NewMsg(proto.IngestPointSubject(partition, pointID))
+	msg := nats.NewMsg(subject)
 	telemetry.Inject(ctx, msg)
 	msg.Data = body
 	msg.Header.Set(HeaderIngestedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
 	if mt := f.MediaType(); mt != "" {
 		msg.Header.Set("Content-Type", mt) // the stage reads the payload as this request was read
 	}
-	if key != "" {
-		msg.Header.Set(jetstream.MsgIDHeader, partition+"/"+pointID+"/"+key)
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
 	ack, err := s.js.PublishMsg(ctx, msg)
 	if err != nil {
-		s.log.ErrorContext(ctx, "ingest publish failed", "partition", partition, "point_id", pointID, "error", err.Error())
+		s.log.ErrorContext(ctx, "ingest publish failed", append([]any{"subject", subject, "error", err.Error()}, logAttrs...)...)
 		web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not store readings, retry"})
-		return
+		return nil, false
 	}
-	web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequence": ack.Sequence, "duplicate": ack.Duplicate})
+	return ack, true
 }
 
 // acceptValues is the HTTP edge's decision on the body of a readings request (at most

@@ -144,9 +144,12 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 	in, err := acceptInput(msg.Subject(), msg.Headers(), msg.Data())
 	if err == nil {
 		var outs []*nats.Msg
-		if in.kind == "events" {
+		switch in.kind {
+		case "events":
 			outs, err = s.handleEvents(msg, in.partition, in.events)
-		} else {
+		case proto.IngestKindBatch:
+			outs, err = s.handleBatch(ctx, msg, in.partition, in.batch)
+		default:
 			outs, err = s.handlePoints(ctx, msg, in.partition, in.last, in.readings)
 		}
 		if !errors.Is(err, bus.ErrTerm) {
@@ -170,19 +173,28 @@ func (s *Service) handlePoints(ctx context.Context, msg jetstream.Msg, partition
 	s.metrics.readings.Add(ctx, int64(len(readings)), kindPoint)
 	outs := make([]*nats.Msg, 0, len(readings))
 	for i, r := range readings {
-		ev, err := s.pointEvent(ctx, partition, pointID, r, ingestedAt)
+		out, err := s.readingMsg(ctx, partition, pointID, r, ingestedAt, eventID(s.epoch, meta.Sequence.Stream, i))
 		if err != nil {
 			return nil, err
 		}
-		ev.ID = eventID(s.epoch, meta.Sequence.Stream, i)
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			return nil, fmt.Errorf("%w: encode: %v", bus.ErrTerm, err)
-		}
-		out := bus.NewMsg(proto.EventSubject(partition, proto.EventTypePoint, pointID), ev.ID, data)
 		outs = append(outs, out)
 	}
 	return outs, nil
+}
+
+// readingMsg applies reading r to its point's state and makes the EVENTS message of the point
+// event, with id id.
+func (s *Service) readingMsg(ctx context.Context, partition, pointID string, r Reading, ingestedAt int64, id string) (*nats.Msg, error) {
+	ev, err := s.pointEvent(ctx, partition, pointID, r, ingestedAt)
+	if err != nil {
+		return nil, err
+	}
+	ev.ID = id
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode: %v", bus.ErrTerm, err)
+	}
+	return bus.NewMsg(proto.EventSubject(partition, proto.EventTypePoint, pointID), ev.ID, data), nil
 }
 
 // arrival returns an INGEST message's metadata and the time it was accepted: the HTTP

@@ -233,10 +233,11 @@ func hex4(b []byte, i int) int {
 // input is one INGEST message as the stage accepts it.
 type input struct {
 	partition string
-	kind      string // "points" or "events"
-	last      string // point id or event type
+	kind      string // "points", "events" or proto.IngestKindBatch
+	last      string // point id or event type; "" for a batch
 	readings  []Reading
 	events    []DeviceEvent
+	batch     []BatchItem
 }
 
 // acceptInput is the stage's definition of a valid INGEST message: its subject, its
@@ -246,8 +247,8 @@ func acceptInput(subject string, h nats.Header, data []byte) (input, error) {
 		return input{}, &TooLargeError{Size: n, Limit: MaxPayload}
 	}
 	partition, kind, last, ok := proto.ParseIngestSubject(subject)
-	if !ok || !proto.ValidToken(partition) || !proto.ValidToken(last) {
-		return input{}, errors.New("malformed subject: want hookstream.ingest.{partition}.points.{pointId} or hookstream.ingest.{partition}.events.{type}, each id " + proto.TokenRule)
+	if !ok || !proto.ValidToken(partition) || (kind != proto.IngestKindBatch && !proto.ValidToken(last)) {
+		return input{}, errors.New("malformed subject: want hookstream.ingest.{partition}.points.{pointId}, hookstream.ingest.{partition}.events.{type} or hookstream.ingest.{partition}.batch, each id " + proto.TokenRule)
 	}
 	in := input{partition: partition, kind: kind, last: last}
 	f, err := FormatOf(h.Get("Content-Type"))
@@ -259,8 +260,10 @@ func acceptInput(subject string, h nats.Header, data []byte) (input, error) {
 		in.readings, err = ParseReadings(data, f)
 	case "events":
 		in.events, err = ParseEvents(data, f, last)
+	case proto.IngestKindBatch:
+		in.batch, err = ParseBatch(data, f)
 	default:
-		err = fmt.Errorf("unsupported ingest kind %q: want points or events", clip(kind))
+		err = fmt.Errorf("unsupported ingest kind %q: want points, events or batch", clip(kind))
 	}
 	return in, err
 }
