@@ -173,6 +173,7 @@ func (s *Service) routes(con *console.Console) *http.ServeMux {
 	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota)) // quota.go
 	s.seed001Routes(mux)
 	s.seed004Routes(mux)
+	s.seed002Routes(mux)
 	// The API's description is public, like any client library generated from it.
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
