@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"hookstream/pkg/bus"
 	"hookstream/pkg/identity"
 	"hookstream/proto"
@@ -80,8 +82,10 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// Watch loads what is stored before it returns, and follows puts and deletes.
-func TestWatch(t *testing.T) {
+// partitionsBucket starts an in-process server with hookstream's topology and returns it and
+// the partitions bucket.
+func partitionsBucket(t *testing.T, ctx context.Context) (*bus.Conn, jetstream.KeyValue) {
+	t.Helper()
 	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +96,6 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(conn.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +103,14 @@ func TestWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return conn, kv
+}
+
+// Watch loads what is stored before it returns, and follows puts and deletes.
+func TestWatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, kv := partitionsBucket(t, ctx)
 	if _, err := kv.Put(ctx, proto.CloudEventsKey("p1"), []byte(`{"orgId":"ORG1","pointType":"t.v1"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -120,17 +130,22 @@ func TestWatch(t *testing.T) {
 	if err := kv.Purge(ctx, proto.CloudEventsKey("p1")); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitFor(t, func() bool {
 		p1, _ := b.Get(ctx, "p1")
 		p2, _ := b.Get(ctx, "p2")
-		if p1 == nil && p2 != nil && p2.OrgID == "ORG2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after put and purge: p1 %+v, p2 %+v", p1, p2)
-		}
-	}
+		return p1 == nil && p2 != nil && p2.OrgID == "ORG2"
+	})
 	if id, err := identity.Load(ctx, kv, "p2"); err != nil || id == nil || id.OrgID != "ORG2" {
 		t.Fatalf("Load(p2) = %+v, %v", id, err)
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5 s")
+		}
 	}
 }
