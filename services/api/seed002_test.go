@@ -64,6 +64,7 @@ func TestGraphQLCreate(t *testing.T) {
 		{"extension name", `eventExtensions: [{name: "Bad-Name", intValue: 1}]`, ``, "eventExtensions.Bad-Name"},
 		{"basic without password", ``, `auth: {basic: {username: "u", password: ""}}`, "httpTarget.auth.basic.password"},
 		{"both auths", ``, `auth: {noAuth: true, basic: {username: "u", password: "p"}}`, "httpTarget.auth"},
+		{"filter", ``, ``, "eventFilters.jsonExpressionFilter.jsonPathExpression"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,6 +74,9 @@ func TestGraphQLCreate(t *testing.T) {
 				if tt.field == "httpTarget.method" {
 					q = strings.Replace(q, `method: TRACE`, `method: TRACE targetUri: "http://127.0.0.1:1/hook"`, 1)
 				}
+			}
+			if tt.name == "filter" {
+				q = strings.Replace(q, `== '//com.mapped/org/ORG1/timeseries/point/PNT1'`, `==`, 1)
 			}
 			g := a.graphql(a.tok("p1"), q)
 			if got := g.errorField(t); got != tt.field {
