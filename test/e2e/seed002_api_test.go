@@ -195,6 +195,28 @@ func TestSeed002Delivery(t *testing.T) {
 	if len(reqs) != 3 {
 		t.Errorf("%d requests, want 3", len(reqs))
 	}
+	seed002TestDelivery(t, in, rc, org2)
+}
+
+// seed002TestDelivery sends a test delivery of the partition's one stream: its sample reading
+// has the partition's source too.
+func seed002TestDelivery(t *testing.T, in *instance, rc *receiver, partition string) {
+	t.Helper()
+	tok := in.token(partition)
+	_, out := in.call("GET", "/streaming/v1/partitions/"+partition+"/streams", tok, nil)
+	var l struct{ Data []struct{ ID string } }
+	if err := json.Unmarshal(out, &l); err != nil || len(l.Data) != 1 {
+		t.Fatalf("list: %s", out)
+	}
+	n := len(rc.requests())
+	if code, out := in.call("POST", "/streaming/v1/partitions/"+partition+"/streams/"+l.Data[0].ID+"/test", tok, nil); code != 200 {
+		t.Fatalf("test delivery: %d %s", code, out)
+	}
+	reqs := rc.waitFor(t, n+1, 10*time.Second)
+	var ce map[string]any
+	if err := json.Unmarshal(reqs[n].Body, &ce); err != nil || ce["source"] != "//com.mapped/org/ORGFEdBM93rarcXPD3hjMHxnD/timeseries/point/sample-point" {
+		t.Fatalf("test delivery body: %s", reqs[n].Body)
+	}
 }
 
 // seed002Structured compares a delivered CloudEvent with seed 002's example.
