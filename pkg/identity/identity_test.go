@@ -3,6 +3,7 @@ package identity_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,24 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5 s")
 		}
 	}
+}
+
+// A template Validate accepts renders a source without spaces, quotes or braces for any token.
+func FuzzValidate(f *testing.F) {
+	f.Add("//com.mapped/org/{org}/timeseries/point/{pointId}", "ORG1", "PNT1")
+	f.Add("//x/{partition}/{pointId}", "", "a-b_c")
+	f.Add("{pointId}", "o", "p")
+	f.Fuzz(func(t *testing.T, tpl, org, point string) {
+		id := identity.Identity{OrgID: org, PointSourceTemplate: tpl}
+		if id.Validate() != nil {
+			return
+		}
+		src := id.PointSource("p1", point)
+		if !strings.Contains(src, point) {
+			t.Fatalf("%q with %q → %q", tpl, point, src)
+		}
+		if strings.ContainsAny(strings.ReplaceAll(src, point, ""), " '\"{}") {
+			t.Fatalf("%q → %q", tpl, src)
+		}
+	})
 }

@@ -154,3 +154,19 @@ func TestTargetIDs(t *testing.T) {
 		}
 	}
 }
+
+// Any id streamIDOf accepts names a stream whose seed 002 id leads back to it.
+func FuzzTargetID(f *testing.F) {
+	for _, s := range []string{"WHSUB5nS9Ng7P2NCWZgT551aiCG", "WHSUBMgoLD3fHY329pKANvdAb12", "WHSUB_x", "WHSUB1111111111111111111111", "WHSUBzzzzzzzzzzzzzzzzzzzzzz", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		sid, ok := streamIDOf(id)
+		if !ok {
+			return
+		}
+		if back, ok := streamIDOf(targetID(sid)); !ok || back != sid {
+			t.Fatalf("%q → stream %q → %q → %q, %v", id, sid, targetID(sid), back, ok)
+		}
+	})
+}
