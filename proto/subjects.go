@@ -29,7 +29,14 @@ const (
 	// 004): key IDKey "{partition}.n.{number}" holds the stream id, "{partition}.s.{streamId}"
 	// the number, "{partition}.next" the last number given. Only the API reads it.
 	BucketIDs = "hookstream_ids"
+	// BucketPartitions holds per-partition settings: key "{partition}.cloudevents" the JSON
+	// CloudEvents identity (pkg/identity) of the partition's events. Ingest, the signer and the
+	// API read it.
+	BucketPartitions = "hookstream_partitions"
 )
+
+// CloudEventsKey is the BucketPartitions key of a partition's CloudEvents identity.
+func CloudEventsKey(partition string) string { return partition + ".cloudevents" }
 
 // Subject prefixes.
 const (

@@ -97,7 +97,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs} {
+	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs, proto.BucketPartitions} {
 		n, err := replicasFor(ctx, js, kvStream(b), r.Replicas)
 		if err != nil {
 			return err

@@ -44,7 +44,7 @@ func (t *idTracer) Start(ctx context.Context, _ string, opts ...trace.SpanStartO
 		}
 	}
 	sc := childContext(parent)
-	s := &idSpan{sc: sc, p: t.p}
+	s := &idSpan{sc: sc, parent: parent, p: t.p}
 	return trace.ContextWithSpan(ctx, s), s
 }
 
@@ -73,9 +73,13 @@ func newSpanID() trace.SpanID {
 // idSpan is a span that records nothing and has a span context of its own.
 type idSpan struct {
 	embedded.Span
-	sc trace.SpanContext
-	p  *idProvider
+	sc     trace.SpanContext
+	parent trace.SpanContext // invalid for a root span
+	p      *idProvider
 }
+
+// Parent is the span's parent, as the SDK's spans have it (a CloudEvent's spanparent).
+func (s *idSpan) Parent() trace.SpanContext { return s.parent }
 
 func (s *idSpan) End(...trace.SpanEndOption)              {}
 func (s *idSpan) AddEvent(string, ...trace.EventOption)   {}

@@ -62,8 +62,10 @@ type Service struct {
 	secrets jetstream.KeyValue
 	state   jetstream.KeyValue
 	ids     jetstream.KeyValue // stream numbers of seeds 001 and 004 (ids.go)
-	policy  urlPolicy
-	mux     *http.ServeMux
+	// partitions holds per-partition settings: the CloudEvents identity (cloudevents.go).
+	partitions jetstream.KeyValue
+	policy     urlPolicy
+	mux        *http.ServeMux
 	// outbound sends test deliveries (testdelivery.go).
 	outbound *http.Client
 	quota    quotaBuckets // quota.go
@@ -145,6 +147,9 @@ func (s *Service) open(ctx context.Context) error {
 	if s.ids, err = s.js.KeyValue(ctx, proto.BucketIDs); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
+	if s.partitions, err = s.js.KeyValue(ctx, proto.BucketPartitions); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	go s.runTally(ctx)
 	return nil
 }
@@ -169,10 +174,14 @@ func (s *Service) routes(con *console.Console) *http.ServeMux {
 	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
 	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
 	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
-	mux.HandleFunc("GET "+base+"/usage", s.guard(auth.ScopeStreamsRead, s.getUsage))    // quota.go
-	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota)) // quota.go
+	mux.HandleFunc("GET "+base+"/usage", s.guard(auth.ScopeStreamsRead, s.getUsage))                    // quota.go
+	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota))                 // quota.go
+	mux.HandleFunc("GET "+base+"/cloudevents", s.guard(auth.ScopeStreamsRead, s.getCloudEvents))        // cloudevents.go
+	mux.HandleFunc("PUT "+base+"/cloudevents", s.guard(auth.ScopeStreamsWrite, s.putCloudEvents))       // cloudevents.go
+	mux.HandleFunc("DELETE "+base+"/cloudevents", s.guard(auth.ScopeStreamsWrite, s.deleteCloudEvents)) // cloudevents.go
 	s.seed001Routes(mux)
 	s.seed004Routes(mux)
+	s.seed002Routes(mux)
 	// The API's description is public, like any client library generated from it.
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/google/uuid v1.6.0
+	github.com/graph-gophers/graphql-go v1.11.1
 	github.com/nats-io/nats.go v1.55.0
 	hookstream/pkg v0.0.0
 	hookstream/proto v0.0.0

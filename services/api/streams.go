@@ -240,6 +240,9 @@ func (p urlPolicy) check(raw string) *web.Error {
 	if u.Fragment != "" {
 		return web.BadRequest("webhookUrl", "must not contain a fragment")
 	}
+	if h := strings.TrimSuffix(u.Hostname(), "."); h == "" || strings.Contains(h, "..") || strings.HasPrefix(h, ".") {
+		return web.BadRequest("webhookUrl", "host %q is malformed (an empty label)", clip(u.Hostname()))
+	}
 	if !p.AllowPrivate {
 		g := p.Guard
 		if g == nil {

@@ -30,6 +30,7 @@ import (
 
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
+	"hookstream/pkg/identity"
 	"hookstream/proto"
 )
 
@@ -59,6 +60,9 @@ type Service struct {
 	mu     sync.Mutex
 	points map[string]*pointState
 	events jetstream.Stream
+	// ids are the partitions' CloudEvents identities, whose source templates name the
+	// readings' sources (nil: every partition has hookstream's own).
+	ids *identity.Book
 }
 
 type pointState struct {
@@ -93,6 +97,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.epoch = strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36)
 	if s.events, err = s.js.Stream(ctx, proto.StreamEvents); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	// Loaded before the first reading is stamped with its partition's source.
+	s.ids, err = identity.Watch(ctx, s.js, func(err error) {
+		s.log.Error("cloudevents identities no longer watched", "error", err.Error())
+	})
+	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
@@ -233,6 +244,10 @@ func (s *Service) pointEvent(ctx context.Context, partition, pointID string, r R
 	if err != nil {
 		return nil, err
 	}
+	id, err := s.ids.Get(ctx, partition)
+	if err != nil {
+		return nil, err
+	}
 	t := ingestedAt
 	if r.HasTime {
 		t = r.Time.UnixNano()
@@ -248,7 +263,7 @@ func (s *Service) pointEvent(ctx context.Context, partition, pointID string, r R
 	st.lastValue = r.Value
 	return &proto.Event{
 		V: proto.Version, Partition: partition, Type: proto.EventTypePoint, Subject: pointID,
-		Source: "//hookstream/partitions/" + partition + "/points/" + pointID,
+		Source: id.PointSource(partition, pointID),
 		Time:   t, IngestedAt: ingestedAt,
 		Value: r.Value, Quality: r.Quality, Changed: changed,
 		CreatedAt: st.createdAt, LastUpdatedAt: t, LastChangedAt: st.lastChangedAt, PrevValue: prev,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"hookstream/pkg/bus"
 	"hookstream/pkg/signing"
 	"hookstream/pkg/stream"
@@ -24,7 +26,11 @@ func (s *Service) build(ctx context.Context, def *stream.Stream, id string, even
 	if len(events) == 0 {
 		return nil, fmt.Errorf("%w: delivery %s has no events", bus.ErrTerm, id)
 	}
-	p, err := Render(def, id, events)
+	ce, err := s.ceContext(ctx, def)
+	if err != nil {
+		return nil, err
+	}
+	p, err := RenderCE(def, id, events, ce)
 	if err != nil {
 		return nil, fmt.Errorf("%w: render %s: %v", bus.ErrTerm, def.Format, err)
 	}
@@ -51,6 +57,28 @@ func (s *Service) build(ctx context.Context, def *stream.Stream, id string, even
 		d.SignedAt, d.SignedScheme, d.SignedGen = now.UnixNano(), def.Signature, def.SecretGen
 	}
 	return d, nil
+}
+
+// ceContext is the CloudEvents context of a delivery of a cloudevents stream (nil for other
+// formats): its partition's identity, and the trace of ctx's span (the sign span, child of the
+// match span).
+func (s *Service) ceContext(ctx context.Context, def *stream.Stream) (*CEContext, error) {
+	if def.Format != proto.FormatCloudEvents && def.Format != proto.FormatCloudEventsBinary {
+		return nil, nil
+	}
+	idn, err := s.ids.Get(ctx, def.Partition)
+	if err != nil || !idn.Configured() {
+		return nil, err
+	}
+	ce := &CEContext{Identity: idn}
+	sp := trace.SpanFromContext(ctx)
+	if sc := sp.SpanContext(); sc.IsValid() {
+		ce.TraceID, ce.Span = sc.TraceID().String(), sc.SpanID().String()
+	}
+	if ro, ok := sp.(interface{ Parent() trace.SpanContext }); ok && ro.Parent().IsValid() {
+		ce.SpanParent = ro.Parent().SpanID().String()
+	}
+	return ce, nil
 }
 
 // maxContextData is the largest event payload a delivery keeps for its URL's {data}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"hookstream/pkg/identity"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
@@ -17,6 +18,16 @@ type Payload struct {
 	Body    []byte
 	Headers map[string]string
 	URL     string
+	ce      *CEContext
+}
+
+// CEContext is what a CloudEvent carries besides its event: the partition's identity and the
+// trace of the delivery. A nil CEContext, or one without a configured identity, renders
+// hookstream's own identity without extension attributes.
+type CEContext struct {
+	Identity *identity.Identity
+	// TraceID, Span and SpanParent are the W3C ids of the delivery's trace ("" when untraced).
+	TraceID, Span, SpanParent string
 }
 
 // Content types of the rendered bodies.
@@ -31,10 +42,16 @@ const (
 // cloudevents, envelope (single) and template formats carry exactly one event; measurements,
 // measurements-compact and grouped envelope carry a batch.
 func Render(def *stream.Stream, id string, events []proto.Event) (*Payload, error) {
+	return RenderCE(def, id, events, nil)
+}
+
+// RenderCE is Render with the CloudEvents context of the delivery (used by the cloudevents
+// formats only).
+func RenderCE(def *stream.Stream, id string, events []proto.Event, ce *CEContext) (*Payload, error) {
 	if len(events) == 0 {
 		return nil, fmt.Errorf("no events")
 	}
-	p := &Payload{Headers: map[string]string{"Content-Type": contentJSON}, URL: def.WebhookURL}
+	p := &Payload{Headers: map[string]string{"Content-Type": contentJSON}, URL: def.WebhookURL, ce: ce}
 	if err := renderBody(def, id, events, p); err != nil {
 		return nil, err
 	}
@@ -85,10 +102,10 @@ func renderSingle(def *stream.Stream, id string, ev *proto.Event, p *Payload) (e
 	case proto.FormatTimeseries:
 		p.Body, err = renderTimeseries(ev)
 	case proto.FormatCloudEvents:
-		p.Body, err = renderCloudEvent(def, ev)
+		p.Body, err = renderCloudEvent(def, id, ev, p.ce)
 		p.Headers["Content-Type"] = contentCE
 	case proto.FormatCloudEventsBinary:
-		p.Body, err = renderCloudEventBinary(def, ev, p.Headers)
+		p.Body, err = renderCloudEventBinary(def, id, ev, p.ce, p.Headers)
 	case proto.FormatEnvelope:
 		p.Body, err = renderEnvelope(def, ev)
 	case proto.FormatTemplate:

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"hookstream/pkg/identity"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
@@ -14,23 +15,21 @@ import (
 // CloudEvents attributes hookstream sets.
 const (
 	ceSpecVersion = "1.0"
-	// cePointType is the type of point readings, after seed 002's
-	// "com.mapped.timeseries.point.record.v1".
-	cePointType = "com.hookstream.timeseries.point.record.v1"
 	// ceEventTypePrefix + event type + ".v1" is the type of device events.
 	ceEventTypePrefix = "com.hookstream.event."
 )
 
 // ceAttrs returns the context attributes and the data of an event: a point reading's data is
 // seed 002's time-series object, a device event's data its payload.
-func ceAttrs(ev *proto.Event) (id, source, typ, tm string, payload json.RawMessage, err error) {
+func ceAttrs(ev *proto.Event, ce *CEContext) (id, source, typ, tm string, payload json.RawMessage, err error) {
 	source = ev.Source
 	if ev.Type == proto.EventTypePoint {
+		idn := ce.identity()
 		if source == "" {
-			source = "//hookstream/partitions/" + ev.Partition + "/points/" + ev.Subject
+			source = idn.PointSource(ev.Partition, ev.Subject)
 		}
 		payload, err = marshal(timeseriesOf(ev))
-		typ = cePointType
+		typ = idn.PointType() // the partition's (seed 002: com.mapped.timeseries.point.record.v1)
 	} else {
 		if source == "" {
 			source = "//hookstream/partitions/" + ev.Partition + "/events/" + ev.Type + "/" + ev.Subject
@@ -50,8 +49,8 @@ func ceAttrs(ev *proto.Event) (id, source, typ, tm string, payload json.RawMessa
 // renderCloudEvent writes a CloudEvents 1.0 structured-mode event (JSON format) as seed 002's
 // STRUCTURED content mode does: the required attributes, datacontenttype, time and data in the
 // seed's order, then the stream's extensions (sorted by name).
-func renderCloudEvent(def *stream.Stream, ev *proto.Event) ([]byte, error) {
-	id, source, typ, tm, data, err := ceAttrs(ev)
+func renderCloudEvent(def *stream.Stream, deliveryID string, ev *proto.Event, ce *CEContext) ([]byte, error) {
+	id, source, typ, tm, data, err := ceAttrs(ev, ce)
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +66,9 @@ func renderCloudEvent(def *stream.Stream, ev *proto.Event) ([]byte, error) {
 	}
 	b.WriteString(`,"data":`)
 	b.Write(data)
-	for _, name := range sortedKeys(def.Extensions) {
-		v, err := marshal(def.Extensions[name])
+	ext := ce.extensions(def, deliveryID, ev)
+	for _, name := range sortedKeys(ext) {
+		v, err := marshal(ext[name])
 		if err != nil {
 			return nil, fmt.Errorf("extension %s: %w", name, err)
 		}
@@ -81,8 +81,8 @@ func renderCloudEvent(def *stream.Stream, ev *proto.Event) ([]byte, error) {
 
 // renderCloudEventBinary writes a CloudEvents 1.0 binary-mode message (HTTP protocol binding):
 // the data is the body, every attribute and extension a ce-* header.
-func renderCloudEventBinary(def *stream.Stream, ev *proto.Event, h map[string]string) ([]byte, error) {
-	id, source, typ, tm, data, err := ceAttrs(ev)
+func renderCloudEventBinary(def *stream.Stream, deliveryID string, ev *proto.Event, ce *CEContext, h map[string]string) ([]byte, error) {
+	id, source, typ, tm, data, err := ceAttrs(ev, ce)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func renderCloudEventBinary(def *stream.Stream, ev *proto.Event, h map[string]st
 	h["ce-type"] = ceHeaderValue(typ)
 	h["ce-time"] = tm
 	h["Content-Type"] = contentJSON // datacontenttype maps to Content-Type
-	for name, v := range def.Extensions {
+	for name, v := range ce.extensions(def, deliveryID, ev) {
 		var s string
 		switch x := v.(type) {
 		case string:
@@ -105,6 +105,35 @@ func renderCloudEventBinary(def *stream.Stream, ev *proto.Event, h map[string]st
 		h["ce-"+name] = ceHeaderValue(s)
 	}
 	return data, nil
+}
+
+func (ce *CEContext) identity() *identity.Identity {
+	if ce == nil {
+		return nil
+	}
+	return ce.Identity
+}
+
+// extensions are the stream's extension attributes and, for a partition with an identity of
+// its own, seed 002's: orgid, correlationid (the delivery id, the same at every attempt),
+// traceid, span and spanparent (when traced). Those override a stream's of the same name.
+func (ce *CEContext) extensions(def *stream.Stream, deliveryID string, ev *proto.Event) map[string]any {
+	idn := ce.identity()
+	if !idn.Configured() {
+		return def.Extensions
+	}
+	ext := make(map[string]any, len(def.Extensions)+5)
+	for k, v := range def.Extensions {
+		ext[k] = v
+	}
+	ext["orgid"] = idn.Org(ev.Partition)
+	ext["correlationid"] = deliveryID
+	for k, v := range map[string]string{"traceid": ce.TraceID, "span": ce.Span, "spanparent": ce.SpanParent} {
+		if v != "" {
+			ext[k] = v
+		}
+	}
+	return ext
 }
 
 // ceHeaderValue percent-encodes what the HTTP binding (3.1.3.2) requires: bytes outside

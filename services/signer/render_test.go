@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"hookstream/pkg/identity"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
 )
@@ -112,7 +113,7 @@ func ceEvent(t *testing.T) proto.Event {
 func TestGoldenCloudEvents(t *testing.T) {
 	p := runGolden(t, goldenCase{name: "cloudevents", seed: "cloudevents", def: ceDef(proto.FormatCloudEvents),
 		events: []proto.Event{ceEvent(t)},
-		fix:    func(m map[string]any) { m["type"] = cePointType }})
+		fix:    func(m map[string]any) { m["type"] = identity.DefaultPointType }})
 	if p.Headers["Content-Type"] != "application/cloudevents+json" {
 		t.Errorf("Content-Type = %q", p.Headers["Content-Type"])
 	}
@@ -125,7 +126,7 @@ func TestGoldenCloudEventsBinary(t *testing.T) {
 	want := map[string]string{
 		"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "bfc542e4-bf7e-4917-b4ee-f6b144e81aaa",
 		"ce-source": "//com.mapped/org/ORGFEdBM93rarcXPD3hjMHxnD/timeseries/point/PNTDvmfigSEemZWpdCWatABcd",
-		"ce-type":   cePointType, "ce-time": "2023-11-09T17:08:59.818217392Z", "ce-myint": "1234", "ce-mybool": "true",
+		"ce-type":   identity.DefaultPointType, "ce-time": "2023-11-09T17:08:59.818217392Z", "ce-myint": "1234", "ce-mybool": "true",
 		"ce-mystring": "hello%20world%20%25%20%22%C3%BC%22", "ce-orgid": "ORGFEdBM93rarcXPD3hjMAbcD", "ce-traceid": "7459950403562181516",
 		"ce-span": "cl6h4b21k0qc73e2hlsg", "ce-spanparent": "cl6h4aolhvcc73f79cq0", "ce-correlationid": "cl6h4aolhvcc73f79cpg",
 	}
@@ -219,6 +220,46 @@ func TestGoldenDeviceEvents(t *testing.T) {
 	for _, f := range []string{proto.FormatPoint, proto.FormatTimeseries, proto.FormatMeasurementsCompact} {
 		if _, err := Render(&stream.Stream{Format: f}, "d", []proto.Event{ev}); err == nil {
 			t.Errorf("format %s rendered a device event", f)
+		}
+	}
+}
+
+// A partition with seed 002's identity: the seed's type, and the extension attributes filled
+// from the identity and the delivery's trace, overriding a stream's of the same name; a
+// partition without one renders exactly as before (TestGoldenCloudEvents).
+func TestCloudEventIdentity(t *testing.T) {
+	def := &stream.Stream{Format: proto.FormatCloudEvents, Extensions: map[string]any{"myint": int64(1234), "orgid": "mine"}}
+	ce := &CEContext{
+		Identity: &identity.Identity{OrgID: "ORGFEdBM93rarcXPD3hjMAbcD", PointTypeName: "com.mapped.timeseries.point.record.v1"},
+		TraceID:  "4bf92f3577b34da6a3ce929d0e0e4736", Span: "00f067aa0ba902b7", SpanParent: "00f067aa0ba902b6",
+	}
+	ev := ceEvent(t)
+	p, err := RenderCE(def, "delivery-1", []proto.Event{ev}, ce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(p.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"type": "com.mapped.timeseries.point.record.v1", "source": ev.Source, "myint": float64(1234),
+		"orgid": "ORGFEdBM93rarcXPD3hjMAbcD", "traceid": ce.TraceID, "span": ce.Span, "spanparent": ce.SpanParent,
+		"correlationid": "delivery-1",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	ce.TraceID, ce.Span, ce.SpanParent = "", "", ""
+	p, err = RenderCE(def, "delivery-1", []proto.Event{ev}, ce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"traceid"`, `"span"`, `"spanparent"`} {
+		if bytes.Contains(p.Body, []byte(k)) {
+			t.Errorf("untraced delivery has %s: %s", k, p.Body)
 		}
 	}
 }

@@ -86,7 +86,11 @@ func (s *Service) answerTest(ctx context.Context, data []byte) any {
 		return &proto.TestReply{V: proto.Version, Error: "stream not found"}
 	}
 	id := "test-" + uuid.NewString()
-	d, err := s.build(ctx, def, id, []proto.Event{SampleEvent(def, time.Now())})
+	ev := SampleEvent(def, time.Now())
+	if idn, err := s.ids.Get(ctx, def.Partition); err == nil {
+		ev.Source = idn.PointSource(def.Partition, ev.Subject) // as ingest would stamp it
+	}
+	d, err := s.build(ctx, def, id, []proto.Event{ev})
 	if err != nil {
 		return &proto.TestReply{V: proto.Version, Error: err.Error()}
 	}

@@ -26,6 +26,7 @@ import (
 
 	"hookstream/pkg/bus"
 	"hookstream/pkg/catalog"
+	"hookstream/pkg/identity"
 	"hookstream/pkg/secretbox"
 	"hookstream/pkg/stream"
 	"hookstream/pkg/telemetry"
@@ -71,6 +72,8 @@ type Service struct {
 	secretCache sync.Map
 	tokens      *tokens
 	batches     *batcher
+	// ids are the partitions' CloudEvents identities (nil: hookstream's own for every one).
+	ids *identity.Book
 }
 
 // New validates cfg and returns a signer.
@@ -107,6 +110,12 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer cancel()
+	s.ids, err = identity.Watch(ctx, js, func(err error) {
+		s.log.Error("cloudevents identities no longer watched", "error", err.Error())
+	})
+	if err != nil {
+		return fmt.Errorf("signer: %w", err)
+	}
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- s.cat.RunOwned(ctx, kv, s.cfg.Catalog == nil) }()
 	select {
