@@ -242,3 +242,57 @@ func checkBatchOrder(t *testing.T, got []received, ids []string) {
 		next[ev.ID]++
 	}
 }
+
+// TestMQTTKillAfterPubAck: every QoS 1 reading the MQTT listener PUBACKed is delivered, although
+// the all-in-one is killed (SIGKILL) right after the last PUBACK and restarted on the same data
+// directory. Duplicates are allowed (at least once) and counted.
+func TestMQTTKillAfterPubAck(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	mqttAddr := freeAddr(t)
+	in := startAllInOne(t, options{extra: []string{"--mqtt-listen", mqttAddr}})
+	rc := newReceiver(t, nil)
+	in.waitEffective(in.createStream("p1", map[string]any{"webhookUrl": rc.URL, "pointIds": []string{"k-1"}}))
+
+	c := mqttConnect(t, mqttAddr, "gw-kill", "", "")
+	toks := make([]mqtt.Token, n)
+	for i := range toks {
+		toks[i] = c.Publish("hookstream/ingest/p1/points/k-1", 1, false, fmt.Sprintf(`{"value": %d}`, i))
+	}
+	acked := map[int]bool{}
+	for i, tok := range toks {
+		if tok.WaitTimeout(20*time.Second) && tok.Error() == nil {
+			acked[i] = true
+		}
+	}
+	in.procs[0].kill()
+	if len(acked) != n {
+		t.Fatalf("%d of %d publishes PUBACKed before the kill, want all", len(acked), n)
+	}
+	delivered := len(rc.requests())
+
+	startAllInOne(t, options{data: in.data, apiAddr: strings.TrimPrefix(in.api, "http://"),
+		natsAddr: strings.TrimPrefix(in.nats, "nats://"), extra: []string{"--mqtt-listen", mqttAddr}})
+	seen := map[int]int{}
+	checkFor(t, 60*time.Second, func() error {
+		clear(seen)
+		for _, r := range rc.requests() {
+			var ev struct{ Value int }
+			if err := json.Unmarshal(r.Body, &ev); err != nil {
+				return fmt.Errorf("delivery: %v: %s", err, r.Body)
+			}
+			seen[ev.Value]++
+		}
+		for i := range acked {
+			if seen[i] == 0 {
+				return fmt.Errorf("%d of %d PUBACKed readings delivered; %d missing (e.g. %d)", len(seen), len(acked), len(acked)-len(seen), i)
+			}
+		}
+		return nil
+	})
+	dups := 0
+	for _, k := range seen {
+		dups += k - 1
+	}
+	t.Logf("%d PUBACKed, %d delivered before the kill, 0 lost, %d duplicates", len(acked), delivered, dups)
+}
