@@ -49,15 +49,21 @@ func MQTTRelayConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// EnsureMQTTRelay creates MQTTStream as the server would when it does not exist yet (a stream
-// that exists is the server's and left alone), and the relay's consumer on it.
+// EnsureMQTTRelay creates MQTTStream as the server would when it does not exist yet, rescales
+// it when replicas is set (0 keeps its replicas, 1 for a new one; the rest of an existing
+// stream's config is the server's and left alone), and creates the relay's consumer on it.
 func EnsureMQTTRelay(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Consumer, error) {
 	st, err := js.Stream(ctx, MQTTStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
 		st, err = js.CreateStream(ctx, mqttStreamConfig(max(1, replicas)))
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // the server made it meanwhile
 			st, err = js.Stream(ctx, MQTTStream)
 		}
+	case err == nil && replicas > 0 && st.CachedInfo().Config.Replicas != replicas:
+		cfg := st.CachedInfo().Config
+		cfg.Replicas = replicas
+		st, err = js.UpdateStream(ctx, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", MQTTStream, err)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // mqttConnect connects a real MQTT 3.1.1 client (paho) to addr, with user and password when
@@ -295,4 +297,40 @@ func TestMQTTKillAfterPubAck(t *testing.T) {
 		dups += k - 1
 	}
 	t.Logf("%d PUBACKed, %d delivered before the kill, 0 lost, %d duplicates", len(acked), delivered, dups)
+}
+
+// TestMQTTSplit: with `hookstream nats --mqtt-listen` and the services apart, the relay's
+// consumer is on that server's $MQTT_msgs, made before its listener accepted anything, and a
+// QoS 1 reading is delivered once (the listener's direct INGEST copy is skipped).
+func TestMQTTSplit(t *testing.T) {
+	t.Parallel()
+	mqttAddr := freeAddr(t)
+	in := startSplitWith(t, "0.001", "--mqtt-listen", mqttAddr)
+	rc := newReceiver(t, nil)
+	in.waitEffective(in.createStream("p1", map[string]any{"webhookUrl": rc.URL, "pointIds": []string{"s-1"}}))
+	c := mqttConnect(t, mqttAddr, "gw-split", "", "")
+	mqttPublish(t, c, "hookstream/ingest/p1/points/s-1", `{"value": 7}`)
+	got := rc.waitFor(t, 1, 30*time.Second)
+	checkPointEvent(t, got[0].Body, "s-1", float64(7), 1)
+
+	nc := in.connect()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	checkFor(t, 10*time.Second, func() error {
+		ci, err := js.Consumer(ctx, "$MQTT_msgs", "ingest-mqtt")
+		if err != nil {
+			return err
+		}
+		if info, err := ci.Info(ctx); err != nil || info.Delivered.Stream != 1 || info.NumAckPending != 0 {
+			return fmt.Errorf("relay consumer: %+v, %v; want 1 delivered and acknowledged", info, err)
+		}
+		return nil
+	})
+	if n := len(rc.requests()); n != 1 {
+		t.Errorf("%d deliveries, want 1: the direct copy is skipped", n)
+	}
 }
