@@ -346,7 +346,7 @@ func newMetrics(meter metric.Meter) (m metrics, err error) {
 	if err != nil {
 		return m, fmt.Errorf("ingest: instrument: %w", err)
 	}
-	m.rejected, err = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source (nats, http) and reason (too_large, invalid)."))
+	m.rejected, err = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source (nats, http, mqtt) and reason (too_large, invalid)."))
 	if err != nil {
 		return m, fmt.Errorf("ingest: instrument: %w", err)
 	}
