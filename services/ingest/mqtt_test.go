@@ -48,8 +48,14 @@ func TestMQTTRelay(t *testing.T) {
 	f.settled(t)
 	stop()
 
-	// A message relayed twice (its ack lost in a crash) is the same INGEST message, which INGEST
-	// stores once. (The one above is gone: interest retention drops what every consumer acked.)
+	checkRelayDeduplicated(ctx, t, f, subj)
+}
+
+// checkRelayDeduplicated: a message relayed twice (its ack lost in a crash) is the same INGEST
+// message, which INGEST stores once. (Relayed ones are gone: interest retention drops what every
+// consumer acknowledged.)
+func checkRelayDeduplicated(ctx context.Context, t *testing.T, f *fixture, subj string) {
+	t.Helper()
 	if _, err := f.conn.JS.Publish(ctx, bus.MQTTSubjectPrefix+subj, []byte(`{"value": 3}`)); err != nil {
 		t.Fatal(err)
 	}
