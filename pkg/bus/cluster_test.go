@@ -82,7 +82,7 @@ func ensureClustered(t *testing.T, js jetstream.JetStream, replicas int) {
 // want-1 current followers.
 func checkReplicas(t *testing.T, js jetstream.JetStream, want int) {
 	t.Helper()
-	names := []string{proto.StreamIngest, proto.StreamEvents, proto.StreamJobs, proto.StreamOutbox, proto.StreamDLQ, proto.StreamOutcomes}
+	names := []string{proto.StreamIngest, proto.StreamEvents, proto.StreamJobs, proto.StreamOutbox, proto.StreamDLQ, proto.StreamOutcomes, bus.MQTTStream}
 	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketQuotas, proto.BucketUsage} {
 		names = append(names, "KV_"+b)
 	}

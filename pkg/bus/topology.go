@@ -108,6 +108,9 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			return fmt.Errorf("ensure bucket %s: %w", b, err)
 		}
 	}
+	if _, err := EnsureMQTTRelay(ctx, js, r.Replicas); err != nil { // mqtt.go
+		return err
+	}
 	return ensureQuotaBuckets(ctx, js, r.Replicas) // quota.go
 }
 

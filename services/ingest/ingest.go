@@ -56,6 +56,8 @@ type Service struct {
 	js      jetstream.JetStream
 	metrics metrics
 	epoch   string // distinguishes INGEST stream incarnations in event ids
+	// relayEpoch distinguishes bus.MQTTStream incarnations in the message ids of the relay.
+	relayEpoch string
 
 	mu     sync.Mutex
 	points map[string]*pointState
@@ -89,22 +91,45 @@ func New(cfg Config) (*Service, error) {
 	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState)}, nil
 }
 
-// Run consumes INGEST until ctx is cancelled.
+// Run consumes INGEST, and relays MQTT QoS 1 publishes to it (mqtt.go), until ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {
+	stage, err := s.ingestStage(ctx)
+	if err != nil {
+		return err
+	}
+	relay, err := s.relayStage(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	relayErr := make(chan error, 1)
+	go func() {
+		err := relay.Run(ctx)
+		cancel() // the stages stop together
+		relayErr <- err
+	}()
+	err = stage.Run(ctx)
+	cancel()
+	return errors.Join(err, <-relayErr)
+}
+
+// ingestStage is the stage consuming INGEST.
+func (s *Service) ingestStage(ctx context.Context) (*bus.Stage, error) {
 	st, err := s.js.Stream(ctx, proto.StreamIngest)
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	s.epoch = strconv.FormatInt(st.CachedInfo().Created.UnixNano(), 36)
 	if s.events, err = s.js.Stream(ctx, proto.StreamEvents); err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	// Loaded before the first reading is stamped with its partition's source.
 	s.ids, err = identity.Watch(ctx, s.js, func(err error) {
 		s.log.Error("cloudevents identities no longer watched", "error", err.Error())
 	})
 	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy,
@@ -112,7 +137,7 @@ func (s *Service) Run(ctx context.Context) error {
 		FilterSubject: proto.SubjectIngestAll, // not the stream's keeper (bus.Keep)
 	})
 	if err != nil {
-		return fmt.Errorf("ingest consumer: %w", err)
+		return nil, fmt.Errorf("ingest consumer: %w", err)
 	}
 	stage := &bus.Stage{JS: s.js, Consumer: cons, Handle: s.handle, Reject: s.reject, SpanName: "ingest",
 		OnError: s.stageError, Meter: s.cfg.Meter, MaxBytes: pullMaxBytes}
@@ -127,7 +152,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return "" // DLQ takes no atomic batches: rejected inputs are stored one by one
 		}
 	}
-	return stage.Run(ctx)
+	return stage, nil
 }
 
 // stageError logs what the stage dealt with itself: a refused atomic batch (its messages were
@@ -150,8 +175,12 @@ var kindPoint = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind"
 
 // handle turns an INGEST message into its canonical events, or, when acceptInput refuses it,
 // into a record of the refusal in DLQ (rejected.go): either way the message is acknowledged only
-// once its output is stored.
+// once its output is stored. The MQTT listener's direct copy of a QoS 1 publish has none: the
+// relay's copy stands for it (mqtt.go).
 func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, error) {
+	if mqttDirect(msg.Headers()) {
+		return nil, nil
+	}
 	in, err := acceptInput(msg.Subject(), msg.Headers(), msg.Data())
 	if err == nil {
 		var outs []*nats.Msg
@@ -332,7 +361,7 @@ func newMetrics(meter metric.Meter) (m metrics, err error) {
 	if err != nil {
 		return m, fmt.Errorf("ingest: instrument: %w", err)
 	}
-	m.rejected, err = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source (nats, http) and reason (too_large, invalid)."))
+	m.rejected, err = meter.Int64Counter("hookstream_ingest_rejected", metric.WithDescription("Input messages and requests rejected by ingest, by source (nats, http, mqtt) and reason (too_large, invalid)."))
 	if err != nil {
 		return m, fmt.Errorf("ingest: instrument: %w", err)
 	}

@@ -225,11 +225,17 @@ func startAllInOne(t testing.TB, o options) *instance {
 // startSplit runs `hookstream nats` and the five services as separate processes.
 func startSplit(t testing.TB, retryScale string) *instance {
 	t.Helper()
+	return startSplitWith(t, retryScale)
+}
+
+// startSplitWith is startSplit with flags added to `hookstream nats`.
+func startSplitWith(t testing.TB, retryScale string, natsFlags ...string) *instance {
+	t.Helper()
 	data := t.TempDir()
 	natsAddr, apiAddr := freeAddr(t), freeAddr(t)
 	natsURL := "nats://" + natsAddr
 	in := &instance{t: t, api: "http://" + apiAddr, nats: natsURL, data: data, tokens: map[string]string{}}
-	in.procs = append(in.procs, startProc(t, "nats", "nats", "--data", data, "--nats-listen", natsAddr))
+	in.procs = append(in.procs, startProc(t, "nats", append([]string{"nats", "--data", data, "--nats-listen", natsAddr}, natsFlags...)...))
 	checkFor(t, 20*time.Second, func() error {
 		nc, err := nats.Connect(natsURL)
 		if err == nil {

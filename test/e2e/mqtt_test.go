@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // mqttConnect connects a real MQTT 3.1.1 client (paho) to addr, with user and password when
@@ -240,5 +242,95 @@ func checkBatchOrder(t *testing.T, got []received, ids []string) {
 			t.Errorf("point %s reading %d: lastUpdatedAt %q, want %s", ev.ID, next[ev.ID], ev.Updated, wantAt.Format(time.RFC3339Nano))
 		}
 		next[ev.ID]++
+	}
+}
+
+// TestMQTTKillAfterPubAck: every QoS 1 reading the MQTT listener PUBACKed is delivered, although
+// the all-in-one is killed (SIGKILL) right after the last PUBACK and restarted on the same data
+// directory. Duplicates are allowed (at least once) and counted.
+func TestMQTTKillAfterPubAck(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	mqttAddr := freeAddr(t)
+	in := startAllInOne(t, options{extra: []string{"--mqtt-listen", mqttAddr}})
+	rc := newReceiver(t, nil)
+	in.waitEffective(in.createStream("p1", map[string]any{"webhookUrl": rc.URL, "pointIds": []string{"k-1"}}))
+
+	c := mqttConnect(t, mqttAddr, "gw-kill", "", "")
+	toks := make([]mqtt.Token, n)
+	for i := range toks {
+		toks[i] = c.Publish("hookstream/ingest/p1/points/k-1", 1, false, fmt.Sprintf(`{"value": %d}`, i))
+	}
+	acked := map[int]bool{}
+	for i, tok := range toks {
+		if tok.WaitTimeout(20*time.Second) && tok.Error() == nil {
+			acked[i] = true
+		}
+	}
+	in.procs[0].kill()
+	if len(acked) != n {
+		t.Fatalf("%d of %d publishes PUBACKed before the kill, want all", len(acked), n)
+	}
+	delivered := len(rc.requests())
+
+	startAllInOne(t, options{data: in.data, apiAddr: strings.TrimPrefix(in.api, "http://"),
+		natsAddr: strings.TrimPrefix(in.nats, "nats://"), extra: []string{"--mqtt-listen", mqttAddr}})
+	seen := map[int]int{}
+	checkFor(t, 60*time.Second, func() error {
+		clear(seen)
+		for _, r := range rc.requests() {
+			var ev struct{ Value int }
+			if err := json.Unmarshal(r.Body, &ev); err != nil {
+				return fmt.Errorf("delivery: %v: %s", err, r.Body)
+			}
+			seen[ev.Value]++
+		}
+		for i := range acked {
+			if seen[i] == 0 {
+				return fmt.Errorf("%d of %d PUBACKed readings delivered; %d missing (e.g. %d)", len(seen), len(acked), len(acked)-len(seen), i)
+			}
+		}
+		return nil
+	})
+	dups := 0
+	for _, k := range seen {
+		dups += k - 1
+	}
+	t.Logf("%d PUBACKed, %d delivered before the kill, 0 lost, %d duplicates", len(acked), delivered, dups)
+}
+
+// TestMQTTSplit: with `hookstream nats --mqtt-listen` and the services apart, the relay's
+// consumer is on that server's $MQTT_msgs, made before its listener accepted anything, and a
+// QoS 1 reading is delivered once (the listener's direct INGEST copy is skipped).
+func TestMQTTSplit(t *testing.T) {
+	t.Parallel()
+	mqttAddr := freeAddr(t)
+	in := startSplitWith(t, "0.001", "--mqtt-listen", mqttAddr)
+	rc := newReceiver(t, nil)
+	in.waitEffective(in.createStream("p1", map[string]any{"webhookUrl": rc.URL, "pointIds": []string{"s-1"}}))
+	c := mqttConnect(t, mqttAddr, "gw-split", "", "")
+	mqttPublish(t, c, "hookstream/ingest/p1/points/s-1", `{"value": 7}`)
+	got := rc.waitFor(t, 1, 30*time.Second)
+	checkPointEvent(t, got[0].Body, "s-1", float64(7), 1)
+
+	nc := in.connect()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	checkFor(t, 10*time.Second, func() error {
+		ci, err := js.Consumer(ctx, "$MQTT_msgs", "ingest-mqtt")
+		if err != nil {
+			return err
+		}
+		if info, err := ci.Info(ctx); err != nil || info.Delivered.Stream != 1 || info.NumAckPending != 0 {
+			return fmt.Errorf("relay consumer: %+v, %v; want 1 delivered and acknowledged", info, err)
+		}
+		return nil
+	})
+	if n := len(rc.requests()); n != 1 {
+		t.Errorf("%d deliveries, want 1: the direct copy is skipped", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -53,6 +54,10 @@ type scenario struct {
 	// Restart stops hookstream after the load and starts it again on the same data, to measure
 	// its idle RSS (RestartRSSMB).
 	Restart bool
+	// MQTT publishes the readings over MQTT (QoS 1, one connection) to the all-in-one's
+	// --mqtt-listen instead of over NATS; Compare names the NATS scenario run beside it.
+	MQTT    bool
+	Compare string
 }
 
 var scenarios = []scenario{
@@ -63,9 +68,11 @@ var scenarios = []scenario{
 	{Name: "e-fsync-always", Desc: "(a) with --fsync always, 1 reading per NATS message", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "always"},
 	{Name: "f-hanging", Desc: "1,000 readings/s -> healthy stream + hanging stream", Streams: 2, Points: 1, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", Hanging: true},
 	{Name: "h-fsync-batch", Desc: "(a) with --fsync always, gateway batches of 50 readings", Streams: 1, Points: 1, Fanout: 1, Batch: 50, Fsync: "always"},
-	// i is not part of "all": it measures what spreading INGEST's stores over streams would be
+	{Name: "i-mqtt", Desc: "(a) over MQTT: QoS 1 publishes (paho, one connection) to --mqtt-listen", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "interval",
+		MQTT: true, Compare: "a-max"},
+	// j is not part of "all": it measures what spreading INGEST's stores over streams would be
 	// compared with, and has no target.
-	{Name: "i-fsync-points", Desc: "(e) over 64 points, a stream each", Streams: 64, Points: 64, Fanout: 1, Batch: 1, Fsync: "always"},
+	{Name: "j-fsync-points", Desc: "(e) over 64 points, a stream each", Streams: 64, Points: 64, Fanout: 1, Batch: 1, Fsync: "always"},
 	// g is not part of "all": creating its streams takes longer than the other scenarios' runs.
 	{Name: "g-big-tenant", Desc: "2,000 streams x 1,000 points in one partition, 10 active at 1,000 readings/s, 8 listers paging through every stream",
 		Streams: 2000, Points: 10, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", PointsPerStream: 1000, Listers: 8, Restart: true,
@@ -76,7 +83,7 @@ var scenarios = []scenario{
 func allScenarios() []scenario {
 	var out []scenario
 	for _, s := range scenarios {
-		if s.Name != "g-big-tenant" && s.Name != "i-fsync-points" {
+		if s.Name != "g-big-tenant" && s.Name != "j-fsync-points" {
 			out = append(out, s)
 		}
 	}
@@ -119,7 +126,7 @@ type options struct {
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch, i-fsync-points), a comma-separated list, or all (every one but g and i)")
+	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch, i-mqtt: runs a-max too, j-fsync-points), a comma-separated list, or all (every one but g and j)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long each scenario publishes")
 	fs.StringVar(&o.JSON, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.Bin, "bin", "", "run this hookstream binary as the all-in-one (default: this executable), e.g. to compare two builds under one measuring method")
@@ -206,7 +213,21 @@ func (o *options) selected() ([]scenario, error) {
 	if len(out) == 0 {
 		return nil, errors.New("--scenario is empty")
 	}
-	return out, nil
+	return withCompared(out), nil
+}
+
+// withCompared adds, before a scenario naming one to compare with, that scenario when it is not
+// selected: its figure is printed beside the other's, from the same run.
+func withCompared(sel []scenario) []scenario {
+	var out []scenario
+	for _, s := range sel {
+		if c, ok := findScenario(s.Compare); ok && !slices.ContainsFunc(sel, func(x scenario) bool { return x.Name == c.Name }) &&
+			!slices.ContainsFunc(out, func(x scenario) bool { return x.Name == c.Name }) {
+			out = append(out, c)
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // profilePath is where the CPU profile of sc goes: --cpuprofile, with the scenario's name added

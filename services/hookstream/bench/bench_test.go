@@ -247,7 +247,7 @@ func TestBigTenantScenario(t *testing.T) {
 		t.Fatalf("scenario g = %+v, %v", g, ok)
 	}
 	for _, s := range allScenarios() {
-		if s.Name == g.Name || s.Name == "i-fsync-points" {
+		if s.Name == g.Name || s.Name == "j-fsync-points" {
 			t.Errorf(`"all" runs %s`, s.Name)
 		}
 	}
@@ -361,4 +361,32 @@ func getStats(t *testing.T, url string) receiverStats {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestMQTTScenarioRunsBesideNATS: i-mqtt brings a-max into the run (once, before it) unless it
+// is named, so its figures are printed beside NATS publishing's from the same run.
+func TestMQTTScenarioRunsBesideNATS(t *testing.T) {
+	for _, tc := range []struct{ sel, want string }{
+		{"i", "a-max,i-mqtt"},
+		{"i-mqtt,a", "i-mqtt,a-max"}, // both named: their order
+		{"a,i", "a-max,i-mqtt"},
+		{"c,i", "c-latency,a-max,i-mqtt"},
+	} {
+		o := options{Scenario: tc.sel}
+		got, err := o.selected()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range got {
+			names = append(names, s.Name)
+		}
+		if strings.Join(names, ",") != tc.want {
+			t.Errorf("--scenario %s runs %v, want %s", tc.sel, names, tc.want)
+		}
+	}
+	note := compared(&result{ReadingsPerS: 900, DeliveriesPerS: 800}, &result{Scenario: "a-max", ReadingsPerS: 2000, DeliveriesPerS: 1600})
+	if !strings.Contains(note, "900 readings/s accepted (PUBACKed), 800 deliveries/s") || !strings.Contains(note, "a-max, this run): 2000 readings/s accepted, 1600 deliveries/s (MQTT 0.50x)") {
+		t.Errorf("note = %q", note)
+	}
 }

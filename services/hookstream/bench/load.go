@@ -178,9 +178,9 @@ func (b *bencher) loadSlice(ctx context.Context, pub *publisher, s slice, lists 
 // all came.
 func (b *bencher) drain(ctx context.Context, pub *publisher, base int64, last bool) (time.Duration, bool) {
 	select {
-	case <-pub.js.PublishAsyncComplete():
+	case <-pub.complete():
 	case <-time.After(30 * time.Second):
-		b.logf("   %d publishes still unacknowledged after 30s", pub.js.PublishAsyncPending())
+		b.logf("   %d publishes still unacknowledged after 30s", pub.pending())
 	}
 	limit := b.o.DrainTimeout
 	if !last {

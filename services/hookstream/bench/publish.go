@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,11 +20,12 @@ import (
 // handler knows which readings JetStream accepted.
 const seqHeader = "Bench-Seq"
 
-// publisher publishes bench readings with JetStream async publishes, at most window awaiting
-// their acknowledgement. publish is called from one goroutine; the counters are safe to read
-// from any.
+// publisher publishes bench readings with JetStream async publishes, or MQTT QoS 1 publishes
+// (newMQTTPublisher), at most window awaiting their acknowledgement (JetStream's PubAck, MQTT's
+// PUBACK). publish is called from one goroutine; the counters are safe to read from any.
 type publisher struct {
 	js       jetstream.JetStream
+	mq       mqtt.Client // set: readings go over MQTT, js is unused
 	subjects []string
 	batch    int
 	window   chan struct{}
@@ -101,7 +103,7 @@ func (p *publisher) publish(ctx context.Context, deadline time.Time) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(time.Until(deadline) + 30*time.Second):
-		return fmt.Errorf("no JetStream acknowledgement for 30s (%d pending)", p.js.PublishAsyncPending())
+		return fmt.Errorf("no acknowledgement for 30s (%d pending)", p.pending())
 	}
 	first, n := p.next.Load(), int64(p.batch)
 	subj := p.subjects[p.msgs%int64(len(p.subjects))]
@@ -129,7 +131,7 @@ func (p *publisher) publish(ctx context.Context, deadline time.Time) error {
 	m.Header.Set(seqHeader, strconv.FormatInt(first, 10)+" "+strconv.FormatInt(n, 10))
 	p.next.Store(first + n)
 	p.msgs++
-	if _, err := p.js.PublishMsgAsync(m); err != nil {
+	if err := p.send(m); err != nil {
 		p.failed.Add(n)
 		<-p.window
 		return fmt.Errorf("publish: %w", err)
@@ -159,4 +161,71 @@ func (p *publisher) lost(counts []byte, fanout int) (lost, unexpected int64) {
 		unexpected += int64(counts[s])
 	}
 	return lost, unexpected
+}
+
+// newMQTTPublisher is a publisher over an MQTT connection to addr (QoS 1 publishes to the
+// ingest topics of partition's points).
+func newMQTTPublisher(addr, partition string, points []string, batch, window int) (*publisher, error) {
+	p := &publisher{batch: max(batch, 1), window: make(chan struct{}, window)}
+	for _, pt := range points {
+		p.subjects = append(p.subjects, proto.IngestPointSubject(partition, pt))
+	}
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("hookstream-bench").
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectTimeout(10 * time.Second).SetWriteTimeout(10 * time.Second)
+	p.mq = mqtt.NewClient(o)
+	if tok := p.mq.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("mqtt connect %s: %v", addr, tok.Error())
+	}
+	return p, nil
+}
+
+// close ends the MQTT connection, if any.
+func (p *publisher) close() {
+	if p.mq != nil {
+		p.mq.Disconnect(250)
+	}
+}
+
+// send publishes m: a JetStream async publish, or an MQTT QoS 1 publish on the topic of m's
+// subject (NATS's mapping: "." is "/"), whose PUBACK a goroutine awaits.
+func (p *publisher) send(m *nats.Msg) error {
+	if p.mq == nil {
+		_, err := p.js.PublishMsgAsync(m)
+		return err
+	}
+	tok := p.mq.Publish(strings.ReplaceAll(m.Subject, ".", "/"), 1, false, m.Data)
+	go func() {
+		<-tok.Done()
+		if err := tok.Error(); err != nil {
+			p.onErr(nil, m, err)
+			return
+		}
+		p.onAck(nil, m, nil)
+	}()
+	return nil
+}
+
+// pending is how many publishes await their acknowledgement.
+func (p *publisher) pending() int {
+	if p.mq == nil {
+		return p.js.PublishAsyncPending()
+	}
+	return len(p.window)
+}
+
+// complete is closed once no publish awaits its acknowledgement (an MQTT publisher's, polled,
+// within 35 s at most).
+func (p *publisher) complete() <-chan struct{} {
+	if p.mq == nil {
+		return p.js.PublishAsyncComplete()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for end := time.Now().Add(35 * time.Second); len(p.window) > 0 && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return done
 }

@@ -88,6 +88,17 @@ type result struct {
 	Notes      []string `json:"notes,omitempty"`
 }
 
+// compared is the note of an MQTT scenario: its readings accepted (PUBACKed) and delivered a
+// second, beside those of NATS publishing in the same run (nats, nil when it did not run).
+func compared(r, nats *result) string {
+	s := fmt.Sprintf("MQTT QoS 1: %.0f readings/s accepted (PUBACKed), %.0f deliveries/s", r.ReadingsPerS, r.DeliveriesPerS)
+	if nats == nil {
+		return s
+	}
+	return s + fmt.Sprintf("; NATS publish (%s, this run): %.0f readings/s accepted, %.0f deliveries/s (MQTT %.2fx)",
+		nats.Scenario, nats.ReadingsPerS, nats.DeliveriesPerS, r.DeliveriesPerS/max(nats.DeliveriesPerS, 1e-9))
+}
+
 // machine describes where a run happened.
 type machine struct {
 	NProc     int     `json:"nproc"`
@@ -190,6 +201,8 @@ func evalTargets(rs []*result) {
 			set(r, ">= 3,000/s or >= 0.9 per fsync the disk does", r.DeliveriesPerS >= 3000 || r.DeliveriesPerFsync >= 0.9)
 		case "h-fsync-batch":
 			set(r, ">= 6,000/s", r.DeliveriesPerS >= 6000)
+		case "i-mqtt":
+			r.Notes = append(r.Notes, compared(r, by["a-max"]))
 		case "f-hanging":
 			if c := by["c-latency"]; c != nil {
 				set(r, fmt.Sprintf("p99 <= 2x c-latency p99 (%.1f ms)", 2*c.P99ms), r.P99ms <= 2*c.P99ms)

@@ -29,6 +29,7 @@ type bencher struct {
 	hs       *child
 	apiURL   string
 	natsURL  string
+	mqttAddr string // the all-in-one's --mqtt-listen, for MQTT scenarios
 	token    string
 	pprof    string
 	client   *http.Client
@@ -78,10 +79,11 @@ func (b *bencher) run(ctx context.Context) (*result, error) {
 		rss, _ := procRSS(pid)
 		res.CreatedRSSMB = float64(rss) / (1 << 20)
 	}
-	pub, err := newPublisher(nc, o.Partition, points, sc.Batch, o.Window)
+	pub, err := b.publisher(nc, points)
 	if err != nil {
 		return nil, err
 	}
+	b.atEnd(pub.close)
 	if err := b.load(ctx, pub, res); err != nil {
 		return nil, err
 	}
@@ -91,6 +93,17 @@ func (b *bencher) run(ctx context.Context) (*result, error) {
 		}
 	}
 	return res, nil
+}
+
+// publisher is the scenario's: over MQTT to the all-in-one's listener, or over NATS.
+func (b *bencher) publisher(nc *nats.Conn, points []string) (*publisher, error) {
+	if !b.sc.MQTT {
+		return newPublisher(nc, b.o.Partition, points, b.sc.Batch, b.o.Window)
+	}
+	if b.mqttAddr == "" {
+		return nil, errors.New("an MQTT scenario needs an all-in-one of its own (not --api-url)")
+	}
+	return newMQTTPublisher(b.mqttAddr, b.o.Partition, points, b.sc.Batch, b.o.Window)
 }
 
 // start makes the scenario's temporary directory and HTTP client and starts the receiver and
@@ -214,6 +227,13 @@ func (b *bencher) hookstreamArgs(data string) ([]string, error) {
 	args := []string{"--dev", "--data", data, "--http-addr", httpAddr, "--nats-listen", natsAddr,
 		"--log-format", "json", "--fsync", b.sc.Fsync}
 	args = append(args, b.sc.Args...)
+	if b.sc.MQTT {
+		var err error
+		if b.mqttAddr, err = freeLoopbackAddr(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--mqtt-listen", b.mqttAddr)
+	}
 	if b.profile != "" {
 		args = append(args, "--pprof-addr", pprofAddr)
 		b.pprof = "http://" + pprofAddr
