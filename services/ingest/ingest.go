@@ -58,7 +58,9 @@ type Service struct {
 
 	mu     sync.Mutex
 	points map[string]*pointState
-	events jetstream.Stream
+	// entities holds when each entity was first seen (entities.go), by "{partition}.{id}".
+	entities map[string]int64
+	events   jetstream.Stream
 }
 
 type pointState struct {
@@ -82,7 +84,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState)}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState), entities: make(map[string]int64)}, nil
 }
 
 // Run consumes INGEST until ctx is cancelled.
@@ -147,6 +149,8 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 		switch in.kind {
 		case "events":
 			outs, err = s.handleEvents(msg, in.partition, in.events)
+		case proto.IngestKindEntities:
+			outs, err = s.handleEntities(ctx, msg, in.partition, in.entities)
 		case proto.IngestKindBatch:
 			outs, err = s.handleBatch(ctx, msg, in.partition, in.batch)
 		default:
