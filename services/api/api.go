@@ -69,6 +69,8 @@ type Service struct {
 	quota    quotaBuckets // quota.go
 	// tally counts each partition's streams and point ids for the quotas (tally.go).
 	tally *tally
+	// live is the live-query store (livequeries.go).
+	live *LiveQueries
 }
 
 // New validates cfg and returns the API.
@@ -133,6 +135,10 @@ func (s *Service) Run(ctx context.Context) error {
 // ends. Until open returns, every route answers 503.
 func (s *Service) open(ctx context.Context) error {
 	var err error
+	// Before streams: a route runs once streams is set (guard).
+	if s.live, err = OpenLiveQueries(ctx, s.js); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	if s.streams, err = s.js.KeyValue(ctx, proto.BucketStreams); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
@@ -169,8 +175,12 @@ func (s *Service) routes(con *console.Console) *http.ServeMux {
 	mux.HandleFunc("POST "+base+"/streams/{id}/secret", s.guard(auth.ScopeStreamsWrite, s.rotateSecret))
 	mux.HandleFunc("POST "+base+"/streams/{id}/test", s.guard(auth.ScopeStreamsWrite, s.testStream))
 	mux.HandleFunc("POST "+base+"/streams/{id}/replay", s.guard(auth.ScopeStreamsWrite, s.replayStream))
-	mux.HandleFunc("GET "+base+"/usage", s.guard(auth.ScopeStreamsRead, s.getUsage))    // quota.go
-	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota)) // quota.go
+	mux.HandleFunc("GET "+base+"/usage", s.guard(auth.ScopeStreamsRead, s.getUsage))                 // quota.go
+	mux.HandleFunc("PUT "+base+"/quota", s.operator(auth.ScopeQuotasWrite, s.putQuota))              // quota.go
+	mux.HandleFunc("POST "+base+"/live-queries", s.guard(auth.ScopeStreamsWrite, s.createLiveQuery)) // livequeries.go
+	mux.HandleFunc("GET "+base+"/live-queries", s.guard(auth.ScopeStreamsRead, s.listLiveQueries))
+	mux.HandleFunc("GET "+base+"/live-queries/{id}", s.guard(auth.ScopeStreamsRead, s.getLiveQuery))
+	mux.HandleFunc("DELETE "+base+"/live-queries/{id}", s.guard(auth.ScopeStreamsWrite, s.deleteLiveQuery))
 	s.seed001Routes(mux)
 	s.seed004Routes(mux)
 	// The API's description is public, like any client library generated from it.
