@@ -60,14 +60,19 @@ type LiveQuery struct {
 	EvaluatedAt *time.Time      `json:"evaluatedAt,omitempty"`
 }
 
-// LiveQueryInput is what Create takes.
+// LiveQueryInput is what Create takes. ID is optional: a migrating customer keeps its live
+// queries' ids (and the filters that name them); without it one is generated.
 type LiveQueryInput struct {
+	ID    string `json:"id"`
 	Name  string `json:"name"`
 	Query string `json:"query"`
 }
 
 // Create compiles and stores a new live query of partition. createdBy is the token's subject.
 func (l *LiveQueries) Create(ctx context.Context, partition string, in LiveQueryInput, createdBy string) (*LiveQuery, error) {
+	if in.ID != "" && !validLiveQueryID(in.ID) {
+		return nil, web.BadRequest("id", "id %q is not a live query id: LVQ and 22 letters or digits", clip(in.ID))
+	}
 	if in.Query == "" {
 		return nil, web.BadRequest("query", "query is required: a CEL expression over entities and points")
 	}
@@ -84,13 +89,15 @@ func (l *LiveQueries) Create(ctx context.Context, partition string, in LiveQuery
 	if len(keys) >= MaxLiveQueries {
 		return nil, &web.Error{Status: http.StatusConflict, Code: "limit_reached", Message: fmt.Sprintf("the partition has %d live queries, the most allowed", MaxLiveQueries)}
 	}
-	def := &proto.LiveQuery{V: proto.Version, ID: newLiveQueryID(), Partition: partition, Name: in.Name,
+	def := &proto.LiveQuery{V: proto.Version, ID: cmp.Or(in.ID, newLiveQueryID()), Partition: partition, Name: in.Name,
 		Query: in.Query, CreatedAt: time.Now().UnixNano(), CreatedBy: createdBy}
 	data, err := proto.Marshal(def)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := l.defs.Create(ctx, proto.StreamKey(partition, def.ID), data); err != nil {
+	if _, err := l.defs.Create(ctx, proto.StreamKey(partition, def.ID), data); errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, &web.Error{Status: http.StatusConflict, Code: "conflict", Message: fmt.Sprintf("live query %s exists", def.ID), Field: "id"}
+	} else if err != nil {
 		return nil, fmt.Errorf("store live query: %w", err)
 	}
 	return viewOf(def, nil), nil

@@ -24,6 +24,7 @@ func TestLiveQueriesAPI(t *testing.T) {
 		{"unknown field", map[string]any{"query": sites, "cel": 1}, "cel", "unknown field"},
 		{"long name", map[string]any{"query": sites, "name": strings.Repeat("n", 201)}, "name", "at most 200"},
 		{"not JSON", "{", "", ""},
+		{"bad id", map[string]any{"query": sites, "id": "LVQ.x"}, "id", "not a live query id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := wantError(t, a.in("p1", "POST", "/live-queries", tc.body), 400, tc.field, tc.name)
@@ -38,6 +39,13 @@ func TestLiveQueriesAPI(t *testing.T) {
 	if !validLiveQueryID(q.ID) || q.Name != "All sites" || q.Query != sites || q.LastResult != nil {
 		t.Fatalf("created %+v", q)
 	}
+	// A given id is kept; taken, it is a conflict.
+	given := "LVQAERav1iu5vkp6Qhkmf1234"
+	want(t, a.in("p1", "POST", "/live-queries", map[string]any{"id": given, "query": sites}), 201, "create with id")
+	if e := wantError(t, a.in("p1", "POST", "/live-queries", map[string]any{"id": given, "query": sites}), 409, "id", "id taken"); !strings.Contains(e.Message, given) {
+		t.Fatalf("conflict: %+v", e)
+	}
+	want(t, a.in("p1", "DELETE", "/live-queries/"+given, nil), 204, "delete given")
 	// Tenancy and scope.
 	want(t, a.call("GET", partPath("p1", "/live-queries/"+q.ID), a.tok("p2"), nil), 403, "other partition's token")
 	want(t, a.in("p2", "GET", "/live-queries/"+q.ID, nil), 404, "in another partition")
