@@ -110,7 +110,7 @@ func Compile(src string) (*Query, error) {
 	if !q.deps.Entities && !q.deps.Points {
 		return nil, fmt.Errorf("%w: the query reads neither %s nor %s, so its result never changes", ErrInvalidQuery, VarEntities, VarPoints)
 	}
-	q.prog, err = e.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(1000))
+	q.prog, err = e.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(costLimit), cel.InterruptCheckFrequency(1000))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
