@@ -74,6 +74,19 @@ func TestLiveQuerySeed002(t *testing.T) {
 		t.Fatalf("%d live query events after unchanged results, want 1", n)
 	}
 
+	// Errors and the list, and every answer so far, against the OpenAPI document.
+	if code, out := in.call("POST", "/streaming/v1/partitions/p1/live-queries", tok, map[string]any{"query": "sites.size()"}); code != http.StatusBadRequest ||
+		!bytes.Contains(out, []byte(`undeclared reference to 'sites'`)) {
+		t.Fatalf("bad query: %d %s", code, out)
+	}
+	if code, out := in.call("POST", "/ingest/v1/partitions/p1/entities", tok, `{"id":"a.b","type":"site"}`); code != http.StatusBadRequest {
+		t.Fatalf("bad entity: %d %s", code, out)
+	}
+	if code, out := in.call("GET", "/streaming/v1/partitions/p1/live-queries", tok, nil); code != http.StatusOK || !bytes.Contains(out, []byte(seedLiveQueryID)) {
+		t.Fatalf("list: %d %s", code, out)
+	}
+	checkOpenAPI(t, in)
+
 	// A restart keeps the state: nothing is sent until the result changes again.
 	in.procs[0].stop(t)
 	in = startAllInOne(t, options{data: in.data, apiAddr: apiAddr, natsAddr: natsAddr})
@@ -90,6 +103,13 @@ func TestLiveQuerySeed002(t *testing.T) {
 	if string(got[1].Body) != wantNext {
 		t.Fatalf("after the restart: %s\nwant %s", got[1].Body, wantNext)
 	}
+	if code, out := in.call("DELETE", "/streaming/v1/partitions/p1/live-queries/"+seedLiveQueryID, tok, nil); code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", code, out)
+	}
+	if code, _ := in.call("GET", "/streaming/v1/partitions/p1/live-queries/"+seedLiveQueryID, tok, nil); code != http.StatusNotFound {
+		t.Fatalf("deleted query: %d", code)
+	}
+	checkOpenAPI(t, in)
 }
 
 // postEntities stores entity documents over HTTP ingest.
