@@ -20,7 +20,8 @@ import (
 )
 
 // The live-query evaluator. It runs inside the matcher, on a durable consumer of its own
-// (LiveConsumerName) over the entity and point subjects of EVENTS. A message of a partition none
+// (LiveConsumerName) over the entity and point subjects of EVENTS, started once the first live
+// query is known (a deployment without any costs nothing more). A message of a partition none
 // of whose live queries reads it is only acknowledged; the others mark their partition's
 // queries dirty, and DefaultLiveDebounce after the first of them the dirty queries are evaluated
 // over the partition's state as EVENTS holds it then (livequery.Load). A result that differs from
@@ -82,7 +83,13 @@ func (s *Service) runLive(ctx context.Context) error {
 		return fmt.Errorf("live queries watch: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
-	cons, err := js.CreateOrUpdateConsumer(ctx, proto.StreamEvents, jetstream.ConsumerConfig{
+	return e.loop(ctx, w)
+}
+
+// consume starts the evaluator's consumer. It is started once the first live query is known, so
+// that a deployment without live queries pays nothing for them.
+func (e *evaluator) consume(ctx context.Context) (jetstream.MessagesContext, <-chan jetstream.Msg, error) {
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, proto.StreamEvents, jetstream.ConsumerConfig{
 		Durable: LiveConsumerName, AckPolicy: jetstream.AckAllPolicy, AckWait: 30 * time.Second,
 		MaxAckPending: 100_000, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverNewPolicy,
 		FilterSubjects: []string{
@@ -90,15 +97,15 @@ func (s *Service) runLive(ctx context.Context) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("live query consumer: %w", err)
+		return nil, nil, fmt.Errorf("live query consumer: %w", err)
 	}
-	msgs := make(chan jetstream.Msg, 1024)
 	it, err := cons.Messages(jetstream.PullMaxMessages(500))
 	if err != nil {
-		return fmt.Errorf("live query consumer: %w", err)
+		return nil, nil, fmt.Errorf("live query consumer: %w", err)
 	}
+	msgs := make(chan jetstream.Msg, 1024)
 	go pump(ctx, it, msgs)
-	return e.loop(ctx, w, it, msgs)
+	return it, msgs, nil
 }
 
 // pump hands the consumer's messages to the loop until the iterator stops.
@@ -122,8 +129,14 @@ func pump(ctx context.Context, it jetstream.MessagesContext, out chan<- jetstrea
 
 // loop takes messages and definition changes, and evaluates once the debounce time has passed
 // since the first change gathered.
-func (e *evaluator) loop(ctx context.Context, w jetstream.KeyWatcher, it jetstream.MessagesContext, msgs <-chan jetstream.Msg) error {
-	defer it.Stop()
+func (e *evaluator) loop(ctx context.Context, w jetstream.KeyWatcher) error {
+	var it jetstream.MessagesContext
+	var msgs <-chan jetstream.Msg // nil, so never ready, until the consumer starts
+	defer func() {
+		if it != nil {
+			it.Stop()
+		}
+	}()
 	pending := map[string]*dirty{}
 	var last jetstream.Msg // the last message taken and not yet acknowledged
 	timer := time.NewTimer(time.Hour)
@@ -143,10 +156,18 @@ func (e *evaluator) loop(ctx context.Context, w jetstream.KeyWatcher, it jetstre
 			if !ok {
 				return errors.New("live queries: the definitions watch ended")
 			}
-			if partition, id, ok := e.apply(ctx, entry); ok {
-				e.mark(pending, partition).fresh[id] = true // a baseline when new
-				arm()
+			partition, id, ok := e.apply(ctx, entry)
+			if !ok {
+				continue
 			}
+			if it == nil {
+				var err error
+				if it, msgs, err = e.consume(ctx); err != nil {
+					return err
+				}
+			}
+			e.mark(pending, partition).fresh[id] = true // a baseline when new
+			arm()
 		case msg, ok := <-msgs:
 			if !ok {
 				return nil
@@ -159,15 +180,9 @@ func (e *evaluator) loop(ctx context.Context, w jetstream.KeyWatcher, it jetstre
 			}
 		case <-timer.C:
 			armed = false
-			if !e.flush(ctx, pending) {
+			if last = e.tick(ctx, pending, last); len(pending) > 0 {
 				timer.Reset(time.Second) // retried; nothing is acknowledged meanwhile
 				armed = true
-				continue
-			}
-			pending = map[string]*dirty{}
-			if last != nil {
-				_ = last.Ack() // AckAll: every message taken so far
-				last = nil
 			}
 		}
 	}
@@ -264,8 +279,20 @@ func (e *evaluator) apply(ctx context.Context, entry jetstream.KeyValueEntry) (p
 	return partition, id, true
 }
 
-// flush evaluates the dirty queries of every pending partition; false when something must be
-// retried (nothing may be acknowledged then).
+// tick evaluates what is pending and, when all of it is done, acknowledges every message taken
+// up to last (AckAll); it returns the message still to acknowledge.
+func (e *evaluator) tick(ctx context.Context, pending map[string]*dirty, last jetstream.Msg) jetstream.Msg {
+	if !e.flush(ctx, pending) {
+		return last
+	}
+	if last != nil {
+		_ = last.Ack()
+	}
+	return nil
+}
+
+// flush evaluates the dirty queries of every pending partition, removing each partition done
+// from pending; false when something must be retried (nothing may be acknowledged then).
 func (e *evaluator) flush(ctx context.Context, pending map[string]*dirty) bool {
 	ok := true
 	for partition, d := range pending {
