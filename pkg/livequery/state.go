@@ -17,6 +17,10 @@ import (
 // MaxStateSubjects bounds the entities and points Load reads for one partition.
 const MaxStateSubjects = 200_000
 
+// ErrStateTooLarge means a partition holds more than MaxStateSubjects entities and points: its
+// queries cannot be evaluated until it holds fewer.
+var ErrStateTooLarge = errors.New("live query state too large")
+
 // State is a partition's current state: what a query reads.
 type State struct {
 	Partition string
@@ -92,7 +96,7 @@ func Load(ctx context.Context, js jetstream.JetStream, partition string, deps De
 	}
 	pending := info.NumPending
 	if pending > MaxStateSubjects {
-		return nil, fmt.Errorf("load state of %s: %d entities and points exceed the limit of %d", partition, pending, MaxStateSubjects)
+		return nil, fmt.Errorf("%w: load state of %s: %d entities and points exceed the limit of %d", ErrStateTooLarge, partition, pending, MaxStateSubjects)
 	}
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))

@@ -341,6 +341,12 @@ func (e *evaluator) flushPartition(ctx context.Context, partition string, d *dir
 			deps.Points = deps.Points || lq.q.Deps().Points
 		}
 		st, err := livequery.Load(ctx, e.js, partition, deps)
+		if errors.Is(err, livequery.ErrStateTooLarge) {
+			// Permanent until the partition shrinks: retrying would hold back every other
+			// partition's acknowledgements.
+			e.log.Warn("live queries not evaluated", "partition", partition, "error", err.Error())
+			return nil
+		}
 		if err != nil {
 			return err
 		}
