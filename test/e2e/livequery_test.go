@@ -188,3 +188,35 @@ func jsOf(t *testing.T, in *instance) jetstream.JetStream {
 	}
 	return js
 }
+
+// TestLiveQuerySplit: with the services as separate processes the API stores the query and the
+// matcher process evaluates it.
+func TestLiveQuerySplit(t *testing.T) {
+	t.Parallel()
+	in := startSplit(t, "0.001")
+	tok := in.token("p1")
+	rc := newReceiver(t, nil)
+	nc := in.connect()
+	publishEntity(t, nc, "p1", "site", `{"id":"S1","type":"site","name":"one"}`)
+	code, out := in.call("POST", "/streaming/v1/partitions/p1/live-queries", tok, map[string]any{"id": seedLiveQueryID,
+		"query": `entities.filter(e, e.type == "site").map(e, e.name)`})
+	if code != http.StatusCreated {
+		t.Fatalf("create live query: %d %s", code, out)
+	}
+	waitLastResult(t, in, tok, `["one"]`)
+	code, out = in.call("POST", "/streaming/v1/partitions/p1/streams?type=event-stream", tok, map[string]any{
+		"webhookUrl": rc.URL, "format": "timeseries", "filter": "@.source == '" + proto.LiveQuerySource("p1", seedLiveQueryID) + "'"})
+	if code != http.StatusCreated {
+		t.Fatalf("create stream: %d %s", code, out)
+	}
+	var s streamResp
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatal(err)
+	}
+	in.waitEffective(s.ID)
+	publishEntity(t, nc, "p1", "site", `{"id":"S2","type":"site","name":"two"}`)
+	got := rc.waitFor(t, 1, 30*time.Second)
+	if want := `{"lastResult":["one","two"],"liveQueryId":"` + seedLiveQueryID + `"}`; string(got[0].Body) != want {
+		t.Fatalf("webhook %s, want %s", got[0].Body, want)
+	}
+}
