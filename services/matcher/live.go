@@ -50,7 +50,7 @@ type liveQuery struct {
 // dirty is what changed in one partition since the last evaluation.
 type dirty struct {
 	entities, points bool
-	fresh            map[string]bool // queries with no recorded result yet
+	fresh            map[string]bool // queries (re)defined, or seen at start: evaluated whatever changed
 }
 
 type evaluator struct {
