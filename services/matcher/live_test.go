@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
@@ -19,6 +20,7 @@ import (
 // selects its events.
 type liveFixture struct {
 	t      *testing.T
+	srv    *server.Server
 	conn   *bus.Conn
 	events jetstream.Stream
 	qid    string
@@ -43,7 +45,7 @@ func newLiveFixture(t *testing.T) *liveFixture {
 	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
 		t.Fatal(err)
 	}
-	f := &liveFixture{t: t, conn: conn, qid: "LVQAERav1iu5vkp6Qhkmf1234"}
+	f := &liveFixture{t: t, srv: srv, conn: conn, qid: "LVQAERav1iu5vkp6Qhkmf1234"}
 	if f.events, err = conn.JS.Stream(ctx, proto.StreamEvents); err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +99,14 @@ func (f *liveFixture) entity(doc string) {
 	}
 }
 
-// run starts a matcher and returns its stop function.
+// run starts a matcher on a connection of its own, as a process has, and returns its stop
+// function, which closes the connection.
 func (f *liveFixture) run() (stop func()) {
-	svc, err := New(Config{Conn: f.conn, LiveDebounce: 30 * time.Millisecond})
+	conn, err := bus.Connect("", f.srv, "matcher")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	svc, err := New(Config{Conn: conn, LiveDebounce: 30 * time.Millisecond})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -114,6 +121,7 @@ func (f *liveFixture) run() (stop func()) {
 			if err := <-done; err != nil {
 				f.t.Errorf("Run: %v", err)
 			}
+			conn.Close()
 		}
 	}
 	f.t.Cleanup(stop)
