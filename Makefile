@@ -51,6 +51,7 @@ fuzz:
 	cd services/ingest && $(GO) test -run '^$$' -fuzz '^FuzzParseReadings$$' -fuzztime $(FUZZTIME) .
 	cd services/ingest && $(GO) test -run '^$$' -fuzz '^FuzzEdgesAgree$$' -fuzztime $(FUZZTIME) .
 	cd services/api && $(GO) test -run '^$$' -fuzz '^FuzzStreamCreate$$' -fuzztime $(FUZZTIME) .
+	cd pkg && $(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./livequery/
 
 ## bench-match: the matcher's decision per event at 1k, 10k and 100k streams in one partition
 ## (mixed point-id, event-type and expression streams), one core; prints the scaling table.

@@ -266,6 +266,10 @@ func Unmarshal(b []byte, v any) error {
 		ver = x.V
 	case *RejectedInput:
 		ver = x.V
+	case *LiveQuery:
+		ver = x.V
+	case *LiveResult:
+		ver = x.V
 	}
 	if ver > Version {
 		return fmt.Errorf("%w: version %d > %d", ErrVersion, ver, Version)

@@ -97,7 +97,8 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, r Retention) er
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs, proto.BucketPartitions} {
+	for _, b := range []string{proto.BucketStreams, proto.BucketSecrets, proto.BucketState, proto.BucketIDs,
+		proto.BucketPartitions, proto.BucketLiveQueries, proto.BucketLiveResults} {
 		n, err := replicasFor(ctx, js, kvStream(b), r.Replicas)
 		if err != nil {
 			return err

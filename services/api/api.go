@@ -71,6 +71,8 @@ type Service struct {
 	quota    quotaBuckets // quota.go
 	// tally counts each partition's streams and point ids for the quotas (tally.go).
 	tally *tally
+	// live is the live-query store (livequeries.go).
+	live *LiveQueries
 }
 
 // New validates cfg and returns the API.
@@ -135,6 +137,10 @@ func (s *Service) Run(ctx context.Context) error {
 // ends. Until open returns, every route answers 503.
 func (s *Service) open(ctx context.Context) error {
 	var err error
+	// Before streams: a route runs once streams is set (guard).
+	if s.live, err = OpenLiveQueries(ctx, s.js); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	if s.streams, err = s.js.KeyValue(ctx, proto.BucketStreams); err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
@@ -179,6 +185,10 @@ func (s *Service) routes(con *console.Console) *http.ServeMux {
 	mux.HandleFunc("GET "+base+"/cloudevents", s.guard(auth.ScopeStreamsRead, s.getCloudEvents))        // cloudevents.go
 	mux.HandleFunc("PUT "+base+"/cloudevents", s.guard(auth.ScopeStreamsWrite, s.putCloudEvents))       // cloudevents.go
 	mux.HandleFunc("DELETE "+base+"/cloudevents", s.guard(auth.ScopeStreamsWrite, s.deleteCloudEvents)) // cloudevents.go
+	mux.HandleFunc("POST "+base+"/live-queries", s.guard(auth.ScopeStreamsWrite, s.createLiveQuery))    // livequeries.go
+	mux.HandleFunc("GET "+base+"/live-queries", s.guard(auth.ScopeStreamsRead, s.listLiveQueries))
+	mux.HandleFunc("GET "+base+"/live-queries/{id}", s.guard(auth.ScopeStreamsRead, s.getLiveQuery))
+	mux.HandleFunc("DELETE "+base+"/live-queries/{id}", s.guard(auth.ScopeStreamsWrite, s.deleteLiveQuery))
 	s.seed001Routes(mux)
 	s.seed004Routes(mux)
 	s.seed002Routes(mux)

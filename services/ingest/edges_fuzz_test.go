@@ -32,7 +32,43 @@ func FuzzEdgesAgree(f *testing.F) {
 		agreeOnReadings(t, body, raw, contentType, encoding)
 		agreeOnEvents(t, body, raw, contentType, encoding)
 		agreeOnBatch(t, body, raw, contentType, encoding)
+		agreeOnEntities(t, body, raw, contentType, encoding)
 	})
+}
+
+// agreeOnEntities checks the entities edge against the stage, as agreeOnEvents does for events:
+// every group HTTP would store is accepted by the stage with the same documents.
+func agreeOnEntities(t *testing.T, body, raw []byte, contentType, encoding string) {
+	groups, n, httpErr := acceptEntities(contentType, encoding, raw)
+	if httpErr != nil {
+		checkAnswer(t, httpErr)
+		return
+	}
+	f, _ := FormatOf(contentType)
+	want, err := ParseEntities(body, f, "")
+	if err != nil || len(want) != n {
+		t.Fatalf("HTTP accepted %d entities of %q, which parse as %d: %v", n, clipBytes(body), len(want), err)
+	}
+	byType := map[string][]EntityDoc{}
+	for _, e := range want {
+		byType[e.Type] = append(byType[e.Type], e)
+	}
+	total := 0
+	for _, g := range groups {
+		in, err := acceptInput(proto.IngestEntitySubject("p1", g.typ), header(mediaJSON), g.data)
+		if err != nil {
+			t.Fatalf("HTTP accepted %q as %q (202), the stage refuses its %s group %q: %v", clipBytes(body), contentType, g.typ, clipBytes(g.data), err)
+		}
+		for i, e := range in.entities {
+			if w := byType[g.typ][i]; e.ID != w.ID || e.Type != w.Type || !bytes.Equal(e.Doc, w.Doc) {
+				t.Fatalf("group %s entity %d: HTTP read %+v, the stage %+v", g.typ, i, w, e)
+			}
+		}
+		total += len(in.entities)
+	}
+	if total != n {
+		t.Fatalf("HTTP accepted %d entities, its groups hold %d", n, total)
+	}
 }
 
 // agreeOnBatch checks the batch edge against the stage, as agreeOnReadings does for readings.

@@ -83,8 +83,11 @@ func (w wireEvent) event(defaultType string) (DeviceEvent, error) {
 	if p := proto.TokenProblem(e.Type); p != "" {
 		return e, fmt.Errorf("%w: type %q %s (a single subject token)", ErrInvalidEvent, clip(e.Type), p)
 	}
-	if e.Type == proto.EventTypePoint {
+	switch e.Type {
+	case proto.EventTypePoint:
 		return e, fmt.Errorf("%w: type %q is reserved for point readings", ErrInvalidEvent, proto.EventTypePoint)
+	case proto.EventTypeEntity, proto.EventTypeLiveQuery:
+		return e, fmt.Errorf("%w: type %q is reserved (entity documents go to …/entities)", ErrInvalidEvent, e.Type)
 	}
 	if strings.HasPrefix(e.Type, proto.NotificationTypePrefix) {
 		return e, fmt.Errorf("%w: types starting %q are hookstream's operational notifications", ErrInvalidEvent, proto.NotificationTypePrefix)

@@ -4,14 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"strconv"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/web"
-	"hookstream/proto"
 )
 
 // postEvents serves POST /ingest/v1/partitions/{partition}/events: one event or an array, of any
@@ -38,23 +32,9 @@ func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
 		s.refused(w, r, err)
 		return
 	}
-	now := strconv.FormatInt(time.Now().UnixNano(), 10)
-	seqs := make([]uint64, 0, len(groups))
-	for _, g := range groups {
-		msg := nats.NewMsg(proto.IngestEventSubject(partition, g.typ))
-		msg.Data = g.data
-		msg.Header.Set(HeaderIngestedAt, now)
-		msg.Header.Set("Content-Type", mediaJSON)
-		if key != "" {
-			msg.Header.Set(jetstream.MsgIDHeader, partition+"/events/"+g.typ+"/"+key)
-		}
-		ack, err := s.js.PublishMsg(r.Context(), msg)
-		if err != nil {
-			s.log.Error("ingest publish failed", "partition", partition, "event_type", g.typ, "error", err.Error())
-			web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not store events, retry"})
-			return
-		}
-		seqs = append(seqs, ack.Sequence)
+	seqs, ok := s.storeGroups(w, r, partition, key, "events", groups)
+	if !ok {
+		return
 	}
 	web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequences": seqs})
 }

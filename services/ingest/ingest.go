@@ -61,7 +61,9 @@ type Service struct {
 
 	mu     sync.Mutex
 	points map[string]*pointState
-	events jetstream.Stream
+	// entities holds when each entity was first seen (entities.go), by "{partition}.{id}".
+	entities map[string]int64
+	events   jetstream.Stream
 	// ids are the partitions' CloudEvents identities, whose source templates name the
 	// readings' sources (nil: every partition has hookstream's own).
 	ids *identity.Book
@@ -88,7 +90,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState)}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState), entities: make(map[string]int64)}, nil
 }
 
 // Run consumes INGEST, and relays MQTT QoS 1 publishes to it (mqtt.go), until ctx is cancelled.
@@ -187,6 +189,8 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) ([]*nats.Msg, e
 		switch in.kind {
 		case "events":
 			outs, err = s.handleEvents(msg, in.partition, in.events)
+		case proto.IngestKindEntities:
+			outs, err = s.handleEntities(ctx, msg, in.partition, in.entities)
 		case proto.IngestKindBatch:
 			outs, err = s.handleBatch(ctx, msg, in.partition, in.batch)
 		default:

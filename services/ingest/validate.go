@@ -233,10 +233,11 @@ func hex4(b []byte, i int) int {
 // input is one INGEST message as the stage accepts it.
 type input struct {
 	partition string
-	kind      string // "points", "events" or proto.IngestKindBatch
+	kind      string // "points", "events", proto.IngestKindEntities or proto.IngestKindBatch
 	last      string // point id or event type; "" for a batch
 	readings  []Reading
 	events    []DeviceEvent
+	entities  []EntityDoc
 	batch     []BatchItem
 }
 
@@ -248,7 +249,7 @@ func acceptInput(subject string, h nats.Header, data []byte) (input, error) {
 	}
 	partition, kind, last, ok := proto.ParseIngestSubject(subject)
 	if !ok || !proto.ValidToken(partition) || (kind != proto.IngestKindBatch && !proto.ValidToken(last)) {
-		return input{}, errors.New("malformed subject: want hookstream.ingest.{partition}.points.{pointId}, hookstream.ingest.{partition}.events.{type} or hookstream.ingest.{partition}.batch, each id " + proto.TokenRule)
+		return input{}, errors.New("malformed subject: want hookstream.ingest.{partition}.points.{pointId}, hookstream.ingest.{partition}.events.{type}, hookstream.ingest.{partition}.entities.{type} or hookstream.ingest.{partition}.batch, each id " + proto.TokenRule)
 	}
 	in := input{partition: partition, kind: kind, last: last}
 	f, err := FormatOf(h.Get("Content-Type"))
@@ -260,10 +261,12 @@ func acceptInput(subject string, h nats.Header, data []byte) (input, error) {
 		in.readings, err = ParseReadings(data, f)
 	case "events":
 		in.events, err = ParseEvents(data, f, last)
+	case proto.IngestKindEntities:
+		in.entities, err = ParseEntities(data, f, last)
 	case proto.IngestKindBatch:
 		in.batch, err = ParseBatch(data, f)
 	default:
-		err = fmt.Errorf("unsupported ingest kind %q: want points, events or batch", clip(kind))
+		err = fmt.Errorf("unsupported ingest kind %q: want points, events, entities or batch", clip(kind))
 	}
 	return in, err
 }

@@ -42,6 +42,9 @@ type Config struct {
 	Catalog *catalog.Catalog
 	// Meter makes the matcher's instruments (default: the global provider's).
 	Meter metric.Meter
+	// LiveDebounce is how long the live-query evaluator gathers changes before it evaluates
+	// (live.go; 0: DefaultLiveDebounce).
+	LiveDebounce time.Duration
 }
 
 // Service is the matcher.
@@ -112,10 +115,20 @@ func (s *Service) Run(ctx context.Context) error {
 		OnError: s.stageError, Meter: s.cfg.Meter, Reject: func(m jetstream.Msg, err error) {
 			s.log.Warn("event rejected", "subject", m.Subject(), "error", err.Error())
 		}}
+	liveErr := make(chan error, 1)
+	go func() {
+		err := s.runLive(ctx) // live.go
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("live queries stopped", "error", err.Error())
+		}
+		liveErr <- err
+	}()
 	runErr := stage.Run(ctx)
 	cancel()
-	if err := <-watchErr; err != nil && runErr == nil {
-		runErr = err
+	for _, c := range []chan error{watchErr, liveErr} {
+		if err := <-c; err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	return runErr
 }

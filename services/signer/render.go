@@ -96,6 +96,12 @@ func singleEvent(format string) bool {
 
 // renderSingle renders ev in a single-event format (see singleEvent) into p.
 func renderSingle(def *stream.Stream, id string, ev *proto.Event, p *Payload) (err error) {
+	if ev.Type == proto.EventTypeLiveQuery && plainFormat(def.Format) {
+		// Seed 002's live-query payload is the event's data as the evaluator wrote it:
+		// {"lastResult": …, "liveQueryId": …}.
+		p.Body = ev.Data
+		return nil
+	}
 	switch def.Format {
 	case "", proto.FormatPoint:
 		p.Body, err = renderPoint(ev)
@@ -112,6 +118,12 @@ func renderSingle(def *stream.Stream, id string, ev *proto.Event, p *Payload) (e
 		err = renderTemplate(def, id, ev, p)
 	}
 	return err
+}
+
+// plainFormat reports whether a format is seed 002's plain one (contentMode undefined): point
+// or timeseries.
+func plainFormat(format string) bool {
+	return format == "" || format == proto.FormatPoint || format == proto.FormatTimeseries
 }
 
 // Batched reports whether a stream gathers events into batches, and batchKey which batch an
