@@ -170,3 +170,37 @@ func FuzzTargetID(f *testing.F) {
 		}
 	})
 }
+
+func TestGraphQLLiveQueries(t *testing.T) {
+	a := newAPITest(t)
+	const create = `mutation { createLiveQuery(input: {liveQuery: {id: "LVQCJcMTCrz86gs8UteKroy34", name: "sites", query: "{'sites': entities.filter(e, e.type == 'site').map(e, {'id': e.id})}"}}) { liveQuery { id name query createdAt lastResult } } }`
+	g := a.graphql(a.tok("p1"), create)
+	got, _ := g.Data["createLiveQuery"].(map[string]any)["liveQuery"].(map[string]any)
+	if got["id"] != "LVQCJcMTCrz86gs8UteKroy34" || got["name"] != "sites" || got["createdAt"] == "" || got["lastResult"] != nil {
+		t.Fatalf("created: %+v %+v", g.Data, g.Errors)
+	}
+	if g := a.graphql(a.tok("p1"), create); len(g.Errors) != 1 || g.Errors[0].Extensions["code"] == "" {
+		t.Fatalf("same id again: %+v", g.Errors)
+	}
+	if g := a.graphql(a.tok("p1"), `mutation { createLiveQuery(input: {liveQuery: {query: "entities.nope("}}) { liveQuery { id } } }`); g.errorField(t) != "query" {
+		t.Fatalf("bad query: %+v", g.Errors)
+	}
+	ro := a.token([]string{"p1"}, auth.ScopeStreamsRead)
+	if g := a.graphql(ro, `mutation { deleteLiveQuery(input: {id: "LVQCJcMTCrz86gs8UteKroy34"}) { _ } }`); len(g.Errors) != 1 || g.Errors[0].Extensions["code"] != "forbidden" {
+		t.Fatalf("read-only delete: %+v", g.Errors)
+	}
+	if g := a.graphql(a.tok("p2"), `{ liveQueries { id } }`); len(g.Data["liveQueries"].([]any)) != 0 {
+		t.Fatalf("p2 sees %+v", g.Data)
+	}
+	g = a.graphql(ro, `{ liveQueries { id query } }`)
+	if l := g.Data["liveQueries"].([]any); len(l) != 1 || l[0].(map[string]any)["id"] != "LVQCJcMTCrz86gs8UteKroy34" {
+		t.Fatalf("list: %+v", g)
+	}
+	g = a.graphql(a.tok("p1"), `mutation { deleteLiveQuery(input: {id: "LVQCJcMTCrz86gs8UteKroy34"}) { _ } }`)
+	if d, _ := g.Data["deleteLiveQuery"].(map[string]any); d["_"] != true {
+		t.Fatalf("delete: %+v", g)
+	}
+	if g := a.graphql(a.tok("p1"), `{ liveQuery(id: "LVQCJcMTCrz86gs8UteKroy34") { id } }`); g.Data["liveQuery"] != nil {
+		t.Fatalf("deleted live query still there: %+v", g)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/pkg/identity"
 	"hookstream/pkg/livequery"
 	"hookstream/proto"
 )
@@ -58,6 +59,9 @@ type evaluator struct {
 	js       jetstream.JetStream
 	results  jetstream.KeyValue
 	debounce time.Duration
+	// ids are the partitions' CloudEvents identities: a result's source is its partition's
+	// live-query source template (nil: every partition has hookstream's own).
+	ids *identity.Book
 
 	mu      sync.Mutex
 	queries map[string]map[string]*liveQuery // partition → id → query
@@ -72,6 +76,12 @@ func (s *Service) runLive(ctx context.Context) error {
 	}
 	var err error
 	if e.results, err = js.KeyValue(ctx, proto.BucketLiveResults); err != nil {
+		return fmt.Errorf("live queries: %w", err)
+	}
+	e.ids, err = identity.Watch(ctx, js, func(err error) {
+		e.log.Error("cloudevents identities no longer watched", "error", err.Error())
+	})
+	if err != nil {
 		return fmt.Errorf("live queries: %w", err)
 	}
 	defs, err := js.KeyValue(ctx, proto.BucketLiveQueries)
@@ -476,9 +486,13 @@ func LivePayload(id string, result []byte) []byte {
 // send stores the event of the result claimed at rev in EVENTS and waits for its PubAck.
 func (e *evaluator) send(ctx context.Context, lq *liveQuery, result []byte, rev uint64) error {
 	p, id := lq.def.Partition, lq.def.ID
+	idn, err := e.ids.Get(ctx, p)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UnixNano()
 	ev := &proto.Event{V: proto.Version, ID: LiveEventID(p, id, rev), Partition: p, Type: proto.EventTypeLiveQuery,
-		Subject: id, Source: proto.LiveQuerySource(p, id), Time: now, IngestedAt: now, Data: LivePayload(id, result)}
+		Subject: id, Source: idn.LiveQuerySource(p, id), Time: now, IngestedAt: now, Data: LivePayload(id, result)}
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return err

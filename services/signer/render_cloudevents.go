@@ -30,6 +30,13 @@ func ceAttrs(ev *proto.Event, ce *CEContext) (id, source, typ, tm string, payloa
 		}
 		payload, err = marshal(timeseriesOf(ev))
 		typ = idn.PointType() // the partition's (seed 002: com.mapped.timeseries.point.record.v1)
+	} else if ev.Type == proto.EventTypeLiveQuery {
+		idn := ce.identity()
+		if source == "" {
+			source = idn.LiveQuerySource(ev.Partition, ev.Subject)
+		}
+		payload = data(ev) // {"lastResult", "liveQueryId"}, as seed 002's example
+		typ = idn.LiveQueryType()
 	} else {
 		if source == "" {
 			source = "//hookstream/partitions/" + ev.Partition + "/events/" + ev.Type + "/" + ev.Subject

@@ -277,7 +277,7 @@ func consoleTenancy(t *testing.T, b *tab, in *instance) {
 	// partition check.
 	b.open("/console/p/p1/streams")
 	for _, path := range []string{"/console/p/p2/streams/" + theirs + "/delete", "/console/p/p1/streams/" + theirs + "/delete"} {
-		status := b.eval(`fetch("` + path + `", {method: "POST", body: new URLSearchParams({csrf: document.querySelector("[name=csrf]").value})}).then(r => String(r.status))`, chromedp.EvalAwaitPromise)
+		status := b.eval(`fetch("`+path+`", {method: "POST", body: new URLSearchParams({csrf: document.querySelector("[name=csrf]").value})}).then(r => String(r.status))`, chromedp.EvalAwaitPromise)
 		if status != "403" && status != "404" {
 			t.Fatalf("POST %s from a p1 session: %s", path, status)
 		}

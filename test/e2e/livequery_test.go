@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,5 +219,62 @@ func TestLiveQuerySplit(t *testing.T) {
 	got := rc.waitFor(t, 1, 30*time.Second)
 	if want := `{"lastResult":["one","two"],"liveQueryId":"` + seedLiveQueryID + `"}`; string(got[0].Body) != want {
 		t.Fatalf("webhook %s, want %s", got[0].Body, want)
+	}
+}
+
+// TestSeed002LiveQueryFilter is seed 002's live-query subscription end to end: the partition's
+// live-query source set to the seed's (//com.mapped/orgs/{org}/liveQueries/{id}), the live query
+// created with GraphQL under the seed's id, the seed's createWebhookTarget request (its filter
+// verbatim, its malformed targetUri replaced by a receiver) and a STRUCTURED target with the same
+// filter: a new site reaches the first as the seed's plain payload and the second as a
+// CloudEvent with the seed's source, the partition's type and org id.
+func TestSeed002LiveQueryFilter(t *testing.T) {
+	t.Parallel()
+	const org, lvq = "ORG8Si1dkzGEYZgxrR4ZYAbCD", "LVQAERav1iu5vkp6Qhkmf1234"
+	in := startAllInOne(t, options{})
+	tok := in.token(org)
+	rc := newReceiver(t, nil)
+	nc := in.connect()
+	seed002Identity(t, in, org, map[string]any{"liveQuerySource": "//com.mapped/orgs/{org}/liveQueries/{liveQueryId}",
+		"liveQueryType": "com.mapped.livequery.result.v1"})
+	publishEntity(t, nc, org, "site", `{"id":"SITEA2yCZ58ZpJsE7hH3Sj52CP","type":"site","name":"OG Site"}`)
+	g := gql(t, in, tok, `mutation { createLiveQuery(input: {liveQuery: {id: "`+lvq+`", name: "All sites",
+		query: "{'sites': entities.filter(e, e.type == 'site').map(e, {'id': e.id, 'name': e.name})}"}}) { liveQuery { id } } }`)
+	if len(g.Errors) > 0 {
+		t.Fatalf("createLiveQuery: %+v", g.Errors)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		g := gql(t, in, tok, `{ liveQuery(id: "`+lvq+`") { lastResult } }`)
+		if q, _ := g.Data["liveQuery"].(map[string]any); q == nil || q["lastResult"] == nil {
+			return fmt.Errorf("not evaluated yet: %+v", g)
+		}
+		return nil
+	})
+	create := strings.Replace(seed002Request(t, "create.graphql"), "https://example..com/d123456abcde", rc.URL+"/plain", 1)
+	if g := gql(t, in, tok, create); len(g.Errors) > 0 {
+		t.Fatalf("the seed's create: %+v", g.Errors)
+	}
+	filter := "@.source == '//com.mapped/orgs/" + org + "/liveQueries/" + lvq + "'"
+	seed002Target(t, in, tok, filter, rc.URL+"/structured", "contentMode: {value: STRUCTURED}")
+	in.waitEffective("")
+	waitBucketWatched(t, in, proto.BucketPartitions)
+
+	publishEntity(t, nc, org, "site", `{"id":"SITETeZNmbxTZKbN6ArdANbyvX","type":"site","name":"New Site"}`)
+	got := map[string][]byte{}
+	for _, r := range rc.waitFor(t, 2, 30*time.Second) {
+		got[r.Path] = r.Body
+	}
+	want := `{"lastResult":{"sites":[{"id":"SITEA2yCZ58ZpJsE7hH3Sj52CP","name":"OG Site"},{"id":"SITETeZNmbxTZKbN6ArdANbyvX","name":"New Site"}]},"liveQueryId":"` + lvq + `"}`
+	if string(got["/plain"]) != want {
+		t.Fatalf("plain: %s\nwant %s", got["/plain"], want)
+	}
+	var ce map[string]any
+	if err := json.Unmarshal(got["/structured"], &ce); err != nil {
+		t.Fatalf("structured %s: %v", got["/structured"], err)
+	}
+	data, _ := json.Marshal(ce["data"])
+	if ce["source"] != "//com.mapped/orgs/"+org+"/liveQueries/"+lvq || ce["type"] != "com.mapped.livequery.result.v1" ||
+		ce["orgid"] != org || ce["specversion"] != "1.0" || string(data) != want {
+		t.Fatalf("structured: %s", got["/structured"])
 	}
 }
