@@ -175,35 +175,6 @@ func (s *Service) entityCreated(ctx context.Context, partition, id string, now i
 	return at, nil
 }
 
-// postEntities serves POST /ingest/v1/partitions/{partition}/entities: one document or an
-// array, of any types, stored in INGEST one message per type (as events are); 202 means every
-// message is stored.
-func (s *Service) postEntities(w http.ResponseWriter, r *http.Request) {
-	partition, ok := s.authorize(w, r)
-	if !ok {
-		return
-	}
-	key, err := idempotencyKey(r)
-	if err != nil {
-		web.WriteError(w, err)
-		return
-	}
-	raw, err := s.readBody(w, r)
-	if err != nil {
-		web.WriteError(w, err)
-		return
-	}
-	groups, n, err := acceptEntities(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)
-	if err != nil {
-		s.refused(w, r, err)
-		return
-	}
-	seqs, ok := s.storeGroups(w, r, partition, key, proto.IngestKindEntities, groups)
-	if ok {
-		web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequences": seqs})
-	}
-}
-
 // acceptEntities is the HTTP edge's decision on the body of an entities request: the INGEST
 // messages to store, one per type (a JSON array, or an object for one document), and how many
 // documents they hold; or the error to answer (a *web.Error: 400, 413 or 415).

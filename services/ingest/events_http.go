@@ -8,35 +8,37 @@ import (
 	"hookstream/pkg/web"
 )
 
-// postEvents serves POST /ingest/v1/partitions/{partition}/events: one event or an array, of any
-// types. Events are stored in INGEST grouped by type (one message per type, in order of first
-// appearance), since the type is part of the ingest subject; 202 means every group is stored. An
-// Idempotency-Key makes a retry of a partly stored request store only what is missing.
-func (s *Service) postEvents(w http.ResponseWriter, r *http.Request) {
-	partition, ok := s.authorize(w, r)
-	if !ok {
-		return
+// postGroups serves an ingest route whose body accept splits into groups stored in INGEST one
+// message per group under kind: POST …/events (one event or an array, of any types, grouped by
+// type in order of first appearance, since the type is part of the ingest subject) and POST
+// …/entities (entities.go). 202 means every group is stored. An Idempotency-Key makes a retry of
+// a partly stored request store only what is missing.
+func (s *Service) postGroups(kind string, accept func(contentType, contentEncoding string, raw []byte) ([]eventGroup, int, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		partition, ok := s.authorize(w, r)
+		if !ok {
+			return
+		}
+		key, err := idempotencyKey(r)
+		if err != nil {
+			web.WriteError(w, err)
+			return
+		}
+		raw, err := s.readBody(w, r)
+		if err != nil {
+			web.WriteError(w, err)
+			return
+		}
+		groups, n, err := accept(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)
+		if err != nil {
+			s.refused(w, r, err)
+			return
+		}
+		seqs, ok := s.storeGroups(w, r, partition, key, kind, groups)
+		if ok {
+			web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequences": seqs})
+		}
 	}
-	key, err := idempotencyKey(r)
-	if err != nil {
-		web.WriteError(w, err)
-		return
-	}
-	raw, err := s.readBody(w, r)
-	if err != nil {
-		web.WriteError(w, err)
-		return
-	}
-	groups, n, err := acceptEvents(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)
-	if err != nil {
-		s.refused(w, r, err)
-		return
-	}
-	seqs, ok := s.storeGroups(w, r, partition, key, "events", groups)
-	if !ok {
-		return
-	}
-	web.WriteJSON(w, http.StatusAccepted, map[string]any{"accepted": n, "sequences": seqs})
 }
 
 // eventGroup is the INGEST message (JSON) of one type's events of a request.

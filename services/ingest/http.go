@@ -35,9 +35,9 @@ import (
 // window.
 func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/points/{pointId}/values", s.postValues)
-	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/events", s.postEvents)
+	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/events", s.postGroups("events", acceptEvents))
 	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/batch", s.postBatch)
-	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/entities", s.postEntities) // entities.go
+	mux.HandleFunc("POST /ingest/v1/partitions/{partition}/entities", s.postGroups(proto.IngestKindEntities, acceptEntities)) // entities.go
 }
 
 // authorize authenticates an ingest request and checks that its token may write to the

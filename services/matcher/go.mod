@@ -12,6 +12,7 @@ require (
 	go.opentelemetry.io/otel/trace v1.47.0
 	hookstream/pkg v0.0.0
 	hookstream/proto v0.0.0
+	hookstream/testkit v0.0.0
 )
 
 require (
@@ -62,4 +63,5 @@ require (
 replace (
 	hookstream/pkg => ../../pkg
 	hookstream/proto => ../../proto
+	hookstream/testkit => ../../testkit
 )

@@ -14,6 +14,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
+	"hookstream/testkit/bustest"
 )
 
 // liveFixture is a bus with the topology, a live query and a stream whose seed-002 filter
@@ -31,22 +32,11 @@ const sitesQuery = `{"sites": entities.filter(e, e.type == "site").map(e, {"id":
 
 func newLiveFixture(t *testing.T) *liveFixture {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect("", srv, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	ctx := t.Context()
-	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Start(t, bus.ServerConfig{})
+	srv, conn := b.Server, b.Conn
 	f := &liveFixture{t: t, srv: srv, conn: conn, qid: "LVQAERav1iu5vkp6Qhkmf1234"}
-	if f.events, err = conn.JS.Stream(ctx, proto.StreamEvents); err != nil {
+	var err error
+	if f.events, err = conn.JS.Stream(t.Context(), proto.StreamEvents); err != nil {
 		t.Fatal(err)
 	}
 	f.put(proto.BucketLiveQueries, &proto.LiveQuery{V: proto.Version, ID: f.qid, Partition: "p1", Query: sitesQuery, CreatedAt: 1})

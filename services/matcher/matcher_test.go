@@ -14,6 +14,7 @@ import (
 	"hookstream/pkg/bus"
 	"hookstream/pkg/stream"
 	"hookstream/proto"
+	"hookstream/testkit/bustest"
 )
 
 // checkFor polls f every 20 ms until it returns nil, failing the test after timeout.
@@ -36,20 +37,8 @@ func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 // bucket, and runs a matcher whose instruments report to the returned reader.
 func startMatcher(t *testing.T, defs ...*stream.Stream) (*bus.Conn, *sdkmetric.ManualReader) {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	conn, err := bus.Connect("", srv, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	conn := bustest.Start(t, bus.ServerConfig{}).Conn
 	ctx := t.Context()
-	if err := bus.EnsureTopology(ctx, conn.JS, bus.Retention{}); err != nil {
-		t.Fatal(err)
-	}
 	kv, err := conn.JS.KeyValue(ctx, proto.BucketStreams)
 	if err != nil {
 		t.Fatal(err)
