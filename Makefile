@@ -4,7 +4,7 @@ GO ?= go
 MODULES := proto pkg testkit services/ingest services/matcher services/signer services/delivery services/api services/hookstream
 BIN := bin/hookstream
 
-.PHONY: all build image-bin run test test-unit test-e2e test-cluster bench bench-match fmt vet tidy clean fuzz
+.PHONY: all build image-bin run test test-unit test-e2e test-cluster bench bench-cluster bench-match fmt vet tidy clean fuzz
 
 all: build
 
@@ -52,6 +52,12 @@ fuzz:
 	cd services/ingest && $(GO) test -run '^$$' -fuzz '^FuzzEdgesAgree$$' -fuzztime $(FUZZTIME) .
 	cd services/api && $(GO) test -run '^$$' -fuzz '^FuzzStreamCreate$$' -fuzztime $(FUZZTIME) .
 	cd pkg && $(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME) ./livequery/
+
+## bench-cluster: the bench against docker-compose.yml (R3, two replicas of every service) under
+## --fsync interval and always, then against the all-in-one, in one run (deploy/bench-cluster.sh;
+## needs Docker with compose; about 8 minutes). JSON in bench-results/.
+bench-cluster: build image-bin
+	BENCH_DURATION=$(BENCH_DURATION) deploy/bench-cluster.sh
 
 ## bench-match: the matcher's decision per event at 1k, 10k and 100k streams in one partition
 ## (mixed point-id, event-type and expression streams), one core; prints the scaling table.

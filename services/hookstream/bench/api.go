@@ -92,7 +92,7 @@ func (b *bencher) createStreams(ctx context.Context, specs []streamSpec) ([]stri
 	var once sync.Once
 	var first error
 	forEach(ctx, len(specs), 16, func(i int) bool {
-		body := map[string]any{"name": "bench " + specs[i].path, "webhookUrl": b.rcvURL + specs[i].path,
+		body := map[string]any{"name": "bench " + specs[i].path, "webhookUrl": b.hookURL + specs[i].path,
 			"pointIds": b.sc.pointIDs(i, specs[i].point), "webhookSecret": benchSecret}
 		if b.o.MaxInFlight > 0 {
 			body["maxInFlight"] = b.o.MaxInFlight

@@ -111,6 +111,8 @@ type options struct {
 	Token        string
 	Partition    string
 	PID          int
+	ReceiverURL  string
+	WebhookBase  string
 	CPUProfile   string
 	BareDuration time.Duration
 	BareWorkers  int
@@ -135,6 +137,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Token, "token", "", "API token for --api-url (scopes streams:write, streams:read)")
 	fs.StringVar(&o.Partition, "partition", "bench", "partition the bench streams and readings use")
 	fs.IntVar(&o.PID, "pid", 0, "with --api-url: pid of the hookstream process to measure CPU and RSS of")
+	fs.StringVar(&o.ReceiverURL, "receiver-url", "", "with --api-url: a running bench-receiver as this process reaches it (reset before each scenario), e.g. the compose bench-receiver's http://127.0.0.1:9001; default: one started here on 127.0.0.1")
+	fs.StringVar(&o.WebhookBase, "webhook-base", "", "with --receiver-url: the receiver's base URL as the deployment reaches it, e.g. http://bench-receiver:9000 (default: --receiver-url)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the hookstream process during the measured window (with several scenarios, one file per scenario: NAME-SCENARIO.EXT)")
 	fs.DurationVar(&o.BareDuration, "bare-duration", 0, "how long the bare HTTP ceiling is measured in all, in slices between the load's (0: as long as --duration)")
 	fs.IntVar(&o.BareWorkers, "bare-workers", 32, "concurrent keep-alive workers of the bare HTTP measurement")
@@ -185,6 +189,12 @@ func (o *options) validateTarget() error {
 	}
 	if o.APIURL != "" && o.Bin != "" {
 		return errors.New("--bin starts an all-in-one, --api-url targets a running deployment: give one")
+	}
+	if o.ReceiverURL != "" && o.APIURL == "" {
+		return errors.New("--receiver-url goes with --api-url (an all-in-one of the bench's own uses a receiver of its own)")
+	}
+	if o.WebhookBase != "" && o.ReceiverURL == "" {
+		return errors.New("--webhook-base goes with --receiver-url")
 	}
 	return nil
 }

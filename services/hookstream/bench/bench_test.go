@@ -157,6 +157,25 @@ func TestReceiverRecordsAndDedupes(t *testing.T) {
 	if string(b) != "3 0" {
 		t.Fatalf("progress %q", b)
 	}
+
+	// A bench targeting this receiver (--receiver-url) resets it: the next scenario's reading 0
+	// is new again, and nothing of the last one is left.
+	rresp, err := http.Post(srv.URL+"/reset", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rresp.Body.Close()
+	if rresp.StatusCode != http.StatusNoContent {
+		t.Fatalf("reset: %d", rresp.StatusCode)
+	}
+	if st := getStats(t, srv.URL+"/stats?counts=1"); st.Unique != 0 || st.Duplicates != 0 || st.Bad != 0 ||
+		st.WarmPaths != 0 || st.Bare != 0 || st.LatencyN != 0 || len(st.Counts) != 0 {
+		t.Fatalf("stats after reset %+v", st)
+	}
+	post("/h/0", "d1", "0-"+now)
+	if st := getStats(t, srv.URL+"/stats?counts=1"); st.Unique != 1 || st.Duplicates != 0 || len(st.Counts) < 1 || st.Counts[0] != 1 {
+		t.Fatalf("stats after reset and one delivery %+v", st)
+	}
 }
 
 func TestPublisherLost(t *testing.T) {
@@ -220,6 +239,10 @@ func TestBenchOptionsValidate(t *testing.T) {
 		"bin and api url": func(o *options) {
 			o.Bin, o.APIURL, o.NATSURL, o.Token = "/bin/true", "http://127.0.0.1:1", "nats://127.0.0.1:2", "t"
 		},
+		"receiver url without api url": func(o *options) { o.ReceiverURL = "http://127.0.0.1:3" },
+		"webhook base without receiver url": func(o *options) {
+			o.APIURL, o.NATSURL, o.Token, o.WebhookBase = "http://127.0.0.1:1", "nats://127.0.0.1:2", "t", "http://bench-receiver:9000"
+		},
 		"short slice": func(o *options) { o.Slice = time.Millisecond },
 		"short probe": func(o *options) { o.BareDuration = time.Millisecond },
 	} {
@@ -228,6 +251,12 @@ func TestBenchOptionsValidate(t *testing.T) {
 		if err := o.validate(); err == nil {
 			t.Errorf("%s accepted", name)
 		}
+	}
+	o = base()
+	o.APIURL, o.NATSURL, o.Token = "http://127.0.0.1:1", "nats://127.0.0.1:2", "t"
+	o.ReceiverURL, o.WebhookBase = "http://127.0.0.1:3", "http://bench-receiver:9000"
+	if err := o.validate(); err != nil {
+		t.Fatalf("a deployment with its own receiver rejected: %v", err)
 	}
 	o = base()
 	o.Scenario = "a,c-latency"

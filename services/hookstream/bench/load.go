@@ -240,9 +240,11 @@ func (b *bencher) results(ctx context.Context, pub *publisher, w window, res *re
 		rss, _ := procPeakRSS(pid)
 		res.HookstreamRSSMB = float64(rss) / (1 << 20)
 	}
-	rss, _ := procPeakRSS(b.rcv.pid())
-	res.ReceiverRSSMB = float64(rss) / (1 << 20)
-	rss, _ = procPeakRSS(os.Getpid())
+	if pid := b.rcv.pid(); pid > 0 {
+		rss, _ := procPeakRSS(pid)
+		res.ReceiverRSSMB = float64(rss) / (1 << 20)
+	}
+	rss, _ := procPeakRSS(os.Getpid())
 	res.BenchRSSMB = float64(rss) / (1 << 20)
 	b.logf("   %s: %.0f deliveries/s, bare HTTP %.0f/s, p50 %.2f ms, p99 %.2f ms, lost %d, duplicates %d",
 		sc.Name, res.DeliveriesPerS, res.BareHTTPPerS, res.P50ms, res.P99ms, res.Lost, res.Duplicates)

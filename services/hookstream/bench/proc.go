@@ -65,7 +65,13 @@ func startChild(exe, name, logPath string, args, env []string, stdout io.Writer)
 	return c, nil
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
+// pid is the child's process id, 0 for none (a receiver the bench did not start).
+func (c *child) pid() int {
+	if c == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
 
 func (c *child) exited() bool {
 	select {

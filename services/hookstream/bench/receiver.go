@@ -31,6 +31,7 @@ const ReceiverCommand = "bench-receiver"
 //	POST /bare      the bare-HTTP ceiling: counts the request and answers 204
 //	GET  /progress  "{unique} {hang}" as plain text, cheap enough to poll every few milliseconds
 //	GET  /stats     everything as JSON (receiverStats); ?counts=1 adds the per-reading counts
+//	POST /reset     forget everything (a bench targeting a running receiver, --receiver-url)
 //
 // A reading's value is the string "{seq}-{unixNanos}" (bench readings) or "w-{…}" (warm-up
 // readings, which only mark their path as reached). Latency is the receiver's wall clock at
@@ -140,6 +141,16 @@ func (rc *recorder) record(path, id string, body []byte, at time.Time) {
 	}
 }
 
+// reset forgets everything recorded: a long-running receiver (the compose bench-receiver) starts
+// each scenario of a bench that targets it empty.
+func (rc *recorder) reset() {
+	fresh := newRecorder()
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.seen, rc.counts, rc.latencyUs, rc.warm = fresh.seen, nil, nil, fresh.warm
+	rc.unique, rc.dups, rc.bad, rc.hang, rc.bare = 0, 0, 0, 0, 0
+}
+
 func (rc *recorder) progress() (unique, hang int64) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -206,6 +217,10 @@ func (rc *recorder) handler(stop <-chan struct{}, echo io.Writer) http.Handler {
 		rc.mu.Lock()
 		rc.bare++
 		rc.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /reset", func(w http.ResponseWriter, r *http.Request) {
+		rc.reset()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /progress", func(w http.ResponseWriter, r *http.Request) {

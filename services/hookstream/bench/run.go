@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +27,8 @@ type bencher struct {
 
 	dir      string
 	rcv      *child
-	rcvURL   string
+	rcvURL   string // the receiver as the bench reaches it
+	hookURL  string // the receiver as hookstream reaches it (the streams' webhook base)
 	hs       *child
 	apiURL   string
 	natsURL  string
@@ -122,10 +125,9 @@ func (b *bencher) start(ctx context.Context, res *result) error {
 		Proxy: nil, MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second,
 	}}
 	b.atEnd(b.client.CloseIdleConnections)
-	if b.rcv, b.rcvURL, err = startReceiverProc(ctx, filepath.Join(b.dir, "receiver.log")); err != nil {
+	if err := b.startReceiver(ctx); err != nil {
 		return err
 	}
-	b.atEnd(func() { b.rcv.stop(5 * time.Second) })
 	if err := b.startHookstream(ctx); err != nil {
 		return err
 	}
@@ -137,6 +139,33 @@ func (b *bencher) start(ctx context.Context, res *result) error {
 	})
 	if b.hs == nil && b.sc.Fsync == "always" {
 		res.Notes = append(res.Notes, "external deployment: fsync as it is configured")
+	}
+	return nil
+}
+
+// startReceiver starts the bench's own receiver, or resets the running one --receiver-url names.
+func (b *bencher) startReceiver(ctx context.Context) error {
+	if b.o.ReceiverURL == "" {
+		var err error
+		if b.rcv, b.rcvURL, err = startReceiverProc(ctx, filepath.Join(b.dir, "receiver.log")); err != nil {
+			return err
+		}
+		b.hookURL = b.rcvURL
+		b.atEnd(func() { b.rcv.stop(5 * time.Second) })
+		return nil
+	}
+	b.rcvURL, b.hookURL = strings.TrimRight(b.o.ReceiverURL, "/"), strings.TrimRight(cmp.Or(b.o.WebhookBase, b.o.ReceiverURL), "/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.rcvURL+"/reset", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("reset the receiver: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("reset the receiver: %s", resp.Status)
 	}
 	return nil
 }
@@ -304,7 +333,9 @@ func (b *bencher) sampleCPU() cpuSample {
 	if pid := b.hookstreamPID(); pid > 0 {
 		s.hs, _ = procCPU(pid)
 	}
-	s.rcv, _ = procCPU(b.rcv.pid())
+	if pid := b.rcv.pid(); pid > 0 {
+		s.rcv, _ = procCPU(pid)
+	}
 	s.self, _ = procCPU(os.Getpid())
 	return s
 }
