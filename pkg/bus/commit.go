@@ -43,6 +43,7 @@ type Committer struct {
 	queue  []commitReq
 	queued int  // payload bytes queued
 	busy   bool // a goroutine is draining the queue
+	holds  int  // Holds not yet released
 }
 
 // commitReq is one submitted message, its answer, and its PubAck future once published
@@ -84,17 +85,50 @@ func (c *Committer) Submit(msg *nats.Msg, answer func(*jetstream.PubAck, error))
 	if c.room == nil {
 		c.room = sync.NewCond(&c.mu)
 	}
-	for len(c.queue) > 0 && (len(c.queue) >= 8*c.maxBatch() || c.queued >= 4*c.maxBytes()) {
+	for c.holds == 0 && len(c.queue) > 0 && (len(c.queue) >= 8*c.maxBatch() || c.queued >= 4*c.maxBytes()) {
 		c.room.Wait()
 	}
 	c.queue = append(c.queue, req)
 	c.queued += len(msg.Data)
-	start := !c.busy
-	c.busy = true
+	c.mu.Unlock()
+	c.start()
+}
+
+// start starts draining the queue unless a drain runs or a Hold is in force.
+func (c *Committer) start() {
+	c.mu.Lock()
+	start := !c.busy && c.holds == 0 && len(c.queue) > 0
+	c.busy = c.busy || start
 	c.mu.Unlock()
 	if start {
 		go c.drain()
 	}
+}
+
+// Hold keeps what is submitted from being stored until release is called (a group in flight
+// is finished): messages that belong together, submitted between Hold and release, then form
+// one group (when nothing was queued before and they are within MaxBatch and MaxBytes). While
+// held, Submit does not wait for room.
+func (c *Committer) Hold() (release func()) {
+	c.mu.Lock()
+	c.holds++
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.holds--
+			c.mu.Unlock()
+			c.start()
+		})
+	}
+}
+
+// Len is the number of messages submitted and not yet taken into a group.
+func (c *Committer) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
 }
 
 // Publish submits msg and waits for its answer or the end of ctx (the message may then still
@@ -137,9 +171,11 @@ func (c *Committer) drain() {
 func (c *Committer) take() []commitReq {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.queue) == 0 {
+	if len(c.queue) == 0 || c.holds > 0 {
 		c.busy = false
-		c.queue = nil
+		if len(c.queue) == 0 {
+			c.queue = nil
+		}
 		return nil
 	}
 	n, size := 0, 0
