@@ -40,8 +40,12 @@ func CloudEventsKey(partition string) string { return partition + ".cloudevents"
 
 // Subject prefixes.
 const (
-	prefix            = "hookstream."
-	SubjectIngestAll  = prefix + "ingest.>"
+	prefix           = "hookstream."
+	SubjectIngestAll = prefix + "ingest.>"
+	// SubjectSubmitAll is ingest's group-commit edge: a JetStream publish to
+	// hookstream.submit.{tail} is stored on hookstream.ingest.{tail} together with the others
+	// that arrive meanwhile (IngestOfSubmit).
+	SubjectSubmitAll  = prefix + "submit.>"
 	SubjectEventsAll  = prefix + "events.>"
 	SubjectJobsAll    = prefix + "jobs.>"
 	SubjectOutboxAll  = prefix + "outbox.>"
@@ -79,6 +83,13 @@ func IngestEventSubject(partition, eventType string) string {
 // measurement array).
 func IngestBatchSubject(partition string) string {
 	return prefix + "ingest." + partition + "." + IngestKindBatch
+}
+
+// IngestOfSubmit is the ingest subject of a submit subject (hookstream.submit.{tail} →
+// hookstream.ingest.{tail}); ok is false for any other subject.
+func IngestOfSubmit(subject string) (ingest string, ok bool) {
+	tail, ok := strings.CutPrefix(subject, prefix+"submit.")
+	return prefix + "ingest." + tail, ok
 }
 
 // IngestKindBatch is the kind ParseIngestSubject gives a batch subject; it has no last token.

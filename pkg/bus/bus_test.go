@@ -198,6 +198,9 @@ func TestEnsureTopologyIdempotent(t *testing.T) {
 			if cfg.Storage != jetstream.FileStorage {
 				t.Errorf("storage = %v, want file", cfg.Storage)
 			}
+			if want.name == proto.StreamIngest && !cfg.AllowAtomicPublish {
+				t.Error("INGEST does not allow atomic batches (ingest's submit edge stores them)")
+			}
 			if cfg.Duplicates != bus.DefaultDuplicates {
 				t.Errorf("de-duplication window = %s, want %s", cfg.Duplicates, bus.DefaultDuplicates)
 			}

@@ -26,8 +26,24 @@ const (
 // batch headers). A batch holding a message id the stream has stored is refused whole: the
 // caller then publishes the messages one by one (PublishEach), which de-duplicates them.
 func PublishBatch(js jetstream.JetStream, msgs []*nats.Msg) (jetstream.PubAckFuture, error) {
-	id := nuid.Next()
+	if len(msgs) == 0 {
+		return nil, errors.New("empty batch")
+	}
+	bms := batchMsgs(msgs)
 	nc := js.Conn()
+	for _, bm := range bms[:len(bms)-1] {
+		if err := nc.PublishMsg(bm); err != nil {
+			return nil, err
+		}
+	}
+	return js.PublishMsgAsync(bms[len(bms)-1])
+}
+
+// batchMsgs are copies of msgs (at least one) carrying the headers of one atomic batch, the
+// last its commit.
+func batchMsgs(msgs []*nats.Msg) []*nats.Msg {
+	id := nuid.Next()
+	out := make([]*nats.Msg, len(msgs))
 	for i, m := range msgs {
 		h := make(nats.Header, len(m.Header)+3)
 		for k, v := range m.Header {
@@ -35,17 +51,10 @@ func PublishBatch(js jetstream.JetStream, msgs []*nats.Msg) (jetstream.PubAckFut
 		}
 		h.Set(batchIDHeader, id)
 		h.Set(batchSeqHeader, strconv.Itoa(i+1))
-		bm := &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}
-		if i < len(msgs)-1 {
-			if err := nc.PublishMsg(bm); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		h.Set(batchCommitHeader, "1")
-		return js.PublishMsgAsync(bm)
+		out[i] = &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}
 	}
-	return nil, errors.New("empty batch")
+	out[len(out)-1].Header.Set(batchCommitHeader, "1")
+	return out
 }
 
 // PublishEach publishes msgs asynchronously, one message each, and waits until all are stored;

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"hookstream/pkg/bus"
+	"hookstream/proto"
 )
 
 // TestTenantNATSConfig runs a real nats-server on deploy/nats-tenants.conf and checks that a
@@ -59,6 +60,20 @@ func TestTenantNATSConfig(t *testing.T) {
 		t.Fatalf("p1 publishing its own reading: %v", err)
 	}
 
+	// The submit subject of its own partition (ingest's group commit) is open to p1 too.
+	c := &bus.Committer{JS: adminJS, Atomic: true}
+	sub, err := c.Serve(admin, proto.SubjectSubmitAll, "q", func(m *nats.Msg) (*nats.Msg, error) {
+		subject, _ := proto.IngestOfSubmit(m.Subject)
+		return &nats.Msg{Subject: subject, Header: m.Header, Data: m.Data}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if _, err := js.Publish(ctx, "hookstream.submit.p1.points.sub", []byte(`{"value":2}`)); err != nil {
+		t.Fatalf("p1 submitting its own reading: %v", err)
+	}
+
 	short, cancelShort := context.WithTimeout(ctx, time.Second)
 	defer cancelShort()
 	if _, err := js.Publish(short, "hookstream.ingest.p2.points.temp", []byte(`{"value":666}`)); err == nil {
@@ -76,6 +91,12 @@ func TestTenantNATSConfig(t *testing.T) {
 		}
 	}
 	wantViolation("publish into p2")
+	short2, cancelShort2 := context.WithTimeout(ctx, time.Second)
+	defer cancelShort2()
+	if _, err := js.Publish(short2, "hookstream.submit.p2.points.temp", []byte(`{"value":666}`)); err == nil {
+		t.Error("p1 submitted into p2")
+	}
+	wantViolation("submit into p2")
 	if _, err := p1.SubscribeSync("hookstream.events.>"); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +117,7 @@ func TestTenantNATSConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 1 || info.State.Subjects["hookstream.ingest.p1.points.temp"] != 1 {
-		t.Errorf("INGEST = %d messages %v, want only p1's", info.State.Msgs, info.State.Subjects)
+	if info.State.Msgs != 2 || info.State.Subjects["hookstream.ingest.p1.points.temp"] != 1 || info.State.Subjects["hookstream.ingest.p1.points.sub"] != 1 {
+		t.Errorf("INGEST = %d messages %v, want only p1's two", info.State.Msgs, info.State.Subjects)
 	}
 }

@@ -128,6 +128,9 @@ func streamConfigs(r Retention, ingestRetention jetstream.RetentionPolicy) []jet
 			Name: proto.StreamIngest, Subjects: []string{proto.SubjectIngestAll, proto.KeepSubject(proto.StreamIngest)},
 			Retention: ingestRetention, Storage: jetstream.FileStorage,
 			Duplicates: r.Duplicates, MaxMsgSize: IngestMaxMsgSize,
+			// ingest's submit edge stores publishes that arrive together as one batch
+			// (Committer, services/ingest/submit.go).
+			AllowAtomicPublish: true,
 		},
 		{
 			Name: proto.StreamEvents, Subjects: []string{proto.SubjectEventsAll},

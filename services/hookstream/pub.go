@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,18 +29,19 @@ func runPub(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := flag.NewFlagSet("pub", flag.ContinueOnError)
 	fs.SetOutput(errOut)
 	fs.Usage = func() {
-		fmt.Fprintln(errOut, "usage: hookstream pub [--nats-url URL] [--wait D] SUBJECT JSON")
+		fmt.Fprintln(errOut, "usage: hookstream pub [--nats-url URL] [--wait D] [--submit] SUBJECT JSON")
 		fs.PrintDefaults()
 	}
 	natsURL := fs.String("nats-url", defaultNATSURL(), "NATS server URL")
 	wait := fs.Duration("wait", 5*time.Second, "first wait up to this long for the services to have seen every stream change made so far (0: publish at once)")
+	submit := fs.Bool("submit", false, "publish an ingest subject's message to its submit subject (hookstream.submit.…), where ingest stores it with the others arriving meanwhile as one atomic batch (one fsync under --fsync always)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
 		return fmt.Errorf(`pub: want SUBJECT and JSON (flags before them), e.g. hookstream pub hookstream.ingest.p1.points.P1 '{"value": 22}'; got %d arguments`, fs.NArg())
 	}
-	subject, body := fs.Arg(0), []byte(fs.Arg(1))
+	subject, body := submitSubject(fs.Arg(0), *submit), []byte(fs.Arg(1))
 	if !json.Valid(body) {
 		return fmt.Errorf("pub: %q is not valid JSON", body)
 	}
@@ -74,6 +76,14 @@ func runPub(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	fmt.Fprintf(out, "stored in %s, sequence %d%s\n", ack.Stream, ack.Sequence, dup)
 	return nil
+}
+
+// submitSubject is subject, or with submit its submit subject when it is an ingest subject.
+func submitSubject(subject string, submit bool) string {
+	if tail, ok := strings.CutPrefix(subject, "hookstream.ingest."); ok && submit {
+		return "hookstream.submit." + tail
+	}
+	return subject
 }
 
 // waitStreamsSeen waits until every bound watcher of the streams bucket (the services' streams

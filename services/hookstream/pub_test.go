@@ -15,6 +15,8 @@ import (
 	"hookstream/pkg/auth"
 	"hookstream/pkg/bus"
 	"hookstream/proto"
+	"hookstream/services/ingest"
+	"hookstream/testkit"
 	"hookstream/testkit/bustest"
 )
 
@@ -166,5 +168,33 @@ func TestPubWaitsForWatchers(t *testing.T) {
 	}
 	if err := waitStreamsSeen(ctx, admin.JS); err != nil {
 		t.Errorf("after the watcher took its second change: %v", err)
+	}
+}
+
+// TestPubSubmit: pub --submit sends an ingest subject's message to its submit subject, which the
+// ingest service stores in INGEST under the ingest subject and acknowledges.
+func TestPubSubmit(t *testing.T) {
+	url, admin := startBus(t)
+	ctx := context.Background()
+	svc, err := ingest.New(ingest.Config{Conn: admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(testkit.Go(t, svc.Run))
+	subject := proto.IngestPointSubject("p1", "sub")
+	var out, errOut bytes.Buffer
+	testkit.CheckFor(t, 10*time.Second, func() error { // until ingest serves the submit subject
+		out.Reset()
+		return runPub(ctx, []string{"--nats-url", url, "--wait", "0", "--submit", subject, `{"value": 5}`}, &out, &errOut)
+	})
+	if got := out.String(); !strings.HasPrefix(got, "stored in INGEST, sequence ") {
+		t.Errorf("output %q; want the acknowledgement", got)
+	}
+	st, err := admin.JS.Stream(ctx, proto.StreamIngest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.GetLastMsgForSubject(ctx, subject); err != nil || string(got.Data) != `{"value": 5}` {
+		t.Errorf("stored %v, err %v; want the JSON under %s", got, err, subject)
 	}
 }

@@ -210,11 +210,14 @@ func acceptEntities(contentType, contentEncoding string, raw []byte) ([]eventGro
 }
 
 // storeGroups stores the INGEST messages of an events or entities request (kind), each on its
-// type's subject, and returns their sequences; on failure it answers 503 and returns false.
+// type's subject, together (one atomic batch under --fsync always), and returns their
+// sequences; on failure it answers 503 and returns false.
 func (s *Service) storeGroups(w http.ResponseWriter, r *http.Request, partition, key, kind string, groups []eventGroup) ([]uint64, bool) {
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
-	seqs := make([]uint64, 0, len(groups))
-	for _, g := range groups {
+	answers := make([]chan error, len(groups))
+	seqs := make([]uint64, len(groups))
+	release := s.commit.Hold()
+	for i, g := range groups {
 		subject := proto.IngestEventSubject(partition, g.typ)
 		if kind == proto.IngestKindEntities {
 			subject = proto.IngestEntitySubject(partition, g.typ)
@@ -226,13 +229,31 @@ func (s *Service) storeGroups(w http.ResponseWriter, r *http.Request, partition,
 		if key != "" {
 			msg.Header.Set(jetstream.MsgIDHeader, partition+"/"+kind+"/"+g.typ+"/"+key)
 		}
-		ack, err := s.js.PublishMsg(r.Context(), msg)
-		if err != nil {
-			s.log.Error("ingest publish failed", "partition", partition, "kind", kind, "type", g.typ, "error", err.Error())
+		answers[i] = make(chan error, 1)
+		s.commit.Submit(msg, func(ack *jetstream.PubAck, err error) {
+			if err == nil {
+				seqs[i] = ack.Sequence
+			}
+			answers[i] <- err
+		})
+	}
+	release()
+	for i, ch := range answers {
+		if err := waitAnswer(r.Context(), ch); err != nil {
+			s.log.Error("ingest publish failed", "partition", partition, "kind", kind, "type", groups[i].typ, "error", err.Error())
 			web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not store " + kind + ", retry"})
 			return nil, false
 		}
-		seqs = append(seqs, ack.Sequence)
 	}
 	return seqs, true
+}
+
+// waitAnswer waits for a Committer's answer on ch, or the end of ctx.
+func waitAnswer(ctx context.Context, ch <-chan error) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

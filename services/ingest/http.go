@@ -124,7 +124,7 @@ func (s *Service) store(w http.ResponseWriter, r *http.Request, subject, msgID s
 	if msgID != "" {
 		msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
-	ack, err := s.js.PublishMsg(ctx, msg)
+	ack, err := s.commit.Publish(ctx, msg)
 	if err != nil {
 		s.log.ErrorContext(ctx, "ingest publish failed", append([]any{"subject", subject, "error", err.Error()}, logAttrs...)...)
 		web.WriteError(w, &web.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not store readings, retry"})

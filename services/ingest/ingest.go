@@ -64,6 +64,9 @@ type Service struct {
 	// entities holds when each entity was first seen (entities.go), by "{partition}.{id}".
 	entities map[string]int64
 	events   jetstream.Stream
+	// commit stores the submit subject's publishes and the HTTP requests, those that arrive
+	// together as one atomic batch under --fsync always (submit.go).
+	commit *bus.Committer
 	// ids are the partitions' CloudEvents identities, whose source templates name the
 	// readings' sources (nil: every partition has hookstream's own).
 	ids *identity.Book
@@ -90,10 +93,13 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState), entities: make(map[string]int64)}, nil
+	s := &Service{cfg: cfg, log: cfg.Logger, js: cfg.Conn.JS, metrics: m, points: make(map[string]*pointState), entities: make(map[string]int64)}
+	s.commit = &bus.Committer{JS: s.js, Atomic: cfg.Conn.Atomic, OnError: s.stageError}
+	return s, nil
 }
 
-// Run consumes INGEST, and relays MQTT QoS 1 publishes to it (mqtt.go), until ctx is cancelled.
+// Run consumes INGEST, relays MQTT QoS 1 publishes to it (mqtt.go) and stores the submit
+// subject's publishes in it (submit.go), until ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {
 	stage, err := s.ingestStage(ctx)
 	if err != nil {
@@ -103,6 +109,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sub, err := s.serveSubmit()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Drain() }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	relayErr := make(chan error, 1)

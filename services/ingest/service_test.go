@@ -41,6 +41,7 @@ func (l *logBuffer) String() string {
 }
 
 type fixture struct {
+	bus    *bustest.Bus
 	conn   *bus.Conn
 	events jetstream.Stream
 	ingest jetstream.Stream
@@ -53,11 +54,20 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	conn := bustest.Start(t, bus.ServerConfig{}).Conn
+	return newFixtureWith(t, bus.ServerConfig{})
+}
+
+// newFixtureWith is newFixture on a server with cfg; under FsyncAlways the services' connection
+// publishes atomic batches, as the all-in-one's does.
+func newFixtureWith(t *testing.T, cfg bus.ServerConfig) *fixture {
+	t.Helper()
+	b := bustest.Start(t, cfg)
+	conn := b.Conn
+	conn.Atomic = cfg.Fsync == bus.FsyncAlways
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var err error
-	f := &fixture{conn: conn, logs: &logBuffer{}, metrics: sdkmetric.NewManualReader()}
+	f := &fixture{bus: b, conn: conn, logs: &logBuffer{}, metrics: sdkmetric.NewManualReader()}
 	f.meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.metrics)).Meter("test")
 	if f.events, err = conn.JS.Stream(ctx, proto.StreamEvents); err != nil {
 		t.Fatal(err)
@@ -72,11 +82,18 @@ func newFixture(t *testing.T) *fixture {
 // start runs a new ingest Service and returns a function that stops it.
 func (f *fixture) start(t *testing.T) (stop func()) {
 	t.Helper()
+	_, stop = f.startService(t)
+	return stop
+}
+
+// startService is start, also returning the service.
+func (f *fixture) startService(t *testing.T) (*Service, func()) {
+	t.Helper()
 	svc, err := New(Config{Conn: f.conn, Logger: slog.New(slog.NewTextHandler(f.logs, nil)), Meter: f.meter})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testkit.Go(t, svc.Run)
+	return svc, testkit.Go(t, svc.Run)
 }
 
 // publish stores a raw ingest message and returns its INGEST sequence.

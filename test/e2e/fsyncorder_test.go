@@ -25,7 +25,8 @@ import (
 
 // TestAckAfterFsync proves, from the system calls of the real binary under --fsync always, that
 // nothing acknowledged can be lost: every acknowledgement of a reading — the PubAck written to a
-// NATS publisher, the 202 written to an HTTP client — is written after an fsync of INGEST's block
+// NATS publisher (by the server, or by ingest for a publish to the submit subject), the 202
+// written to an HTTP client — is written after an fsync of INGEST's block
 // file that began once the reading had been written to that file. strace, attached to the
 // all-in-one, records the writes, fsyncs and socket writes with their times; each reading carries
 // a marker found in the write of its record, and its acknowledgement names its sequence.
@@ -107,8 +108,10 @@ func traceAcks(t *testing.T, strace, mode string) ([]ackedReading, []syscallRec)
 	return acks, readStrace(t, out)
 }
 
-// publishMarked publishes 60 readings over NATS, 30 at a time, and 10 over HTTP one after
-// another, each with its own marker, and returns them with their acknowledgements.
+// publishMarked publishes 60 readings over NATS, 30 at a time, 30 more at once to the submit
+// subject (ingest stores those arriving together as one atomic batch and answers each), and 10
+// over HTTP one after another, each with its own marker, and returns them with their
+// acknowledgements.
 func publishMarked(t *testing.T, in *instance, mode string) []ackedReading {
 	js, err := jetstream.New(in.connect())
 	if err != nil {
@@ -116,27 +119,11 @@ func publishMarked(t *testing.T, in *instance, mode string) []ackedReading {
 	}
 	var acks []ackedReading
 	for round := range 2 {
-		var futures []jetstream.PubAckFuture
-		var markers []string
-		for i := range 30 {
-			m := fmt.Sprintf("fsync-proof-%s-nats-%d-%02d", mode, round, i)
-			f, err := js.PublishAsync(proto.IngestPointSubject("p1", fmt.Sprintf("pt%d", i%3)), fmt.Appendf(nil, `{"value":%q}`, m))
-			if err != nil {
-				t.Fatal(err)
-			}
-			futures, markers = append(futures, f), append(markers, m)
-		}
-		for i, f := range futures {
-			select {
-			case a := <-f.Ok():
-				acks = append(acks, ackedReading{markers[i], fmt.Sprintf(`{\"stream\":\"INGEST\",\"seq\":%d}`, a.Sequence)})
-			case err := <-f.Err():
-				t.Fatalf("publish %s: %v", markers[i], err)
-			case <-time.After(10 * time.Second):
-				t.Fatalf("publish %s: no acknowledgement", markers[i])
-			}
-		}
+		acks = append(acks, publishRound(t, js, fmt.Sprintf("fsync-proof-%s-nats-%d", mode, round), proto.IngestPointSubject)...)
 	}
+	acks = append(acks, publishRound(t, js, "fsync-proof-"+mode+"-submit", func(p, pt string) string {
+		return "hookstream.submit." + strings.TrimPrefix(proto.IngestPointSubject(p, pt), "hookstream.ingest.")
+	})...)
 	tok := in.token("p1")
 	for i := range 10 {
 		m := fmt.Sprintf("fsync-proof-%s-http-%02d", mode, i)
@@ -146,6 +133,34 @@ func publishMarked(t *testing.T, in *instance, mode string) []ackedReading {
 			t.Fatalf("HTTP reading %s: %d %s", m, code, body)
 		}
 		acks = append(acks, ackedReading{m, fmt.Sprintf(`\"sequence\":%d}`, r.Sequence)})
+	}
+	return acks
+}
+
+// publishRound publishes 30 readings of three points of p1 asynchronously, to the subjects
+// subject names, each marked with prefix and its index, and waits for their acknowledgements.
+func publishRound(t *testing.T, js jetstream.JetStream, prefix string, subject func(partition, point string) string) []ackedReading {
+	t.Helper()
+	var futures []jetstream.PubAckFuture
+	var markers []string
+	for i := range 30 {
+		m := fmt.Sprintf("%s-%02d", prefix, i)
+		f, err := js.PublishAsync(subject("p1", fmt.Sprintf("pt%d", i%3)), fmt.Appendf(nil, `{"value":%q}`, m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		futures, markers = append(futures, f), append(markers, m)
+	}
+	var acks []ackedReading
+	for i, f := range futures {
+		select {
+		case a := <-f.Ok():
+			acks = append(acks, ackedReading{markers[i], fmt.Sprintf(`{\"stream\":\"INGEST\",\"seq\":%d}`, a.Sequence)})
+		case err := <-f.Err():
+			t.Fatalf("publish %s: %v", markers[i], err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("publish %s: no acknowledgement", markers[i])
+		}
 	}
 	return acks
 }

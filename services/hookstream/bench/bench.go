@@ -58,6 +58,9 @@ type scenario struct {
 	// --mqtt-listen instead of over NATS; Compare names the NATS scenario run beside it.
 	MQTT    bool
 	Compare string
+	// Submit publishes the readings to ingest's submit subject (hookstream.submit.…), where
+	// those arriving together are stored as one atomic batch, instead of INGEST's.
+	Submit bool
 }
 
 var scenarios = []scenario{
@@ -73,6 +76,8 @@ var scenarios = []scenario{
 	// j is not part of "all": it measures what spreading INGEST's stores over streams would be
 	// compared with, and has no target.
 	{Name: "j-fsync-points", Desc: "(e) over 64 points, a stream each", Streams: 64, Points: 64, Fanout: 1, Batch: 1, Fsync: "always"},
+	// k is not part of "all": it is e through ingest's group commit (issue 29), a run more.
+	{Name: "k-fsync-submit", Desc: "(e) published to the submit subject (ingest's group commit)", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "always", Submit: true},
 	// g is not part of "all": creating its streams takes longer than the other scenarios' runs.
 	{Name: "g-big-tenant", Desc: "2,000 streams x 1,000 points in one partition, 10 active at 1,000 readings/s, 8 listers paging through every stream",
 		Streams: 2000, Points: 10, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", PointsPerStream: 1000, Listers: 8, Restart: true,
@@ -83,7 +88,7 @@ var scenarios = []scenario{
 func allScenarios() []scenario {
 	var out []scenario
 	for _, s := range scenarios {
-		if s.Name != "g-big-tenant" && s.Name != "j-fsync-points" {
+		if s.Name != "g-big-tenant" && s.Name != "j-fsync-points" && s.Name != "k-fsync-submit" {
 			out = append(out, s)
 		}
 	}
@@ -121,6 +126,7 @@ type options struct {
 	Window       int
 	MaxInFlight  int
 	Batch        int
+	Submit       bool
 	DrainTimeout time.Duration
 	WarmTimeout  time.Duration
 	Keep         bool
@@ -128,7 +134,7 @@ type options struct {
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch, i-mqtt: runs a-max too, j-fsync-points), a comma-separated list, or all (every one but g and j)")
+	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch, i-mqtt: runs a-max too, j-fsync-points, k-fsync-submit), a comma-separated list, or all (every one but g, j and k)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long each scenario publishes")
 	fs.StringVar(&o.JSON, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.Bin, "bin", "", "run this hookstream binary as the all-in-one (default: this executable), e.g. to compare two builds under one measuring method")
@@ -147,6 +153,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Window, "window", 256, "most NATS publishes awaiting their JetStream ack")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", 0, "maxInFlight of every bench stream (0: the API default)")
 	fs.IntVar(&o.Batch, "batch", 0, "readings per NATS message (0: the scenario's own)")
+	fs.BoolVar(&o.Submit, "submit", false, "NATS scenarios publish to ingest's submit subject (hookstream.submit.…: publishes arriving together stored as one atomic batch) instead of INGEST's")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 60*time.Second, "how long to wait for the last deliveries after publishing stops")
 	fs.DurationVar(&o.WarmTimeout, "warm-timeout", 2*time.Minute, "how long every active stream may take to deliver its first (warm-up) reading before the load starts anyway")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary data directory (logs, JetStream store)")
@@ -279,6 +286,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if o.Batch > 0 && o.Batch != sc.Batch {
 			sc.Batch = o.Batch
 			sc.Desc += fmt.Sprintf(" (--batch %d readings per NATS message)", o.Batch)
+		}
+		if o.Submit && !sc.Submit && !sc.MQTT {
+			sc.Submit = true
+			sc.Desc += " (--submit: to the submit subject)"
 		}
 		b := &bencher{o: &o, sc: sc, logf: logf, profile: o.profilePath(sc, len(sel) > 1)}
 		res, err := b.run(ctx)

@@ -276,9 +276,12 @@ func TestBigTenantScenario(t *testing.T) {
 		t.Fatalf("scenario g = %+v, %v", g, ok)
 	}
 	for _, s := range allScenarios() {
-		if s.Name == g.Name || s.Name == "j-fsync-points" {
+		if s.Name == g.Name || s.Name == "j-fsync-points" || s.Name == "k-fsync-submit" {
 			t.Errorf(`"all" runs %s`, s.Name)
 		}
+	}
+	if k, ok := findScenario("k"); !ok || !k.Submit || k.Fsync != "always" || k.Batch != 1 {
+		t.Errorf("scenario k = %+v, %v; want e through the submit subject", k, ok)
 	}
 	ids := g.pointIDs(7, "pt-0")
 	if len(ids) != 1000 || ids[0] != "pt-0" || ids[1] != "s7-1" || ids[999] != "s7-999" {

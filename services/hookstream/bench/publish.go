@@ -40,10 +40,16 @@ type publisher struct {
 	failed atomic.Int64 // readings
 }
 
-func newPublisher(nc *nats.Conn, partition string, points []string, batch, window int) (*publisher, error) {
+// newPublisher is a publisher over NATS to the points' ingest subjects, or with submit their
+// submit subjects (proto.SubjectSubmitAll).
+func newPublisher(nc *nats.Conn, partition string, points []string, batch, window int, submit bool) (*publisher, error) {
 	p := &publisher{batch: max(batch, 1), window: make(chan struct{}, window)}
 	for _, pt := range points {
-		p.subjects = append(p.subjects, proto.IngestPointSubject(partition, pt))
+		subject := proto.IngestPointSubject(partition, pt)
+		if submit {
+			subject = "hookstream.submit." + strings.TrimPrefix(subject, "hookstream.ingest.")
+		}
+		p.subjects = append(p.subjects, subject)
 	}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(window+1),

@@ -197,7 +197,7 @@ func evalTargets(rs []*result) {
 				ok = ok && r.DeliveriesPerS >= 0.9*a.DeliveriesPerS
 			}
 			set(r, t, ok)
-		case "e-fsync-always":
+		case "e-fsync-always", "k-fsync-submit":
 			set(r, ">= 3,000/s or >= 0.9 per fsync the disk does", r.DeliveriesPerS >= 3000 || r.DeliveriesPerFsync >= 0.9)
 		case "h-fsync-batch":
 			set(r, ">= 6,000/s", r.DeliveriesPerS >= 6000)

@@ -101,7 +101,7 @@ func (b *bencher) run(ctx context.Context) (*result, error) {
 // publisher is the scenario's: over MQTT to the all-in-one's listener, or over NATS.
 func (b *bencher) publisher(nc *nats.Conn, points []string) (*publisher, error) {
 	if !b.sc.MQTT {
-		return newPublisher(nc, b.o.Partition, points, b.sc.Batch, b.o.Window)
+		return newPublisher(nc, b.o.Partition, points, b.sc.Batch, b.o.Window, b.sc.Submit)
 	}
 	if b.mqttAddr == "" {
 		return nil, errors.New("an MQTT scenario needs an all-in-one of its own (not --api-url)")
