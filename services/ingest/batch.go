@@ -134,14 +134,8 @@ func (s *Service) postBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key, err := idempotencyKey(r)
-	if err != nil {
-		web.WriteError(w, err)
-		return
-	}
-	raw, err := s.readBody(w, r)
-	if err != nil {
-		web.WriteError(w, err)
+	key, raw, ok := s.keyAndBody(w, r)
+	if !ok {
 		return
 	}
 	body, f, n, err := acceptBatch(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)

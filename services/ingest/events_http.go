@@ -19,14 +19,8 @@ func (s *Service) postGroups(kind string, accept func(contentType, contentEncodi
 		if !ok {
 			return
 		}
-		key, err := idempotencyKey(r)
-		if err != nil {
-			web.WriteError(w, err)
-			return
-		}
-		raw, err := s.readBody(w, r)
-		if err != nil {
-			web.WriteError(w, err)
+		key, raw, ok := s.keyAndBody(w, r)
+		if !ok {
 			return
 		}
 		groups, n, err := accept(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)

@@ -64,6 +64,23 @@ func (s *Service) authorize(w http.ResponseWriter, r *http.Request) (partition s
 	return partition, true
 }
 
+// keyAndBody reads what every ingest POST reads after authorizing (and after any check of the
+// path): the Idempotency-Key and the size-limited body, answering the error itself when either is
+// bad (ok false).
+func (s *Service) keyAndBody(w http.ResponseWriter, r *http.Request) (key string, raw []byte, ok bool) {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		web.WriteError(w, err)
+		return "", nil, false
+	}
+	raw, err = s.readBody(w, r)
+	if err != nil {
+		web.WriteError(w, err)
+		return "", nil, false
+	}
+	return key, raw, true
+}
+
 // idempotencyKey is the request's Idempotency-Key header, at most 200 characters.
 func idempotencyKey(r *http.Request) (string, error) {
 	key := r.Header.Get("Idempotency-Key")
@@ -83,14 +100,8 @@ func (s *Service) postValues(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, web.BadRequest("pointId", "point id %q %s", clip(pointID), p))
 		return
 	}
-	key, err := idempotencyKey(r)
-	if err != nil {
-		web.WriteError(w, err)
-		return
-	}
-	raw, err := s.readBody(w, r)
-	if err != nil {
-		web.WriteError(w, err)
+	key, raw, ok := s.keyAndBody(w, r)
+	if !ok {
 		return
 	}
 	body, f, n, err := acceptValues(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), raw)
