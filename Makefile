@@ -41,9 +41,11 @@ test-e2e: build
 	cd test && HOOKSTREAM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 12m ./...
 
 ## test-cluster: the fault scenarios of test/cluster against docker-compose.yml (needs Docker and
-## compose; every container, volume and network it makes is removed at the end).
+## compose; every container, volume and network it makes is removed at the end). SCENARIOS picks and
+## repeats scenarios on one deployment: make test-cluster SCENARIOS=e,e,e
+SCENARIOS ?=
 test-cluster: image-bin
-	cd test && HOOKSTREAM_CLUSTER_TEST=1 $(GO) test -count=1 -v -timeout 15m -run '^TestCluster$$' ./cluster
+	cd test && HOOKSTREAM_CLUSTER_TEST=1 HOOKSTREAM_CLUSTER_SCENARIOS=$(SCENARIOS) $(GO) test -count=1 -v -timeout 15m -run '^TestCluster$$' ./cluster
 
 ## fuzz: explore each fuzz target for FUZZTIME (their seed corpora already run in make test).
 FUZZTIME ?= 10s

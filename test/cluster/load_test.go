@@ -29,16 +29,17 @@ const ratePerNode = 40
 // sequence numbers JetStream acknowledged. A failed publish is tried again on the next node with
 // the same Nats-Msg-Id, so a reading whose acknowledgement was lost is stored once.
 type loader struct {
-	t     *testing.T
-	js    []jetstream.JetStream
-	seq   atomic.Int64
-	mu    sync.Mutex
-	acked []int64
+	t      *testing.T
+	js     []jetstream.JetStream
+	seq    atomic.Int64
+	mu     sync.Mutex
+	acked  []int64
+	values map[int64]string // every reading's value by sequence, for traceLost
 }
 
 func newLoader(t *testing.T, urls []string) *loader {
 	t.Helper()
-	l := &loader{t: t}
+	l := &loader{t: t, values: map[int64]string{}}
 	for _, u := range urls {
 		nc, err := nats.Connect(u, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(true))
 		if err != nil {
@@ -92,6 +93,9 @@ func (l *loader) run(node int, stop <-chan struct{}, wg *sync.WaitGroup) {
 		seq := l.seq.Add(1)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		value := strconv.FormatInt(seq, 10) + "-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+		l.mu.Lock()
+		l.values[seq] = value
+		l.mu.Unlock()
 		ok := l.publish(ctx, node, subject(seq), value, "ct-"+strconv.FormatInt(seq, 10))
 		cancel()
 		if ok {
