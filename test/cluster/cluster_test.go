@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -19,12 +20,14 @@ type report struct {
 	acked, delivered, lost, duplicates int
 	missing                            []int64 // the readings lost
 	gap                                time.Duration
+	drain                              time.Duration // from the end of the load to the last delivery checked
+	left                               string        // messages the pipeline held then (inFlight)
 	took                               time.Duration // the whole scenario, drain included
 }
 
 func (r report) String() string {
-	return fmt.Sprintf("acknowledged %d, delivered %d, lost %d, duplicates %d, longest delivery gap %s (took %s)",
-		r.acked, r.delivered, r.lost, r.duplicates, r.gap.Round(100*time.Millisecond), r.took.Round(time.Second))
+	return fmt.Sprintf("acknowledged %d, delivered %d, lost %d, duplicates %d, longest delivery gap %s, drained in %s, %s left in the pipeline (took %s)",
+		r.acked, r.delivered, r.lost, r.duplicates, r.gap.Round(100*time.Millisecond), r.drain.Round(time.Second), r.left, r.took.Round(time.Second))
 }
 
 // TestCluster runs every fault scenario on one compose deployment under a steady load published
@@ -112,7 +115,7 @@ func pick(t *testing.T, all []scenario, names string) []scenario {
 
 // runScenario loads the deployment for a few seconds, injects the fault, keeps the load on a few
 // seconds after the deployment is whole again, then waits until every acknowledged reading is
-// delivered (or two minutes pass) and reports.
+// delivered (see drainFor) and reports.
 func runScenario(t *testing.T, d *deployment, l *loader, r *receiver, sc scenario) (rep report) {
 	t.Helper()
 	began := time.Now()
@@ -126,26 +129,75 @@ func runScenario(t *testing.T, d *deployment, l *loader, r *receiver, sc scenari
 	acked := stop()
 	close(stopGaps)
 	rep = report{acked: len(acked), gap: <-gaps}
-	deadline := time.Now().Add(2 * time.Minute)
+	dr := &drainer{t: t, l: l, from: time.Now()}
 	for {
-		counts := r.stats(true).Counts
-		rep.lost, rep.delivered, rep.duplicates, rep.missing = 0, 0, 0, nil
-		for _, seq := range acked {
-			switch c := count(counts, seq); {
-			case c == 0:
-				rep.lost++
-				rep.missing = append(rep.missing, seq)
-			default:
-				rep.delivered++
-				rep.duplicates += c - 1
-			}
-		}
-		if rep.lost == 0 || time.Now().After(deadline) {
+		rep.count(acked, r.stats(true).Counts)
+		if rep.lost == 0 || !dr.waiting() {
 			break
 		}
 		time.Sleep(time.Second)
 	}
+	rep.drain = time.Since(dr.from)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if n, err := l.inFlight(ctx); err == nil {
+		rep.left = fmt.Sprint(n)
+	} else {
+		rep.left = "unknown (" + err.Error() + ")"
+	}
 	return rep
+}
+
+// Draining: every acknowledged reading gets drainFor after the scenario to be delivered, and up
+// to drainMax while the pipeline still holds work (a whole-deployment restart under a loaded
+// machine waits out AckWaits of 10-30 s per stage and retries backed off to tens of seconds);
+// only a reading not delivered once the pipeline is empty, or after drainMax, counts as lost.
+const (
+	drainFor = 2 * time.Minute
+	drainMax = 5 * time.Minute
+)
+
+// drainer decides how long a scenario waits for its deliveries, from the end of its load.
+type drainer struct {
+	t      *testing.T
+	l      *loader
+	from   time.Time
+	logged time.Time
+}
+
+// waiting reports whether to keep waiting; past drainFor it logs what the pipeline holds every
+// 30 s.
+func (dr *drainer) waiting() bool {
+	waited := time.Since(dr.from)
+	if waited < drainFor {
+		return true
+	}
+	if waited > drainMax {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := dr.l.inFlight(ctx)
+	if time.Since(dr.logged) >= 30*time.Second {
+		dr.logged = time.Now()
+		dr.t.Logf("after %s: %d messages still in the pipeline (%v)", waited.Round(time.Second), n, err)
+	}
+	return err != nil || n > 0
+}
+
+// count sets lost, delivered, duplicates and missing from the receiver's counts per reading.
+func (rep *report) count(acked []int64, counts []byte) {
+	rep.lost, rep.delivered, rep.duplicates, rep.missing = 0, 0, 0, nil
+	for _, seq := range acked {
+		switch c := count(counts, seq); {
+		case c == 0:
+			rep.lost++
+			rep.missing = append(rep.missing, seq)
+		default:
+			rep.delivered++
+			rep.duplicates += c - 1
+		}
+	}
 }
 
 func count(counts []byte, seq int64) int {

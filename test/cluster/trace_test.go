@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"hookstream/proto"
 )
 
 // traceLost says, for readings acknowledged and not delivered, how far each got through the
@@ -161,4 +163,52 @@ func outcomesOf(msgs []jetstream.Msg, id string) string {
 		return "none"
 	}
 	return strings.Join(got, " ")
+}
+
+// pipelineStreams are the streams a reading passes through before it is delivered.
+var pipelineStreams = []string{"INGEST", "EVENTS", "JOBS", "OUTBOX"}
+
+// inFlight counts the work the pipeline still holds: messages its consumers have not had or have
+// not acknowledged, and deliveries waiting in OUTBOX for a retry or behind a parked target. It
+// asks the first node that answers every question, and returns an error if none does.
+func (l *loader) inFlight(ctx context.Context) (uint64, error) {
+	var err error
+	for _, js := range l.js {
+		var n uint64
+		if n, err = inFlightOn(ctx, js); err == nil {
+			return n, nil
+		}
+	}
+	return 0, err
+}
+
+func inFlightOn(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	var n uint64
+	for _, name := range pipelineStreams {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		consumers := s.ListConsumers(ctx)
+		for ci := range consumers.Info() {
+			n += ci.NumPending + uint64(ci.NumAckPending)
+		}
+		if err := consumers.Err(); err != nil {
+			return 0, err
+		}
+	}
+	s, err := js.Stream(ctx, "OUTBOX")
+	if err != nil {
+		return 0, err
+	}
+	for _, subject := range []string{proto.SubjectRetryAll, proto.SubjectHeldAll} {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+	}
+	return n, nil
 }
