@@ -258,3 +258,39 @@ func TestCommitterServe(t *testing.T) {
 		t.Error("skipped message acknowledged")
 	}
 }
+
+// TestCommitterUnexpectedAck: a group's commit answered with a batch PubAck that does not
+// account for the group — fewer messages counted, no stream, not JSON — answers every message
+// of the group with an error, never an acknowledgement. JetStream does not answer so; a core
+// NATS responder on subjects no stream captures stands in for a server that would.
+func TestCommitterUnexpectedAck(t *testing.T) {
+	f := newCommitFixture(t, bus.FsyncAlways)
+	replies := map[string]string{
+		"odd.count":    `{"stream":"S","seq":9,"count":2}`,
+		"odd.nostream": `{"seq":9,"count":3}`,
+		"odd.json":     `not json`,
+	}
+	sub, err := f.conn.NC.Subscribe("odd.>", func(m *nats.Msg) {
+		if m.Reply != "" && m.Header.Get("Nats-Batch-Commit") == "1" {
+			_ = m.Respond([]byte(replies[m.Subject]))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := f.conn.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for subject, reply := range replies {
+		msgs := []*nats.Msg{testMsg(subject, "", "1"), testMsg(subject, "", "2"), testMsg(subject, "", "3")}
+		release := f.c.Hold()
+		wait := f.submit(t, msgs...)
+		release()
+		for i, a := range wait() {
+			if a.err == nil {
+				t.Errorf("%s: message %d acknowledged %+v on the reply %s", subject, i, a.ack, reply)
+			}
+		}
+	}
+}
