@@ -70,7 +70,8 @@ var scenarios = []scenario{
 	{Name: "d-10k-streams", Desc: "10,000 streams, 100 active, max rate, GOMEMLIMIT=256MiB", Streams: 10_000, Points: 100, Fanout: 1, Batch: 1, Fsync: "interval", MemLimit: "256MiB"},
 	{Name: "e-fsync-always", Desc: "(a) with --fsync always, 1 reading per NATS message", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "always"},
 	{Name: "f-hanging", Desc: "1,000 readings/s -> healthy stream + hanging stream", Streams: 2, Points: 1, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", Hanging: true},
-	{Name: "h-fsync-batch", Desc: "(a) with --fsync always, gateway batches of 50 readings", Streams: 1, Points: 1, Fanout: 1, Batch: 50, Fsync: "always"},
+	{Name: "h-fsync-batch", Desc: "(a) with --fsync always, gateway batches of 50 readings", Streams: 1, Points: 1, Fanout: 1, Batch: 50, Fsync: "always",
+		Compare: "l-batch"},
 	{Name: "i-mqtt", Desc: "(a) over MQTT: QoS 1 publishes (paho, one connection) to --mqtt-listen", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "interval",
 		MQTT: true, Compare: "a-max"},
 	// j is not part of "all": it measures what spreading INGEST's stores over streams would be
@@ -78,6 +79,9 @@ var scenarios = []scenario{
 	{Name: "j-fsync-points", Desc: "(e) over 64 points, a stream each", Streams: 64, Points: 64, Fanout: 1, Batch: 1, Fsync: "always"},
 	// k is not part of "all": it is e through ingest's group commit (issue 29), a run more.
 	{Name: "k-fsync-submit", Desc: "(e) published to the submit subject (ingest's group commit)", Streams: 1, Points: 1, Fanout: 1, Batch: 1, Fsync: "always", Submit: true},
+	// l is not part of "all" by name: it is h at default durability, run beside h (Compare), so
+	// that h's figure says what syncing every write costs on this machine in this run.
+	{Name: "l-batch", Desc: "(h) at default durability (--fsync interval): gateway batches of 50 readings", Streams: 1, Points: 1, Fanout: 1, Batch: 50, Fsync: "interval"},
 	// g is not part of "all": creating its streams takes longer than the other scenarios' runs.
 	{Name: "g-big-tenant", Desc: "2,000 streams x 1,000 points in one partition, 10 active at 1,000 readings/s, 8 listers paging through every stream",
 		Streams: 2000, Points: 10, Fanout: 1, Rate: 1000, Batch: 1, Fsync: "interval", PointsPerStream: 1000, Listers: 8, Restart: true,
@@ -88,7 +92,7 @@ var scenarios = []scenario{
 func allScenarios() []scenario {
 	var out []scenario
 	for _, s := range scenarios {
-		if s.Name != "g-big-tenant" && s.Name != "j-fsync-points" && s.Name != "k-fsync-submit" {
+		if !slices.Contains([]string{"g-big-tenant", "j-fsync-points", "k-fsync-submit", "l-batch"}, s.Name) {
 			out = append(out, s)
 		}
 	}
@@ -134,7 +138,7 @@ type options struct {
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch, i-mqtt: runs a-max too, j-fsync-points, k-fsync-submit), a comma-separated list, or all (every one but g, j and k)")
+	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch: runs l-batch too, i-mqtt: runs a-max too, j-fsync-points, k-fsync-submit, l-batch), a comma-separated list, or all (every one but g, j and k)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long each scenario publishes")
 	fs.StringVar(&o.JSON, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.Bin, "bin", "", "run this hookstream binary as the all-in-one (default: this executable), e.g. to compare two builds under one measuring method")
@@ -217,7 +221,7 @@ func (o *options) bare() time.Duration {
 // selected returns the scenarios --scenario names.
 func (o *options) selected() ([]scenario, error) {
 	if o.Scenario == "all" {
-		return allScenarios(), nil
+		return withCompared(allScenarios()), nil
 	}
 	var out []scenario
 	for _, name := range strings.FieldsFunc(o.Scenario, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {

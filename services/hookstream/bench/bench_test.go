@@ -276,7 +276,7 @@ func TestBigTenantScenario(t *testing.T) {
 		t.Fatalf("scenario g = %+v, %v", g, ok)
 	}
 	for _, s := range allScenarios() {
-		if s.Name == g.Name || s.Name == "j-fsync-points" || s.Name == "k-fsync-submit" {
+		if s.Name == g.Name || s.Name == "j-fsync-points" || s.Name == "k-fsync-submit" || s.Name == "l-batch" {
 			t.Errorf(`"all" runs %s`, s.Name)
 		}
 	}
@@ -420,5 +420,39 @@ func TestMQTTScenarioRunsBesideNATS(t *testing.T) {
 	note := compared(&result{ReadingsPerS: 900, DeliveriesPerS: 800}, &result{Scenario: "a-max", ReadingsPerS: 2000, DeliveriesPerS: 1600})
 	if !strings.Contains(note, "900 readings/s accepted (PUBACKed), 800 deliveries/s") || !strings.Contains(note, "a-max, this run): 2000 readings/s accepted, 1600 deliveries/s (MQTT 0.50x)") {
 		t.Errorf("note = %q", note)
+	}
+}
+
+// TestBatchScenarioRunsBesideDefault: h-fsync-batch brings l-batch (the same batches at default
+// durability) into the run, "all" too, once and just before it; h's note gives its ratio to l.
+func TestBatchScenarioRunsBesideDefault(t *testing.T) {
+	for _, tc := range []struct{ sel, want string }{
+		{"h", "l-batch,h-fsync-batch"},
+		{"h,l", "h-fsync-batch,l-batch"},
+		{"all", "a-max,b-fanout,c-latency,d-10k-streams,e-fsync-always,f-hanging,l-batch,h-fsync-batch,i-mqtt"},
+	} {
+		o := options{Scenario: tc.sel}
+		got, err := o.selected()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range got {
+			names = append(names, s.Name)
+		}
+		if strings.Join(names, ",") != tc.want {
+			t.Errorf("--scenario %s runs %v, want %s", tc.sel, names, tc.want)
+		}
+	}
+	if l, ok := findScenario("l"); !ok || l.Fsync != "interval" || l.Batch != 50 {
+		t.Errorf("scenario l = %+v, %v; want h at default durability", l, ok)
+	}
+	h := &result{Scenario: "h-fsync-batch", DeliveriesPerS: 3000}
+	evalTargets([]*result{{Scenario: "l-batch", DeliveriesPerS: 4000, HookstreamCPUPer1k: 0.285}, h})
+	if len(h.Notes) != 1 || !strings.HasPrefix(h.Notes[0], "0.75x l-batch (") || !strings.Contains(h.Notes[0], "4000 deliveries/s at 0.285 CPU-s") {
+		t.Errorf("h's notes = %q", h.Notes)
+	}
+	if h.TargetMet == nil || *h.TargetMet {
+		t.Errorf("h at 3,000/s judged %v against >= 6,000/s", h.TargetMet)
 	}
 }

@@ -201,6 +201,10 @@ func evalTargets(rs []*result) {
 			set(r, ">= 3,000/s or >= 0.9 per fsync the disk does", r.DeliveriesPerS >= 3000 || r.DeliveriesPerFsync >= 0.9)
 		case "h-fsync-batch":
 			set(r, ">= 6,000/s", r.DeliveriesPerS >= 6000)
+			if l := by["l-batch"]; l != nil {
+				r.Notes = append(r.Notes, fmt.Sprintf("%.2fx l-batch (the same batches at default durability, this run: %.0f deliveries/s at %.3f CPU-s per 1,000)",
+					r.DeliveriesPerS/max(l.DeliveriesPerS, 1e-9), l.DeliveriesPerS, l.HookstreamCPUPer1k))
+			}
 		case "i-mqtt":
 			r.Notes = append(r.Notes, compared(r, by["a-max"]))
 		case "f-hanging":
