@@ -79,7 +79,7 @@ fmt:
 tidy:
 	@set -e; for m in $(MODULES) test; do (cd $$m && $(GO) mod tidy); done
 
-## bench: the load scenarios a–i but g (g-big-tenant and j-fsync-points only by name), each with its own all-in-one instance and receiver, under 10 minutes;
+## bench: the load scenarios a–i but g, with l-batch beside h (g-big-tenant, j-fsync-points and k-fsync-submit only by name), each with its own all-in-one instance and receiver, under 10 minutes;
 ## the table goes to stdout, the figures to bench-results/bench.json. Then bench-match, if defined.
 ## It fails when any reading was lost. BENCH_FLAGS adds flags, e.g. --cpuprofile bench-results/cpu.pprof.
 BENCH_DURATION ?= 20s
