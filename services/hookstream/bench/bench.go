@@ -138,7 +138,7 @@ type options struct {
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch: runs l-batch too, i-mqtt: runs a-max too, j-fsync-points, k-fsync-submit, l-batch), a comma-separated list, or all (every one but g, j and k)")
+	fs.StringVar(&o.Scenario, "scenario", "a-max", "scenario name (a-max, b-fanout, c-latency, d-10k-streams, e-fsync-always, f-hanging, g-big-tenant, h-fsync-batch: runs l-batch too, i-mqtt: runs a-max too, j-fsync-points, k-fsync-submit, l-batch), a comma-separated list, or all (every one but g, j, k and l; l comes with h)")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long each scenario publishes")
 	fs.StringVar(&o.JSON, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.Bin, "bin", "", "run this hookstream binary as the all-in-one (default: this executable), e.g. to compare two builds under one measuring method")
@@ -220,9 +220,23 @@ func (o *options) bare() time.Duration {
 
 // selected returns the scenarios --scenario names.
 func (o *options) selected() ([]scenario, error) {
-	if o.Scenario == "all" {
-		return withCompared(allScenarios()), nil
+	out := allScenarios()
+	if o.Scenario != "all" {
+		var err error
+		if out, err = o.named(); err != nil {
+			return nil, err
+		}
 	}
+	if o.APIURL != "" {
+		// A deployment runs at its own durability, and MQTT scenarios need an all-in-one: a
+		// scenario to compare with would measure nothing there.
+		return out, nil
+	}
+	return withCompared(out), nil
+}
+
+// named returns the scenarios --scenario lists by name.
+func (o *options) named() ([]scenario, error) {
 	var out []scenario
 	for _, name := range strings.FieldsFunc(o.Scenario, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
 		s, ok := findScenario(name)
@@ -234,7 +248,7 @@ func (o *options) selected() ([]scenario, error) {
 	if len(out) == 0 {
 		return nil, errors.New("--scenario is empty")
 	}
-	return withCompared(out), nil
+	return out, nil
 }
 
 // withCompared adds, before a scenario naming one to compare with, that scenario when it is not

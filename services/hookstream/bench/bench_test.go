@@ -444,6 +444,10 @@ func TestBatchScenarioRunsBesideDefault(t *testing.T) {
 			t.Errorf("--scenario %s runs %v, want %s", tc.sel, names, tc.want)
 		}
 	}
+	o := options{Scenario: "h", APIURL: "http://127.0.0.1:1"}
+	if got, err := o.selected(); err != nil || len(got) != 1 || got[0].Name != "h-fsync-batch" {
+		t.Errorf("--scenario h against a deployment runs %v (%v), want h alone: it runs at the deployment's durability", got, err)
+	}
 	if l, ok := findScenario("l"); !ok || l.Fsync != "interval" || l.Batch != 50 {
 		t.Errorf("scenario l = %+v, %v; want h at default durability", l, ok)
 	}
