@@ -395,6 +395,20 @@ func getStats(t *testing.T, url string) receiverStats {
 	return st
 }
 
+// selectedNames is the comma-separated names of the scenarios o selects, in their order.
+func selectedNames(t *testing.T, o options) string {
+	t.Helper()
+	got, err := o.selected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(got))
+	for i, s := range got {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ",")
+}
+
 // TestMQTTScenarioRunsBesideNATS: i-mqtt brings a-max into the run (once, before it) unless it
 // is named, so its figures are printed beside NATS publishing's from the same run.
 func TestMQTTScenarioRunsBesideNATS(t *testing.T) {
@@ -404,17 +418,8 @@ func TestMQTTScenarioRunsBesideNATS(t *testing.T) {
 		{"a,i", "a-max,i-mqtt"},
 		{"c,i", "c-latency,a-max,i-mqtt"},
 	} {
-		o := options{Scenario: tc.sel}
-		got, err := o.selected()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, s := range got {
-			names = append(names, s.Name)
-		}
-		if strings.Join(names, ",") != tc.want {
-			t.Errorf("--scenario %s runs %v, want %s", tc.sel, names, tc.want)
+		if got := selectedNames(t, options{Scenario: tc.sel}); got != tc.want {
+			t.Errorf("--scenario %s runs %s, want %s", tc.sel, got, tc.want)
 		}
 	}
 	note := compared(&result{ReadingsPerS: 900, DeliveriesPerS: 800}, &result{Scenario: "a-max", ReadingsPerS: 2000, DeliveriesPerS: 1600})
@@ -431,22 +436,12 @@ func TestBatchScenarioRunsBesideDefault(t *testing.T) {
 		{"h,l", "h-fsync-batch,l-batch"},
 		{"all", "a-max,b-fanout,c-latency,d-10k-streams,e-fsync-always,f-hanging,l-batch,h-fsync-batch,i-mqtt"},
 	} {
-		o := options{Scenario: tc.sel}
-		got, err := o.selected()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, s := range got {
-			names = append(names, s.Name)
-		}
-		if strings.Join(names, ",") != tc.want {
-			t.Errorf("--scenario %s runs %v, want %s", tc.sel, names, tc.want)
+		if got := selectedNames(t, options{Scenario: tc.sel}); got != tc.want {
+			t.Errorf("--scenario %s runs %s, want %s", tc.sel, got, tc.want)
 		}
 	}
-	o := options{Scenario: "h", APIURL: "http://127.0.0.1:1"}
-	if got, err := o.selected(); err != nil || len(got) != 1 || got[0].Name != "h-fsync-batch" {
-		t.Errorf("--scenario h against a deployment runs %v (%v), want h alone: it runs at the deployment's durability", got, err)
+	if got := selectedNames(t, options{Scenario: "h", APIURL: "http://127.0.0.1:1"}); got != "h-fsync-batch" {
+		t.Errorf("--scenario h against a deployment runs %s, want h alone: it runs at the deployment's durability", got)
 	}
 	if l, ok := findScenario("l"); !ok || l.Fsync != "interval" || l.Batch != 50 {
 		t.Errorf("scenario l = %+v, %v; want h at default durability", l, ok)
